@@ -1,0 +1,208 @@
+//! Assembles services into a finished HTTP application: the kit endpoints, the middleware every
+//! request passes through, the OpenAPI document, and problem+json fallbacks.
+
+use std::{sync::Arc, time::Duration};
+
+use aide::{axum::ApiRouter, openapi::OpenApi};
+use axum::{
+    Extension, Router,
+    extract::{DefaultBodyLimit, Request},
+    http::{HeaderName, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use sqlx::migrate::Migrator;
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+};
+
+use crate::{error::ApiError, health::Health};
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Static description of one service: its name (the URL prefix and metrics label), its Postgres
+/// schema and its migrations.
+pub struct Service {
+    pub name: &'static str,
+    pub schema: &'static str,
+    pub migrator: &'static Migrator,
+}
+
+/// One service's routes, ready to mount: `router` already carries the service's state, and its
+/// paths start with `/<name>/`.
+pub struct Mounted {
+    pub name: &'static str,
+    pub router: ApiRouter,
+}
+
+/// HTTP settings applied to the whole application.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub request_timeout: Duration,
+    pub body_limit: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(10),
+            body_limit: 2 * 1024 * 1024,
+        }
+    }
+}
+
+/// Builds the application: every mounted service (each with its own metrics label), plus
+/// `/healthz`, `/readyz`, `/metrics` and `/openapi.json`, with request ids, access logs,
+/// metrics, a request timeout, a body limit, panic-to-500 and problem+json 404/405.
+pub fn build(title: &str, services: Vec<Mounted>, health: Health, http: &HttpSettings) -> Router {
+    build_with_doc(title, services, health, http).0
+}
+
+/// [`build`], also returning the OpenAPI document the application serves.
+pub fn build_with_doc(
+    title: &str,
+    services: Vec<Mounted>,
+    health: Health,
+    http: &HttpSettings,
+) -> (Router, Arc<OpenApi>) {
+    crate::metrics::install();
+    aide::generate::infer_responses(true);
+    aide::generate::extract_schemas(true);
+
+    let mut api = OpenApi {
+        info: aide::openapi::Info {
+            title: title.to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+
+    let mut app = ApiRouter::new();
+    for svc in services {
+        let name = svc.name;
+        app = app.merge(svc.router.layer(middleware::from_fn(move |req, next| {
+            crate::metrics::observe(name, req, next)
+        })));
+    }
+    let app = app.finish_api(&mut api);
+    let api = Arc::new(api);
+    let doc = Arc::clone(&api);
+
+    let kit_routes = Router::new()
+        .route("/healthz", get(crate::health::healthz))
+        .route("/readyz", get(crate::health::readyz).with_state(health))
+        .route("/metrics", get(crate::metrics::render))
+        .route("/openapi.json", get(serve_openapi))
+        .layer(Extension(api))
+        .layer(middleware::from_fn(|req, next| {
+            crate::metrics::observe("kit", req, next)
+        }));
+
+    let router = app
+        .merge(kit_routes)
+        .fallback(crate::error::not_found_fallback)
+        .method_not_allowed_fallback(crate::error::method_not_allowed_fallback)
+        .layer(DefaultBodyLimit::max(http.body_limit))
+        .layer(middleware::from_fn_with_state(
+            http.request_timeout,
+            timeout,
+        ))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::internal(&"handler panicked").into_response()
+        }))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid));
+    (router, doc)
+}
+
+async fn serve_openapi(Extension(api): Extension<Arc<OpenApi>>) -> impl IntoResponse {
+    axum::Json(api.as_ref().clone())
+}
+
+/// Bounds every request; a request that runs out of time gets a problem+json 503.
+async fn timeout(
+    axum::extract::State(limit): axum::extract::State<Duration>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            "Request timed out",
+        )
+        .with_detail(format!("the request did not complete within {limit:?}"))
+        .into_response(),
+    }
+}
+
+/// Runs one service as its own process (the production shape): reads [`CommonConfig`] from the
+/// environment, connects, migrates, serves on `PORT` until SIGTERM.
+///
+/// With the single argument `migrate` it only applies migrations and exits: that is the command
+/// of the Release's migration Job.
+///
+/// [`CommonConfig`]: crate::config::CommonConfig
+pub async fn run_single(
+    svc: &'static Service,
+    make_router: impl FnOnce(sqlx::PgPool) -> ApiRouter,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let cfg = crate::config::CommonConfig::from_env()?;
+    crate::telemetry::init(cfg.log_format);
+    let url = cfg
+        .database_url
+        .clone()
+        .ok_or_else(|| crate::config::ConfigError {
+            name: "DATABASE_URL".into(),
+            value: String::new(),
+            reason: "required: the PostgreSQL URL of this service's database".into(),
+        })?;
+    let pool = crate::db::pool(
+        &url,
+        svc.schema,
+        &crate::db::PoolSettings {
+            max_connections: cfg.db_max_connections,
+            acquire_timeout: cfg.db_acquire_timeout,
+        },
+    )?;
+    crate::db::migrate(&pool, svc.schema, svc.migrator).await?;
+    if std::env::args().nth(1).as_deref() == Some("migrate") {
+        tracing::info!(service = svc.name, "migrations applied");
+        return Ok(());
+    }
+    crate::db::spawn_pool_metrics(svc.name, pool.clone());
+    let health = Health::new(vec![Arc::new(crate::health::DbReady::new(
+        svc.schema,
+        pool.clone(),
+        svc.migrator,
+    ))]);
+    let app = build(
+        svc.name,
+        vec![Mounted {
+            name: svc.name,
+            router: make_router(pool.clone()),
+        }],
+        health.clone(),
+        &HttpSettings {
+            request_timeout: cfg.request_timeout,
+            ..HttpSettings::default()
+        },
+    );
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", cfg.port)).await?;
+    tracing::info!(service = svc.name, addr = %listener.local_addr()?, "listening");
+    crate::shutdown::serve(
+        listener,
+        app,
+        health,
+        crate::shutdown::signal(),
+        cfg.shutdown_grace,
+    )
+    .await?;
+    pool.close().await;
+    tracing::info!(service = svc.name, "stopped");
+    Ok(())
+}

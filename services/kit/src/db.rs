@@ -1,0 +1,123 @@
+//! The PostgreSQL pool of one service and its migrations.
+//!
+//! Each service owns one schema (`streams`, `calls`, ...). Its pool sets `search_path` to that
+//! schema and its migrations keep their bookkeeping table inside it, so five services can share
+//! one database (locally, and one Aurora cluster per country) without seeing each other's tables.
+
+use std::{str::FromStr, time::Duration};
+
+use sqlx::{
+    PgPool,
+    migrate::Migrator,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+
+/// Pool settings; see [`crate::config::CommonConfig`] for the environment variables.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("invalid DATABASE_URL: {0}")]
+    Url(#[source] sqlx::Error),
+    #[error("cannot connect to PostgreSQL at {target}: {source}")]
+    Connect { target: String, source: sqlx::Error },
+    #[error("migrations of schema {schema} failed: {source}")]
+    Migrate {
+        schema: String,
+        source: sqlx::migrate::MigrateError,
+    },
+}
+
+/// Opens a pool whose sessions resolve unqualified names in `schema`.
+///
+/// The pool connects lazily so a service can start (and report not-ready) while the database is
+/// still coming up; [`migrate`] is the first real use.
+pub fn pool(url: &str, schema: &str, settings: &PoolSettings) -> Result<PgPool, DbError> {
+    let options = PgConnectOptions::from_str(url)
+        .map_err(DbError::Url)?
+        .application_name(schema)
+        .options([("search_path", schema)]);
+    Ok(PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .min_connections(0)
+        .acquire_timeout(settings.acquire_timeout)
+        // Connections that sat through a database restart are dead; test them before use only
+        // when they have been idle a while, to keep the hot path free of extra round trips.
+        .test_before_acquire(false)
+        .idle_timeout(Some(Duration::from_mins(5)))
+        .connect_lazy_with(options))
+}
+
+/// Applies `migrator` (from `sqlx::migrate!`) inside `schema`, creating the schema if needed.
+/// Safe to run from several replicas at once: sqlx holds an advisory lock while migrating.
+pub async fn migrate(pool: &PgPool, schema: &str, migrator: &Migrator) -> Result<(), DbError> {
+    let mut scoped = Migrator {
+        migrations: migrator.migrations.clone(),
+        ignore_missing: migrator.ignore_missing,
+        locking: migrator.locking,
+        no_tx: migrator.no_tx,
+        ..Migrator::DEFAULT
+    };
+    scoped.create_schema(schema.to_owned());
+    scoped.dangerous_set_table_name(format!("{schema}._sqlx_migrations"));
+    scoped.run(pool).await.map_err(|source| DbError::Migrate {
+        schema: schema.to_owned(),
+        source,
+    })
+}
+
+/// The newest migration version a service binary ships; readiness compares it to the database.
+pub fn latest_version(migrator: &Migrator) -> i64 {
+    migrator.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+/// Newest successfully applied migration in `schema`, or `None` before the first migration.
+pub async fn applied_version(pool: &PgPool, schema: &str) -> Result<Option<i64>, sqlx::Error> {
+    let table = format!("{schema}._sqlx_migrations");
+    let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+        .bind(&table)
+        .fetch_one(pool)
+        .await?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT max(version) FROM {table} WHERE success"
+    )))
+    .fetch_one(pool)
+    .await
+}
+
+/// Samples pool usage into `db_pool_connections{service,state}` and `db_pool_max_connections`.
+pub fn spawn_pool_metrics(service: &'static str, pool: PgPool) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            if pool.is_closed() {
+                break;
+            }
+            let size = pool.size();
+            let idle = pool.num_idle() as u32;
+            metrics::gauge!("db_pool_connections", "service" => service, "state" => "in_use")
+                .set(f64::from(size.saturating_sub(idle)));
+            metrics::gauge!("db_pool_connections", "service" => service, "state" => "idle")
+                .set(f64::from(idle));
+            metrics::gauge!("db_pool_max_connections", "service" => service)
+                .set(f64::from(pool.options().get_max_connections()));
+        }
+    });
+}

@@ -1,0 +1,214 @@
+//! `meridian`: every service in one process behind one path router — the local stand-in for the
+//! ALB — plus the local tooling around it.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use kit::{
+    app::{HttpSettings, Mounted},
+    config::CommonConfig,
+    health::{DbReady, Health, ReadinessCheck},
+    pg::PgServer,
+};
+
+const ENV_HELP: &str = "\
+Environment (all optional):
+  DATABASE_URL            PostgreSQL URL. Unset: start a throwaway local server (initdb + pg_ctl
+                          from the system's PostgreSQL, deleted on exit)
+  PORT                    listen port (default 8080; --port wins)
+  LOG_FORMAT              json | pretty (default json)
+  RUST_LOG                log filter (default info)
+  DB_MAX_CONNECTIONS      pool size per service (default 10)
+  DB_ACQUIRE_TIMEOUT_MS   wait for a pooled connection (default 2000)
+  SHUTDOWN_GRACE_SECS     drain time after SIGTERM (default 20)
+  REQUEST_TIMEOUT_MS      per-request limit (default 10000)
+  STREAMS_DEFAULT_LIMIT, STREAMS_LEASE_TTL_SECS, STREAMS_HEARTBEAT_INTERVAL_SECS,
+  STREAMS_SWEEP_INTERVAL_SECS, STREAMS_SWEEP_BATCH
+                          streams service settings (defaults 3, 90, 30, 10, 1000)";
+
+#[derive(Parser)]
+#[command(name = "meridian", version, about, after_help = ENV_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every service on one port: migrations, sample data, then serve until SIGTERM/Ctrl-C.
+    Serve {
+        /// Port to listen on (overrides PORT).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Address to bind.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: String,
+        /// Skip loading sample data.
+        #[arg(long)]
+        no_sample_data: bool,
+    },
+    /// Apply every service's migrations to DATABASE_URL and exit.
+    Migrate,
+    /// Start a throwaway PostgreSQL, print `DATABASE_URL=...` on stdout, and keep it running
+    /// until SIGTERM/Ctrl-C (or until the process --watch-pid names exits); then delete it.
+    /// The test command uses this when DATABASE_URL is unset.
+    Postgres {
+        /// Stop when this process is gone (the test command passes its own pid, so the server
+        /// is removed even if the test command is killed).
+        #[arg(long)]
+        watch_pid: Option<u32>,
+    },
+    /// Print the combined OpenAPI document (no database needed).
+    Openapi,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let cfg = CommonConfig::from_env()?;
+    kit::telemetry::init(cfg.log_format);
+    match cli.command {
+        Command::Serve {
+            port,
+            bind,
+            no_sample_data,
+        } => serve(cfg, port, &bind, !no_sample_data).await,
+        Command::Migrate => {
+            let url = cfg
+                .database_url
+                .clone()
+                .context("DATABASE_URL must be set for migrate")?;
+            let pools = connect_all(&cfg, &url)?;
+            migrate_all(&pools).await
+        }
+        Command::Postgres { watch_pid } => run_postgres(watch_pid).await,
+        Command::Openapi => {
+            let url = "postgres://unused@127.0.0.1:1/unused";
+            let pools = connect_all(&cfg, url)?;
+            let (_app, doc) = kit::app::build_with_doc(
+                "meridian",
+                mounted(&pools, streams::Settings::default(), false),
+                Health::default(),
+                &HttpSettings::default(),
+            );
+            println!("{}", serde_json::to_string_pretty(doc.as_ref())?);
+            Ok(())
+        }
+    }
+}
+
+/// One pool per service, each scoped to the service's schema (as in production).
+struct Pools {
+    streams: sqlx::PgPool,
+}
+
+fn connect_all(cfg: &CommonConfig, url: &str) -> anyhow::Result<Pools> {
+    let settings = kit::db::PoolSettings {
+        max_connections: cfg.db_max_connections,
+        acquire_timeout: cfg.db_acquire_timeout,
+    };
+    Ok(Pools {
+        streams: kit::db::pool(url, streams::SERVICE.schema, &settings)?,
+    })
+}
+
+async fn migrate_all(pools: &Pools) -> anyhow::Result<()> {
+    kit::db::migrate(
+        &pools.streams,
+        streams::SERVICE.schema,
+        streams::SERVICE.migrator,
+    )
+    .await?;
+    tracing::info!("migrations applied");
+    Ok(())
+}
+
+fn mounted(pools: &Pools, settings: streams::Settings, background: bool) -> Vec<Mounted> {
+    let streams_router = if background {
+        streams::start(pools.streams.clone(), settings)
+    } else {
+        streams::router(pools.streams.clone(), settings)
+    };
+    vec![Mounted {
+        name: streams::SERVICE.name,
+        router: streams_router,
+    }]
+}
+
+async fn serve(
+    cfg: CommonConfig,
+    port: Option<u16>,
+    bind: &str,
+    sample: bool,
+) -> anyhow::Result<()> {
+    let streams_settings = streams::Settings::from_env()?;
+    let server = PgServer::ensure(cfg.database_url.as_deref()).await?;
+    if server.is_throwaway() {
+        tracing::info!(url = %server.url(), "started a throwaway PostgreSQL (deleted on exit)");
+    }
+    let pools = connect_all(&cfg, server.url())?;
+    migrate_all(&pools).await?;
+    if sample {
+        streams::load_sample_data(&pools.streams).await?;
+        tracing::info!("sample data loaded");
+    }
+    kit::db::spawn_pool_metrics(streams::SERVICE.name, pools.streams.clone());
+
+    let checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(DbReady::new(
+        streams::SERVICE.schema,
+        pools.streams.clone(),
+        streams::SERVICE.migrator,
+    ))];
+    let health = Health::new(checks);
+    let app = kit::app::build(
+        "meridian",
+        mounted(&pools, streams_settings, true),
+        health.clone(),
+        &HttpSettings {
+            request_timeout: cfg.request_timeout,
+            ..HttpSettings::default()
+        },
+    );
+    let listener = tokio::net::TcpListener::bind((bind, port.unwrap_or(cfg.port)))
+        .await
+        .with_context(|| format!("cannot listen on {bind}:{}", port.unwrap_or(cfg.port)))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(url = %format!("http://{addr}"), "meridian is serving (Ctrl-C to stop)");
+    eprintln!("meridian is serving on http://{addr}  (try: curl http://{addr}/readyz)");
+    let drained = kit::shutdown::serve(
+        listener,
+        app,
+        health,
+        kit::shutdown::signal(),
+        cfg.shutdown_grace,
+    )
+    .await?;
+    pools.streams.close().await;
+    drop(server);
+    tracing::info!(drained, "stopped");
+    Ok(())
+}
+
+async fn run_postgres(watch_pid: Option<u32>) -> anyhow::Result<()> {
+    let server = PgServer::ensure(None).await?;
+    println!("DATABASE_URL={}", server.url());
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    let parent_gone = async move {
+        let Some(pid) = watch_pid else {
+            return std::future::pending::<()>().await;
+        };
+        let proc_dir = format!("/proc/{pid}");
+        while std::path::Path::new(&proc_dir).exists() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        tracing::info!(pid, "watched process exited");
+    };
+    tokio::select! {
+        () = kit::shutdown::signal() => {}
+        () = parent_gone => {}
+    }
+    drop(server);
+    Ok(())
+}

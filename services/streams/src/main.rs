@@ -1,0 +1,21 @@
+//! The production binary of the streams service: configuration from the environment, then
+//! `kit::app::run_single`. `streams migrate` applies migrations and exits (the Release's
+//! migration Job).
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let settings = match streams::Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("streams: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match kit::app::run_single(&streams::SERVICE, |pool| streams::start(pool, settings)).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("streams: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
