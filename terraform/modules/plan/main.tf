@@ -1,0 +1,142 @@
+# Provider-free planning module: naming, CIDR plan and profile sizing for one country.
+# Every other module takes its inputs from here, so a new country is one registry line
+# plus a copied root (see terraform/README.md, "Deploying to a new country").
+
+locals {
+  # ---------------------------------------------------------------------------
+  # Country registry. `index` owns the country's /16 and must never be reused or
+  # changed once a country is live: prod = 10.<index>.0.0/16, staging = 10.<index+100>.0.0/16.
+  # Valid indexes are 1..99. Add new countries at the end.
+  # ---------------------------------------------------------------------------
+  registry = {
+    se = { index = 10, name = "Sweden", region = "eu-north-1", profile = "large" }
+    no = { index = 11, name = "Norway", region = "eu-north-1", profile = "large" }
+    dk = { index = 12, name = "Denmark", region = "eu-north-1", profile = "small" }
+    fi = { index = 13, name = "Finland", region = "eu-north-1", profile = "small" }
+  }
+
+  environment_offset = { prod = 0, staging = 100 }
+  base_cidr          = "10.0.0.0/8"
+
+  # ---------------------------------------------------------------------------
+  # Size profiles. Both have the same shape so either can be indexed by name.
+  # Cost per month of each is in terraform/README.md.
+  # ---------------------------------------------------------------------------
+  profiles = {
+    # Thousands of users: no EKS control plane, one NAT, Aurora that scales to 0.5 ACU.
+    small = {
+      platform           = "ecs"
+      single_nat_gateway = true
+      observability      = "cloudwatch"
+      eks_node_groups    = {}
+      ecs = {
+        cpu           = 256
+        memory        = 512
+        desired_count = 2
+        max_count     = 6
+        # call control answers the PBX: one task per AZ so an AZ loss never drops it to zero.
+        critical_desired_count = 3
+      }
+      aurora = {
+        serverless_v2  = true
+        instance_class = "db.serverless"
+        instance_count = 2
+        min_capacity   = 0.5
+        max_capacity   = 8
+      }
+    }
+
+    # Hundreds of thousands of users: EKS (operator-driven blue/green), NAT per AZ,
+    # provisioned Graviton Aurora writer + reader.
+    large = {
+      platform           = "eks"
+      single_nat_gateway = false
+      observability      = "prometheus"
+      eks_node_groups = {
+        general = {
+          instance_types = ["m7i.large"]
+          capacity_type  = "ON_DEMAND"
+          min_size       = 3
+          desired_size   = 3
+          max_size       = 12
+          disk_size      = 50
+        }
+      }
+      ecs = {
+        cpu                    = 512
+        memory                 = 1024
+        desired_count          = 3
+        max_count              = 12
+        critical_desired_count = 3
+      }
+      aurora = {
+        serverless_v2  = false
+        instance_class = "db.r7g.large"
+        instance_count = 2
+        min_capacity   = 0.5
+        max_capacity   = 16
+      }
+    }
+  }
+
+  country = local.registry[var.country]
+  profile = coalesce(var.profile, local.country.profile)
+  sizing  = local.profiles[local.profile]
+  region  = local.country.region
+
+  name_prefix = "meridian-${var.environment}-${var.country}"
+
+  # ---------------------------------------------------------------------------
+  # CIDR plan. Inside the country's /16:
+  #   10.N.0.0/24, .1/24, .2/24   public  (ALB, NAT)          cidrsubnet(vpc, 8, az)
+  #   10.N.8.0/24, .9/24, .10/24  database (Aurora, no route out) cidrsubnet(vpc, 8, 8 + az)
+  #   10.N.64.0/18, .128/18, .192/18  private (nodes, pods, Fargate tasks) cidrsubnet(vpc, 2, 1 + az)
+  # ---------------------------------------------------------------------------
+  vpc_index        = local.country.index + local.environment_offset[var.environment]
+  vpc_cidr         = cidrsubnet(local.base_cidr, 8, local.vpc_index)
+  azs              = [for i in range(var.az_count) : "${local.region}${substr("abc", i, 1)}"]
+  public_subnets   = [for i in range(var.az_count) : cidrsubnet(local.vpc_cidr, 8, i)]
+  database_subnets = [for i in range(var.az_count) : cidrsubnet(local.vpc_cidr, 8, 8 + i)]
+  private_subnets  = [for i in range(var.az_count) : cidrsubnet(local.vpc_cidr, 2, 1 + i)]
+  all_subnets      = concat(local.public_subnets, local.database_subnets, local.private_subnets)
+
+  # Every registered country x environment, for the registry-wide overlap precondition.
+  all_country_cidrs = merge([
+    for cc, c in local.registry : {
+      for env, offset in local.environment_offset : "${cc}/${env}" => cidrsubnet(local.base_cidr, 8, c.index + offset)
+    }
+  ]...)
+
+  services = {
+    for i, s in var.services : s => {
+      path_prefix  = "/${s}"
+      path_pattern = ["/${s}", "/${s}/*"]
+      port         = var.service_port
+      schema       = s
+      health_path  = "/readyz"
+      liveness     = "/healthz"
+      metrics_path = "/metrics"
+      priority     = 100 + i * 10
+      critical     = s == "calls"
+    }
+  }
+
+  tags = {
+    Project     = "meridian"
+    Country     = upper(var.country)
+    Environment = var.environment
+    Profile     = local.profile
+    ManagedBy   = "terraform"
+    Stack       = "countries/${var.country}"
+  }
+}
+
+module "registry_overlap" {
+  source = "./cidr-overlap"
+  cidrs  = values(local.all_country_cidrs)
+}
+
+module "subnet_overlap" {
+  source = "./cidr-overlap"
+  cidrs  = local.all_subnets
+}

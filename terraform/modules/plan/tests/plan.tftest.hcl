@@ -1,0 +1,158 @@
+# Offline: the plan module has no providers. Run with
+#   terraform init -backend=false && terraform test
+
+run "se_is_large_on_eks" {
+  command = plan
+
+  variables {
+    country = "se"
+  }
+
+  assert {
+    condition     = output.profile == "large" && output.platform == "eks"
+    error_message = "se must default to the large profile on EKS."
+  }
+
+  assert {
+    condition     = output.vpc_cidr == "10.10.0.0/16"
+    error_message = "se owns 10.10.0.0/16 in prod."
+  }
+
+  assert {
+    condition     = output.network.single_nat_gateway == false && length(output.network.azs) == 3
+    error_message = "large runs one NAT per AZ over three AZs."
+  }
+
+  assert {
+    condition     = output.sizing.aurora.instance_count >= 2 && output.sizing.aurora.serverless_v2 == false
+    error_message = "large runs a provisioned Aurora writer plus at least one reader."
+  }
+
+  assert {
+    condition     = output.sizing.eks_node_groups.general.min_size >= 3
+    error_message = "large keeps at least one node per AZ."
+  }
+
+  assert {
+    condition     = output.names.state_key == "countries/se/terraform.tfstate" && output.name_prefix == "meridian-prod-se"
+    error_message = "naming convention changed."
+  }
+}
+
+run "dk_is_small_on_ecs" {
+  command = plan
+
+  variables {
+    country = "dk"
+  }
+
+  assert {
+    condition     = output.profile == "small" && output.platform == "ecs" && output.network.single_nat_gateway
+    error_message = "dk must default to small: ECS with a single NAT gateway."
+  }
+
+  assert {
+    condition     = output.sizing.aurora.serverless_v2 && output.sizing.aurora.instance_class == "db.serverless" && output.sizing.aurora.min_capacity == 0.5
+    error_message = "small runs Aurora Serverless v2 from 0.5 ACU."
+  }
+
+  assert {
+    condition     = output.sizing.aurora.instance_count >= 2
+    error_message = "even small keeps a reader in a second AZ."
+  }
+
+  assert {
+    condition     = length(output.sizing.eks_node_groups) == 0
+    error_message = "small has no EKS node groups."
+  }
+}
+
+run "profile_override" {
+  command = plan
+
+  variables {
+    country = "fi"
+    profile = "large"
+  }
+
+  assert {
+    condition     = output.platform == "eks" && output.tags.Profile == "large"
+    error_message = "an explicit profile overrides the registry default."
+  }
+}
+
+run "staging_gets_its_own_range" {
+  command = plan
+
+  variables {
+    country     = "se"
+    environment = "staging"
+  }
+
+  assert {
+    condition     = output.vpc_cidr == "10.110.0.0/16" && output.name_prefix == "meridian-staging-se"
+    error_message = "staging is offset by 100 in the second octet."
+  }
+}
+
+run "subnets_inside_vpc" {
+  command = plan
+
+  variables {
+    country = "no"
+  }
+
+  assert {
+    condition = alltrue([
+      for s in output.all_subnets : cidrsubnet(s, 0, 0) == s && startswith(s, "10.11.")
+    ])
+    error_message = "every subnet must be inside the country's /16."
+  }
+
+  assert {
+    condition     = output.network.private_subnets == ["10.11.64.0/18", "10.11.128.0/18", "10.11.192.0/18"]
+    error_message = "private subnets are the three upper /18s."
+  }
+
+  assert {
+    condition     = output.network.database_subnets == ["10.11.8.0/24", "10.11.9.0/24", "10.11.10.0/24"]
+    error_message = "database subnets are 10.N.8-10.0/24."
+  }
+}
+
+run "services_routing" {
+  command = plan
+
+  variables {
+    country = "se"
+  }
+
+  assert {
+    condition     = length(output.services) == 5 && output.services.calls.path_prefix == "/calls" && output.services.calls.health_path == "/readyz"
+    error_message = "five services, path prefix per service, ALB health check on /readyz."
+  }
+
+  assert {
+    condition     = length(distinct([for s in values(output.services) : s.priority])) == 5
+    error_message = "listener rule priorities must be unique."
+  }
+
+  assert {
+    condition     = alltrue([for k, v in output.tags : length(v) > 0]) && output.tags.Country == "SE"
+    error_message = "default tags must be non-empty."
+  }
+}
+
+run "two_az_minimum_is_allowed" {
+  command = plan
+
+  variables {
+    country  = "fi"
+    az_count = 2
+  }
+
+  assert {
+    condition     = length(output.network.azs) == 2 && length(output.network.private_subnets) == 2
+    error_message = "az_count = 2 yields two of everything."
+  }
+}
