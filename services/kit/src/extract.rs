@@ -80,6 +80,8 @@ fn field_name(path: &str, message: &str) -> String {
         .find_map(|prefix| message.strip_prefix(prefix))
         .and_then(|rest| rest.split('`').next());
     match (named, path) {
+        // serde_path_to_error already ends the path with an unknown field's name.
+        (Some(name), p) if p == name || p.ends_with(&format!(".{name}")) => p.to_owned(),
         (Some(name), "." | "") => name.to_owned(),
         (Some(name), parent) => format!("{parent}.{name}"),
         (None, "." | "") => "body".to_owned(),
@@ -229,6 +231,11 @@ where
                         "path",
                         format!("`{value}` is not a valid {}", friendly_type(expected_type)),
                     ),
+                    ErrorKind::DeserializeError {
+                        key,
+                        value,
+                        message,
+                    } => FieldError::new(key, format!("`{value}` is not valid: {message}")),
                     ErrorKind::InvalidUtf8InPathParam { key } => {
                         FieldError::new(key, "is not valid UTF-8")
                     }

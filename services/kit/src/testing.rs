@@ -107,3 +107,41 @@ impl Drop for TestDb {
         let _ = dropper.join();
     }
 }
+
+/// Serves `app` on a free loopback port in the background; returns its base URL
+/// (`http://127.0.0.1:PORT`). The server lives as long as the test's runtime.
+pub async fn spawn_app(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("bind test listener: {e}"));
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("local addr: {e}"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app.into_make_service()).await;
+    });
+    format!("http://{addr}")
+}
+
+/// Builds a finished application around one service router, as `meridian serve` would, with a
+/// readiness check on `pool`.
+pub fn app_for(
+    service: &'static crate::Service,
+    router: aide::axum::ApiRouter,
+    pool: PgPool,
+) -> axum::Router {
+    let health = crate::health::Health::new(vec![Arc::new(crate::health::DbReady::new(
+        service.schema,
+        pool,
+        service.migrator,
+    ))]);
+    crate::app::build(
+        service.name,
+        vec![crate::app::Mounted {
+            name: service.name,
+            router,
+        }],
+        health,
+        &crate::app::HttpSettings::default(),
+    )
+}
