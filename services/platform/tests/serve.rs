@@ -1,0 +1,148 @@
+//! `meridian serve` as a newcomer runs it: the real binary, no DATABASE_URL (so it starts its own
+//! throwaway PostgreSQL), then the kit endpoints, a service route, bad JSON, and SIGTERM.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::TcpListener,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+#[tokio::test]
+async fn serve_without_database_url_runs_everything_and_stops_cleanly() {
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(["serve", "--port", &port.to_string()])
+        .env_remove("DATABASE_URL")
+        .env("LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn meridian");
+    let stdout = child.stdout.take().expect("stdout");
+    // Collect log lines in the background; the throwaway server's URL is logged at start.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await
+            && r.status() == 200
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "meridian did not become ready");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        http.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .expect("healthz")
+            .status(),
+        200
+    );
+
+    // Sample data was loaded.
+    let limit: serde_json::Value = http
+        .get(format!("{base}/streams/v1/users/family-plan-user/limit"))
+        .send()
+        .await
+        .expect("limit")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(limit["max_streams"], 5);
+
+    let started = http
+        .post(format!("{base}/streams/v1/users/e2e/sessions"))
+        .json(&serde_json::json!({ "device_id": "tv", "content_id": "film" }))
+        .send()
+        .await
+        .expect("start");
+    assert_eq!(started.status(), 201);
+
+    let bad = http
+        .post(format!("{base}/streams/v1/users/e2e/sessions"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("bad");
+    assert_eq!(bad.status(), 400);
+    assert_eq!(bad.headers()["content-type"], "application/problem+json");
+
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(
+            "http_requests_total{service=\"streams\",route=\"/streams/v1/users/{user_id}/sessions\""
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains("http_request_duration_seconds_bucket{service=\"streams\""));
+
+    let doc: serde_json::Value = http
+        .get(format!("{base}/openapi.json"))
+        .send()
+        .await
+        .expect("doc")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["paths"]["/streams/v1/users/{user_id}/sessions"]["post"].is_object());
+
+    let logs: Vec<String> = rx.try_iter().collect();
+    let pg_url = logs
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|v| {
+            v["url"]
+                .as_str()
+                .filter(|u| u.starts_with("postgres://"))
+                .map(str::to_owned)
+        })
+        .expect("the throwaway PostgreSQL URL is logged");
+    let pg_port: u16 = pg_url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .expect("port in url");
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert!(exit.success(), "meridian exits 0 on SIGTERM: {exit:?}");
+    // The throwaway server is gone with it.
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", pg_port)).is_err(),
+        "PostgreSQL on {pg_port} still running"
+    );
+}
