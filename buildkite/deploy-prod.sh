@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2016  # backticks in printf formats are Markdown for annotations
+# Deploy this commit to one country's production cluster through a Rollout CR in the
+# management cluster, then wait until the Rollout Succeeded (released, analysed and
+# baked) or fail when it Halted.
+#   buildkite/deploy-prod.sh COUNTRY [BAKE]       BAKE default: the country's wave in waves.conf
+# Env: KUBE_CONTEXT (default meridian-management), ROLLOUT_TIMEOUT_SECONDS (default 5400),
+#      DRY_RUN=1 prints the manifest instead of applying it.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+country="${1:?usage: deploy-prod.sh COUNTRY [BAKE]}"
+[[ "$country" =~ ^[a-z]{2}$ ]] || die "country must be a two-letter code: $country"
+bake="${2:-$(awk -v c="$country" '!/^[[:space:]]*(#|$)/ { for (i = 3; i <= NF; i++) if ($i == c) print $2 }' "$WAVES_FILE")}"
+[[ -n "$bake" ]] || die "country $country is in no wave of $WAVES_FILE"
+
+mapfile -t services < <(deployable_services)
+((${#services[@]})) || die "no deployable services"
+manifest="$(render_rollout "$country" "$bake" "${services[@]}")"
+name="$(rollout_name "$country")"
+
+if [[ "${DRY_RUN:-0}" == "1" ]]; then
+  printf '%s\n' "$manifest"
+  exit 0
+fi
+
+kubectl config use-context "${KUBE_CONTEXT:-meridian-management}" >/dev/null
+log "applying Rollout $name (${services[*]} -> meridian-prod-$country, bake $bake)"
+printf '%s\n' "$manifest" | kubectl apply --server-side --field-manager=buildkite -f -
+
+if ! wait_for_phase rollout "$name" "" "${ROLLOUT_TIMEOUT_SECONDS:-5400}" Succeeded Halted Failed; then
+  printf ':octagonal_sign: Rollout `%s` halted in **%s**. Later waves will not start. See runbooks/rollout-halted.md.\n' \
+    "$name" "$country" | annotate error "prod-$country"
+  exit 1
+fi
+printf ':white_check_mark: %s runs `%s` (baked %s)\n' "$country" "$(git_sha)" "$bake" | annotate success "prod-$country"

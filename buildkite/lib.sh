@@ -1,0 +1,259 @@
+#!/usr/bin/env bash
+# Shared helpers for the Buildkite step scripts. Source it; do not run it.
+#   . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck shell=bash
+
+MERIDIAN_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SLO_FILE="${SLO_FILE:-$MERIDIAN_ROOT/buildkite/slo.yaml}"
+WAVES_FILE="${WAVES_FILE:-$MERIDIAN_ROOT/buildkite/waves.conf}"
+# Registry and repository prefix of every image: <registry>/meridian-<name>:<git sha>.
+MERIDIAN_REGISTRY="${MERIDIAN_REGISTRY:-registry.meridian.internal/meridian}"
+# Namespace the Releases live in, in every workload cluster.
+MERIDIAN_NAMESPACE="${MERIDIAN_NAMESPACE:-meridian}"
+
+log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# The commit being built: Buildkite's, else the work tree's HEAD.
+git_sha() {
+  if [[ -n "${BUILDKITE_COMMIT:-}" && "${BUILDKITE_COMMIT}" != "HEAD" ]]; then
+    printf '%s\n' "$BUILDKITE_COMMIT"
+  else
+    git -C "$MERIDIAN_ROOT" rev-parse HEAD
+  fi
+}
+
+image_ref() { # image_ref NAME -> registry/meridian-NAME:SHA
+  printf '%s/meridian-%s:%s\n' "$MERIDIAN_REGISTRY" "$1" "$(git_sha)"
+}
+
+# True when the binary's crate exists in the workspace. Services that are planned
+# (calls, learning, ...) but not written yet are announced, not built or deployed.
+in_workspace() {
+  case "$1" in
+    meridian) [[ -f "$MERIDIAN_ROOT/services/platform/Cargo.toml" ]] ;;
+    operator | slo-gate) [[ -f "$MERIDIAN_ROOT/operator/Cargo.toml" ]] ;;
+    *) [[ -f "$MERIDIAN_ROOT/services/$1/Cargo.toml" ]] ;;
+  esac
+}
+
+annotate() { # annotate STYLE CONTEXT < markdown ; also echoes to the log
+  local style="$1" context="$2" body
+  body="$(cat)"
+  printf '%s\n' "$body" >&2
+  if command -v buildkite-agent >/dev/null 2>&1; then
+    printf '%s\n' "$body" | buildkite-agent annotate --style "$style" --context "$context" --append
+  fi
+}
+
+# slo_table: parse $SLO_FILE slo.yaml (restricted format, see its header) into
+# tab-separated lines: service, p99_ms, max_error_rate, path, requests, provisional.
+# Exits non-zero, naming the line, on anything it does not understand.
+slo_table() {
+  local file="$SLO_FILE"
+  [[ -r "$file" ]] || die "SLO file not readable: $file"
+  awk '
+    function fail(msg) { printf "error: %s:%d: %s\n", FILENAME, NR, msg > "/dev/stderr"; bad = 1; exit 1 }
+    function num(v) { return v ~ /^[0-9]+(\.[0-9]+)?$/ }
+    {
+      line = $0
+      sub(/[ \t]+#.*$/, "", line); sub(/^#.*$/, "", line); sub(/[ \t]+$/, "", line)
+      if (line == "") next
+      if (line ~ /\t/) fail("tabs are not allowed")
+      match(line, /^ */); indent = RLENGTH
+      body = substr(line, indent + 1)
+      if (body !~ /^[a-z_][a-z0-9_-]*:( .*)?$/) fail("expected `key: value` or `key:`")
+      key = body; sub(/:.*$/, "", key)
+      val = body; sub(/^[^:]*:[ ]*/, "", val)
+      gsub(/^["\047]|["\047]$/, "", val)
+      if (indent == 0) {
+        if (key == "version") { if (val != "1") fail("unsupported version " val); next }
+        if ((key == "defaults" || key == "services") && val == "") { section = key; svc = ""; next }
+        fail("unknown top-level key " key)
+      } else if (indent == 2 && section == "defaults") {
+        if (key != "requests" && key != "max_error_rate" && key != "p99_ms") fail("unknown default " key)
+        if (!num(val)) fail(key " must be a number")
+        def[key] = val
+      } else if (indent == 2 && section == "services") {
+        if (val != "") fail("service " key " must be a mapping")
+        if (key in seen) fail("duplicate service " key)
+        svc = key; seen[key] = 1; order[++n] = key
+      } else if (indent == 4 && section == "services" && svc != "") {
+        if (key == "path") {
+          if (val !~ /^\/[A-Za-z0-9._~\/-]*$/) fail("path must be an absolute URL path")
+        } else if (key == "provisional") {
+          if (val != "true" && val != "false") fail("provisional must be true or false")
+        } else if (key == "p99_ms" || key == "max_error_rate" || key == "requests") {
+          if (!num(val)) fail(key " must be a number")
+        } else fail("unknown service key " key)
+        if ((svc SUBSEP key) in v) fail("duplicate key " key)
+        v[svc, key] = val
+      } else fail("unexpected indentation")
+    }
+    END {
+      if (bad) exit 1
+      if (n == 0) { printf "error: %s: no services\n", FILENAME > "/dev/stderr"; exit 1 }
+      for (i = 1; i <= n; i++) {
+        s = order[i]
+        for (k in def) if (!((s SUBSEP k) in v)) v[s, k] = def[k]
+        if (!((s SUBSEP "p99_ms") in v)) { printf "error: service %s has no p99_ms\n", s > "/dev/stderr"; exit 1 }
+        if (!((s SUBSEP "path") in v)) { printf "error: service %s has no path\n", s > "/dev/stderr"; exit 1 }
+        if (!((s SUBSEP "max_error_rate") in v)) { printf "error: service %s has no max_error_rate\n", s > "/dev/stderr"; exit 1 }
+        if (!((s SUBSEP "requests") in v)) v[s, "requests"] = 200
+        if (v[s, "max_error_rate"] + 0 > 1) { printf "error: service %s: max_error_rate is a fraction (0..1)\n", s > "/dev/stderr"; exit 1 }
+        prov = ((s SUBSEP "provisional") in v) ? v[s, "provisional"] : "false"
+        printf "%s\t%s\t%s\t%s\t%s\t%s\n", s, v[s, "p99_ms"], v[s, "max_error_rate"], v[s, "path"], v[s, "requests"], prov
+      }
+    }
+  ' "$file"
+}
+
+# slo_services: names of the services in slo.yaml, in file order.
+slo_services() {
+  local table
+  table="$(slo_table)" || return 1
+  cut -f1 <<<"$table"
+}
+
+# wait_for_phase KIND NAME NAMESPACE TIMEOUT_SECONDS OK_PHASE FAIL_PHASE...
+# Polls the custom resource until the operator has observed the applied generation
+# (status.observedGeneration == metadata.generation, so a stale "Succeeded" from the
+# previous release does not count) and status.phase is OK_PHASE. Fails fast on any
+# FAIL_PHASE and on timeout, printing the resource for the log.
+wait_for_phase() {
+  local kind="$1" name="$2" namespace="$3" timeout="$4" ok="$5"
+  shift 5
+  local -a ns_args=()
+  [[ -n "$namespace" ]] && ns_args=(--namespace "$namespace")
+  local deadline=$((SECONDS + timeout)) out gen observed phase last=""
+  while ((SECONDS < deadline)); do
+    out="$(kubectl get "$kind" "$name" "${ns_args[@]}" \
+      -o jsonpath='{.metadata.generation} {.status.observedGeneration} {.status.phase}')" || out=""
+    read -r gen observed phase <<<"$out"
+    if [[ -n "${gen:-}" && "${observed:-}" == "$gen" ]]; then
+      if [[ "$phase" != "$last" ]]; then
+        log "$kind/$name: ${phase:-<none>}"
+        last="$phase"
+      fi
+      if [[ "$phase" == "$ok" ]]; then
+        return 0
+      fi
+      local f
+      for f in "$@"; do
+        if [[ "$phase" == "$f" ]]; then
+          kubectl get "$kind" "$name" "${ns_args[@]}" -o yaml >&2 || true
+          log "$kind/$name ended in phase $phase"
+          return 1
+        fi
+      done
+    fi
+    sleep "${WAIT_POLL_SECONDS:-10}"
+  done
+  kubectl get "$kind" "$name" "${ns_args[@]}" -o yaml >&2 || true
+  log "$kind/$name: timed out after ${timeout}s (last phase: ${last:-<none>})"
+  return 1
+}
+
+# render_analysis SERVICE INDENT: the spec.analysis block for SERVICE from slo.yaml.
+render_analysis() {
+  local service="$1" pad="$2" table row p99 err path requests
+  table="$(slo_table)" || return 1
+  row="$(awk -F'\t' -v s="$service" '$1 == s' <<<"$table")"
+  [[ -n "$row" ]] || die "service $service is not in $SLO_FILE"
+  IFS=$'\t' read -r _ p99 err path requests _ <<<"$row"
+  cat <<EOF
+${pad}analysis:
+${pad}  p99LatencyMs: ${p99}
+${pad}  maxErrorRate: ${err}
+${pad}  window: 5m
+${pad}  probe:
+${pad}    path: ${path}
+${pad}    requests: ${requests}
+EOF
+}
+
+# render_release SERVICE: a Release for the staging cluster (namespaced).
+render_release() {
+  local service="$1" image sha
+  image="$(image_ref "$service")"
+  sha="$(git_sha)"
+  cat <<EOF
+apiVersion: meridian.dev/v1alpha1
+kind: Release
+metadata:
+  name: ${service}
+  namespace: ${MERIDIAN_NAMESPACE}
+  labels:
+    app.kubernetes.io/name: ${service}
+    app.kubernetes.io/part-of: meridian
+  annotations:
+    meridian.dev/commit: "${sha}"
+    meridian.dev/build-url: "${BUILDKITE_BUILD_URL:-local}"
+spec:
+  service: ${service}
+  image: ${image}
+  replicas: ${STAGING_REPLICAS:-2}
+  strategy: BlueGreen
+  migration:
+    image: ${image}
+    command: ["/usr/local/bin/${service}", "migrate"]
+$(render_analysis "$service" "  ")
+EOF
+}
+
+# render_rollout COUNTRY BAKE SERVICE...: a cluster-scoped Rollout with one wave
+# (the country's production cluster) releasing SERVICE... at this commit.
+render_rollout() {
+  local country="$1" bake="$2" sha service image
+  shift 2
+  sha="$(git_sha)"
+  cat <<EOF
+apiVersion: meridian.dev/v1alpha1
+kind: Rollout
+metadata:
+  name: $(rollout_name "$country")
+  labels:
+    app.kubernetes.io/part-of: meridian
+    meridian.dev/country: ${country}
+  annotations:
+    meridian.dev/commit: "${sha}"
+    meridian.dev/build-url: "${BUILDKITE_BUILD_URL:-local}"
+spec:
+  haltPolicy: HaltOnFirstFailure
+  waves:
+    - name: ${country}
+      clusters: [meridian-prod-${country}]
+      bakeTime: ${bake}
+  releases:
+EOF
+  for service in "$@"; do
+    image="$(image_ref "$service")"
+    cat <<EOF
+    - service: ${service}
+      namespace: ${MERIDIAN_NAMESPACE}
+      image: ${image}
+      strategy: BlueGreen
+      migration:
+        image: ${image}
+        command: ["/usr/local/bin/${service}", "migrate"]
+$(render_analysis "$service" "      ")
+EOF
+  done
+}
+
+rollout_name() { # rollout_name COUNTRY -> meridian-<sha12>-<cc>
+  local sha
+  sha="$(git_sha)"
+  printf 'meridian-%s-%s\n' "${sha:0:12}" "$1"
+}
+
+# deployable_services: services from slo.yaml whose crate exists in the workspace.
+deployable_services() {
+  local s list
+  list="$(slo_services)" || return 1
+  for s in $list; do
+    if in_workspace "$s"; then
+      printf '%s\n' "$s"
+    fi
+  done
+}

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Staging latency SLO gate: one `slo-gate` probe per service, thresholds from slo.yaml.
+#
+#   buildkite/slo-gate.sh [--print] [--file SLO_YAML] BASE_URL [SERVICE...]
+#
+# BASE_URL  where the services answer, e.g. https://staging.meridian.internal or
+#           http://127.0.0.1:8080 for a local `meridian serve` (all services behind one
+#           path router, like the ALB). Default: $SLO_GATE_BASE_URL.
+# SERVICE   limit the gate to these services (default: every service in slo.yaml).
+# --print   print the exact commands, one per line, shell-quoted, and run nothing.
+#
+# Runs, per service:
+#   slo-gate --url BASE_URL/PATH --requests N --p99-ms X --max-error-rate Y
+# The binary is $SLO_GATE_BIN (default: slo-gate on PATH). Every service is probed even
+# after a breach, so the log shows all of them; the exit status is non-zero when any
+# probe breached or could not run.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+print_only=false
+while (($#)); do
+  case "$1" in
+    --print) print_only=true; shift ;;
+    --file) SLO_FILE="$2"; shift 2 ;;
+    -h | --help) sed -n '2,17p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    --) shift; break ;;
+    -*) die "unknown option $1" ;;
+    *) break ;;
+  esac
+done
+
+base="${1:-${SLO_GATE_BASE_URL:-}}"
+[[ -n "$base" ]] || die "usage: slo-gate.sh [--print] [--file SLO_YAML] BASE_URL [SERVICE...]"
+[[ "$base" =~ ^https?://[^[:space:]]+$ ]] || die "BASE_URL must be an http(s) URL: $base"
+base="${base%/}"
+shift || true
+wanted=("$@")
+
+table="$(slo_table)"
+bin="${SLO_GATE_BIN:-slo-gate}"
+
+commands=()
+found=()
+while IFS=$'\t' read -r service p99 err path requests provisional; do
+  if ((${#wanted[@]})); then
+    match=false
+    for w in "${wanted[@]}"; do [[ "$w" == "$service" ]] && match=true; done
+    $match || continue
+  fi
+  found+=("$service")
+  if [[ "$provisional" == "true" ]]; then
+    log "note: $service probes provisional path $path (its routes are not final)"
+  fi
+  commands+=("$(printf '%q ' "$bin" --url "${base}${path}" --requests "$requests" \
+    --p99-ms "$p99" --max-error-rate "$err")")
+done <<<"$table"
+
+for w in "${wanted[@]}"; do
+  [[ " ${found[*]} " == *" $w "* ]] || die "service $w is not in $SLO_FILE"
+done
+
+if $print_only; then
+  printf '%s\n' "${commands[@]% }"
+  exit 0
+fi
+
+command -v "$bin" >/dev/null 2>&1 || die "$bin not found (build it: cargo build --release --locked --bin slo-gate, or set SLO_GATE_BIN)"
+
+failed=()
+for i in "${!commands[@]}"; do
+  log "gate ${found[$i]}: ${commands[$i]}"
+  # The command line was built with printf %q above; eval undoes exactly that quoting.
+  if ! eval "${commands[$i]}"; then
+    failed+=("${found[$i]}")
+  fi
+done
+
+if ((${#failed[@]})); then
+  printf ':rotating_light: SLO gate breached on staging for: **%s** (thresholds: buildkite/slo.yaml)\n' "${failed[*]}" |
+    annotate error slo-gate
+  exit 1
+fi
+printf ':white_check_mark: SLO gate passed on staging for: %s\n' "${found[*]}" | annotate success slo-gate
