@@ -1,0 +1,414 @@
+# One ALB layout for both platforms: the target groups (target_type = ip), listener rules and
+# /readyz health checks are created here. ECS services register tasks through their
+# load_balancer block; on EKS the AWS Load Balancer Controller registers pod IPs through a
+# TargetGroupBinding that points at each service's *active* Kubernetes Service, so the
+# operator's blue/green selector switch moves ALB traffic without touching the ALB.
+
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
+
+locals {
+  partition  = data.aws_partition.current.partition
+  log_prefix = "alb"
+}
+
+# ----------------------------------------------------------------------------- security group
+
+resource "aws_security_group" "alb" {
+  name        = "${var.name}-alb"
+  description = "ALB ${var.name}: HTTPS in, service ports out to the VPC"
+  vpc_id      = var.vpc_id
+  tags        = merge(var.tags, { Name = "${var.name}-alb" })
+}
+
+resource "aws_vpc_security_group_ingress_rule" "https" {
+  for_each = toset(var.ingress_cidrs)
+
+  security_group_id = aws_security_group.alb.id
+  description       = "HTTPS from ${each.key}"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  cidr_ipv4         = each.key
+}
+
+resource "aws_vpc_security_group_egress_rule" "targets" {
+  for_each = toset([for s in values(var.services) : tostring(s.port)])
+
+  security_group_id = aws_security_group.alb.id
+  description       = "To service targets on ${each.key}"
+  ip_protocol       = "tcp"
+  from_port         = tonumber(each.key)
+  to_port           = tonumber(each.key)
+  cidr_ipv4         = var.vpc_cidr
+}
+
+# ----------------------------------------------------------------------------- access logs bucket
+# ALB access logs only support SSE-S3 (not SSE-KMS).
+
+resource "aws_s3_bucket" "logs" {
+  bucket_prefix = "${var.name}-alb-logs-"
+  force_destroy = false
+  tags          = var.tags
+}
+
+resource "aws_s3_bucket_public_access_block" "logs" {
+  bucket                  = aws_s3_bucket.logs.id
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+resource "aws_s3_bucket_ownership_controls" "logs" {
+  bucket = aws_s3_bucket.logs.id
+  rule {
+    object_ownership = "BucketOwnerEnforced"
+  }
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "logs" {
+  bucket = aws_s3_bucket.logs.id
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm = "AES256"
+    }
+  }
+}
+
+resource "aws_s3_bucket_versioning" "logs" {
+  bucket = aws_s3_bucket.logs.id
+  versioning_configuration {
+    status = "Enabled"
+  }
+}
+
+resource "aws_s3_bucket_lifecycle_configuration" "logs" {
+  bucket = aws_s3_bucket.logs.id
+
+  rule {
+    id     = "expire"
+    status = "Enabled"
+    filter {}
+
+    expiration {
+      days = var.log_retention_days
+    }
+
+    noncurrent_version_expiration {
+      noncurrent_days = 30
+    }
+
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 7
+    }
+  }
+}
+
+data "aws_iam_policy_document" "logs" {
+  statement {
+    sid       = "ElbLogDelivery"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.logs.arn}/${local.log_prefix}/AWSLogs/${data.aws_caller_identity.current.account_id}/*"]
+    principals {
+      type        = "AWS"
+      identifiers = ["arn:${local.partition}:iam::${var.elb_log_delivery_account_id}:root"]
+    }
+  }
+
+  statement {
+    sid       = "DenyInsecureTransport"
+    effect    = "Deny"
+    actions   = ["s3:*"]
+    resources = [aws_s3_bucket.logs.arn, "${aws_s3_bucket.logs.arn}/*"]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+}
+
+resource "aws_s3_bucket_policy" "logs" {
+  bucket = aws_s3_bucket.logs.id
+  policy = data.aws_iam_policy_document.logs.json
+}
+
+# ----------------------------------------------------------------------------- load balancer
+
+resource "aws_lb" "this" {
+  name               = var.name
+  load_balancer_type = "application"
+  internal           = false
+  subnets            = var.public_subnet_ids
+  security_groups    = [aws_security_group.alb.id]
+
+  drop_invalid_header_fields = true
+  enable_deletion_protection = true
+  idle_timeout               = var.idle_timeout
+
+  access_logs {
+    bucket  = aws_s3_bucket.logs.id
+    prefix  = local.log_prefix
+    enabled = true
+  }
+
+  tags = var.tags
+
+  depends_on = [aws_s3_bucket_policy.logs]
+}
+
+resource "aws_lb_target_group" "this" {
+  for_each = var.services
+
+  name                 = "${var.name}-${each.key}"
+  vpc_id               = var.vpc_id
+  target_type          = "ip"
+  protocol             = "HTTP"
+  port                 = each.value.port
+  deregistration_delay = var.deregistration_delay
+
+  health_check {
+    enabled             = true
+    path                = each.value.health_path
+    protocol            = "HTTP"
+    port                = "traffic-port"
+    matcher             = "200"
+    interval            = 10
+    timeout             = 5
+    healthy_threshold   = 2
+    unhealthy_threshold = 2
+  }
+
+  tags = merge(var.tags, { Service = each.key })
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_lb_listener" "https" {
+  load_balancer_arn = aws_lb.this.arn
+  port              = 443
+  protocol          = "HTTPS"
+  ssl_policy        = var.ssl_policy
+  certificate_arn   = var.certificate_arn
+
+  default_action {
+    type = "fixed-response"
+    fixed_response {
+      content_type = "application/json"
+      status_code  = "404"
+      message_body = "{\"type\":\"about:blank\",\"title\":\"Not Found\",\"status\":404}"
+    }
+  }
+
+  tags = var.tags
+}
+
+resource "aws_lb_listener_rule" "service" {
+  for_each = var.services
+
+  listener_arn = aws_lb_listener.https.arn
+  priority     = each.value.priority
+
+  condition {
+    path_pattern {
+      values = each.value.path_pattern
+    }
+  }
+
+  action {
+    type             = "forward"
+    target_group_arn = aws_lb_target_group.this[each.key].arn
+  }
+
+  tags = merge(var.tags, { Service = each.key })
+}
+
+# ----------------------------------------------------------------------------- WAF
+
+resource "aws_wafv2_web_acl" "this" {
+  count = var.enable_waf ? 1 : 0
+
+  name  = var.name
+  scope = "REGIONAL"
+
+  default_action {
+    allow {}
+  }
+
+  rule {
+    name     = "rate-limit-per-ip"
+    priority = 1
+    action {
+      block {}
+    }
+    statement {
+      rate_based_statement {
+        limit              = var.waf_rate_limit
+        aggregate_key_type = "IP"
+      }
+    }
+    visibility_config {
+      cloudwatch_metrics_enabled = true
+      metric_name                = "${var.name}-rate-limit"
+      sampled_requests_enabled   = true
+    }
+  }
+
+  rule {
+    name     = "aws-common"
+    priority = 10
+    override_action {
+      none {}
+    }
+    statement {
+      managed_rule_group_statement {
+        vendor_name = "AWS"
+        name        = "AWSManagedRulesCommonRuleSet"
+      }
+    }
+    visibility_config {
+      cloudwatch_metrics_enabled = true
+      metric_name                = "${var.name}-common"
+      sampled_requests_enabled   = true
+    }
+  }
+
+  rule {
+    name     = "aws-known-bad-inputs"
+    priority = 20
+    override_action {
+      none {}
+    }
+    statement {
+      managed_rule_group_statement {
+        vendor_name = "AWS"
+        name        = "AWSManagedRulesKnownBadInputsRuleSet"
+      }
+    }
+    visibility_config {
+      cloudwatch_metrics_enabled = true
+      metric_name                = "${var.name}-known-bad-inputs"
+      sampled_requests_enabled   = true
+    }
+  }
+
+  visibility_config {
+    cloudwatch_metrics_enabled = true
+    metric_name                = var.name
+    sampled_requests_enabled   = true
+  }
+
+  tags = var.tags
+}
+
+resource "aws_wafv2_web_acl_association" "this" {
+  count = var.enable_waf ? 1 : 0
+
+  resource_arn = aws_lb.this.arn
+  web_acl_arn  = aws_wafv2_web_acl.this[0].arn
+}
+
+resource "aws_cloudwatch_log_group" "waf" {
+  count = var.enable_waf ? 1 : 0
+
+  # WAF requires the aws-waf-logs- prefix.
+  name              = "aws-waf-logs-${var.name}"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = var.logs_kms_key_arn
+  tags              = var.tags
+}
+
+resource "aws_wafv2_web_acl_logging_configuration" "this" {
+  count = var.enable_waf ? 1 : 0
+
+  resource_arn            = aws_wafv2_web_acl.this[0].arn
+  log_destination_configs = [aws_cloudwatch_log_group.waf[0].arn]
+}
+
+# ----------------------------------------------------------------------------- AWS Load Balancer Controller (EKS)
+# IAM for the controller via EKS Pod Identity. The chart itself and the TargetGroupBindings are
+# applied by the Buildkite cluster-addons step from inside the VPC: the API endpoint is private,
+# so Terraform (running outside) does not talk to Kubernetes.
+
+data "aws_iam_policy_document" "lbc_assume" {
+  statement {
+    actions = ["sts:AssumeRole", "sts:TagSession"]
+    principals {
+      type        = "Service"
+      identifiers = ["pods.eks.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "lbc" {
+  count = var.eks_cluster_name == null ? 0 : 1
+
+  name               = "${var.name}-aws-lb-controller"
+  assume_role_policy = data.aws_iam_policy_document.lbc_assume.json
+  tags               = var.tags
+}
+
+data "aws_iam_policy_document" "lbc" {
+  statement {
+    sid = "Describe"
+    actions = [
+      "ec2:DescribeAvailabilityZones",
+      "ec2:DescribeInstances",
+      "ec2:DescribeNetworkInterfaces",
+      "ec2:DescribeSecurityGroups",
+      "ec2:DescribeSubnets",
+      "ec2:DescribeVpcs",
+      "elasticloadbalancing:DescribeListeners",
+      "elasticloadbalancing:DescribeListenerAttributes",
+      "elasticloadbalancing:DescribeLoadBalancers",
+      "elasticloadbalancing:DescribeRules",
+      "elasticloadbalancing:DescribeTags",
+      "elasticloadbalancing:DescribeTargetGroupAttributes",
+      "elasticloadbalancing:DescribeTargetGroups",
+      "elasticloadbalancing:DescribeTargetHealth",
+    ]
+    resources = ["*"]
+  }
+
+  statement {
+    sid       = "RegisterPodsInOurTargetGroups"
+    actions   = ["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"]
+    resources = [for tg in aws_lb_target_group.this : tg.arn]
+  }
+
+  statement {
+    sid       = "OpenNodeSecurityGroupToAlb"
+    actions   = ["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"]
+    resources = ["arn:${local.partition}:ec2:*:${data.aws_caller_identity.current.account_id}:security-group/*"]
+    condition {
+      test     = "StringEquals"
+      variable = "ec2:Vpc"
+      values   = ["arn:${local.partition}:ec2:*:${data.aws_caller_identity.current.account_id}:vpc/${var.vpc_id}"]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "lbc" {
+  count = var.eks_cluster_name == null ? 0 : 1
+
+  name   = "target-group-binding"
+  role   = aws_iam_role.lbc[0].id
+  policy = data.aws_iam_policy_document.lbc.json
+}
+
+resource "aws_eks_pod_identity_association" "lbc" {
+  count = var.eks_cluster_name == null ? 0 : 1
+
+  cluster_name    = var.eks_cluster_name
+  namespace       = "kube-system"
+  service_account = "aws-load-balancer-controller"
+  role_arn        = aws_iam_role.lbc[0].arn
+  tags            = var.tags
+}

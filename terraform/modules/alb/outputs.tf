@@ -1,0 +1,61 @@
+output "alb_arn" {
+  description = "ALB ARN."
+  value       = aws_lb.this.arn
+}
+
+output "alb_arn_suffix" {
+  description = "ALB ARN suffix (CloudWatch LoadBalancer dimension)."
+  value       = aws_lb.this.arn_suffix
+}
+
+output "dns_name" {
+  description = "ALB DNS name: point the country's API record (Route 53 alias) here."
+  value       = aws_lb.this.dns_name
+}
+
+output "zone_id" {
+  description = "ALB hosted zone ID for Route 53 alias records."
+  value       = aws_lb.this.zone_id
+}
+
+output "security_group_id" {
+  description = "ALB security group: allow it into the service tasks/pods on their port."
+  value       = aws_security_group.alb.id
+}
+
+output "target_group_arns" {
+  description = "Service name => target group ARN."
+  value       = { for s, tg in aws_lb_target_group.this : s => tg.arn }
+}
+
+output "target_group_arn_suffixes" {
+  description = "Service name => target group ARN suffix (CloudWatch TargetGroup dimension)."
+  value       = { for s, tg in aws_lb_target_group.this : s => tg.arn_suffix }
+}
+
+output "lb_controller_role_arn" {
+  description = "IAM role of the AWS Load Balancer Controller (null on ECS countries)."
+  value       = try(aws_iam_role.lbc[0].arn, null)
+}
+
+output "target_group_bindings" {
+  description = "TargetGroupBinding manifests (YAML) that the Buildkite cluster-addons step applies on EKS: each binds the service's active Service to its target group."
+  value = {
+    for s, tg in aws_lb_target_group.this : s => yamlencode({
+      apiVersion = "elbv2.k8s.aws/v1beta1"
+      kind       = "TargetGroupBinding"
+      metadata   = { name = s, namespace = s }
+      spec = {
+        serviceRef     = { name = "${s}-active", port = var.services[s].port }
+        targetGroupARN = tg.arn
+        targetType     = "ip"
+        networking = {
+          ingress = [{
+            from  = [{ securityGroup = { groupID = aws_security_group.alb.id } }]
+            ports = [{ protocol = "TCP", port = var.services[s].port }]
+          }]
+        }
+      }
+    })
+  }
+}

@@ -1,0 +1,159 @@
+variable "name" {
+  description = "Load balancer name and prefix (e.g. meridian-prod-se)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{2,19}$", var.name))
+    error_message = "name must be 3-20 characters so \"<name>-<service>\" target group names fit in 32."
+  }
+}
+
+variable "vpc_id" {
+  description = "VPC ID."
+  type        = string
+}
+
+variable "vpc_cidr" {
+  description = "VPC CIDR: the ALB may only send traffic into it."
+  type        = string
+
+  validation {
+    condition     = can(cidrhost(var.vpc_cidr, 0))
+    error_message = "vpc_cidr must be an IPv4 CIDR."
+  }
+}
+
+variable "public_subnet_ids" {
+  description = "Public subnets (one per AZ) for the internet-facing ALB."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.public_subnet_ids) >= 2
+    error_message = "an ALB needs subnets in at least two AZs."
+  }
+}
+
+variable "certificate_arn" {
+  description = "ACM certificate for the HTTPS listener (e.g. se.api.example.com)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^arn:aws[a-z-]*:acm:", var.certificate_arn))
+    error_message = "certificate_arn must be an ACM certificate ARN."
+  }
+}
+
+variable "ssl_policy" {
+  description = "TLS policy of the HTTPS listener."
+  type        = string
+  default     = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+}
+
+variable "ingress_cidrs" {
+  description = "Client CIDRs allowed on 443. Default: the internet (PBXes and phones connect from anywhere)."
+  type        = list(string)
+  default     = ["0.0.0.0/0"]
+
+  validation {
+    condition     = length(var.ingress_cidrs) > 0 && alltrue([for c in var.ingress_cidrs : can(cidrhost(c, 0))])
+    error_message = "ingress_cidrs must be a non-empty list of IPv4 CIDRs."
+  }
+}
+
+variable "services" {
+  description = "Service routing from the plan module: name => {path_pattern, port, health_path, priority}."
+  type = map(object({
+    path_pattern = list(string)
+    port         = number
+    health_path  = string
+    priority     = number
+  }))
+
+  validation {
+    condition     = length(var.services) > 0 && length(distinct([for s in values(var.services) : s.priority])) == length(var.services)
+    error_message = "services must be non-empty with unique listener priorities."
+  }
+
+  validation {
+    condition     = alltrue([for s in values(var.services) : s.health_path == "/readyz"])
+    error_message = "the ALB health check must be /readyz (DB reachable, migrations applied), never /healthz."
+  }
+}
+
+variable "deregistration_delay" {
+  description = "Seconds the ALB keeps draining a target. Must stay below the services' SIGTERM drain budget."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.deregistration_delay >= 0 && var.deregistration_delay <= 300
+    error_message = "deregistration_delay must be 0-300 seconds."
+  }
+}
+
+variable "idle_timeout" {
+  description = "ALB idle timeout in seconds. SSE streams (streams/attendance) need it above their keep-alive interval."
+  type        = number
+  default     = 120
+
+  validation {
+    condition     = var.idle_timeout >= 1 && var.idle_timeout <= 4000
+    error_message = "idle_timeout must be 1-4000 seconds."
+  }
+}
+
+variable "enable_waf" {
+  description = "Attach a WAFv2 web ACL (AWS managed common + known-bad-inputs rules, per-IP rate limit)."
+  type        = bool
+  default     = true
+}
+
+variable "waf_rate_limit" {
+  description = "Requests per 5 minutes per client IP before WAF blocks it."
+  type        = number
+  default     = 20000
+
+  validation {
+    condition     = var.waf_rate_limit >= 100
+    error_message = "waf_rate_limit must be at least 100."
+  }
+}
+
+variable "log_retention_days" {
+  description = "Retention (days) of ALB access logs in S3 and WAF logs in CloudWatch."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a value CloudWatch Logs accepts."
+  }
+}
+
+variable "logs_kms_key_arn" {
+  description = "CMK for the WAF log group."
+  type        = string
+}
+
+variable "elb_log_delivery_account_id" {
+  description = "Elastic Load Balancing account that writes access logs in this region (eu-north-1: 897822967062)."
+  type        = string
+  default     = "897822967062"
+
+  validation {
+    condition     = can(regex("^[0-9]{12}$", var.elb_log_delivery_account_id))
+    error_message = "elb_log_delivery_account_id must be a 12-digit account ID."
+  }
+}
+
+variable "eks_cluster_name" {
+  description = "When set (EKS countries), create the AWS Load Balancer Controller IAM role and its pod identity association; the controller then binds pods to these target groups with TargetGroupBinding."
+  type        = string
+  default     = null
+}
+
+variable "tags" {
+  description = "Extra tags."
+  type        = map(string)
+  default     = {}
+}

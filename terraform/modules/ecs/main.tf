@@ -1,0 +1,263 @@
+# The small-country option: the same images as on EKS, on Fargate, behind the same ALB target
+# groups (registered through the service's load_balancer block). Deploys roll with the
+# deployment circuit breaker (automatic rollback) — see terraform/README.md for how this
+# relates to the operator's blue/green on EKS.
+
+data "aws_partition" "current" {}
+data "aws_region" "current" {}
+
+locals {
+  partition = data.aws_partition.current.partition
+  region    = data.aws_region.current.region
+}
+
+resource "aws_ecs_cluster" "this" {
+  name = var.name
+
+  setting {
+    name  = "containerInsights"
+    value = "enhanced"
+  }
+
+  tags = var.tags
+}
+
+resource "aws_ecs_cluster_capacity_providers" "this" {
+  cluster_name       = aws_ecs_cluster.this.name
+  capacity_providers = ["FARGATE"]
+
+  default_capacity_provider_strategy {
+    capacity_provider = "FARGATE"
+    weight            = 1
+  }
+}
+
+# ----------------------------------------------------------------------------- IAM
+
+data "aws_iam_policy_document" "tasks_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["ecs-tasks.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "execution" {
+  name               = "${var.name}-ecs-execution"
+  assume_role_policy = data.aws_iam_policy_document.tasks_assume.json
+  tags               = var.tags
+}
+
+resource "aws_iam_role_policy_attachment" "execution" {
+  role       = aws_iam_role.execution.name
+  policy_arn = "arn:${local.partition}:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
+}
+
+# One task role per service: it may read only its own DB secret.
+resource "aws_iam_role" "task" {
+  for_each = var.services
+
+  name               = "${var.name}-${each.key}-task"
+  assume_role_policy = data.aws_iam_policy_document.tasks_assume.json
+  tags               = merge(var.tags, { Service = each.key })
+}
+
+data "aws_iam_policy_document" "task" {
+  for_each = var.services
+
+  statement {
+    sid       = "ReadOwnDatabaseSecret"
+    actions   = ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
+    resources = [each.value.database_secret_arn]
+  }
+
+  statement {
+    sid       = "DecryptSecret"
+    actions   = ["kms:Decrypt"]
+    resources = [var.secrets_kms_key_arn]
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["secretsmanager.${local.region}.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "task" {
+  for_each = var.services
+
+  name   = "database-secret"
+  role   = aws_iam_role.task[each.key].id
+  policy = data.aws_iam_policy_document.task[each.key].json
+}
+
+# ----------------------------------------------------------------------------- networking
+
+resource "aws_security_group" "tasks" {
+  name        = "${var.name}-ecs-tasks"
+  description = "Fargate tasks of ${var.name}: service ports from the ALB, HTTPS and Postgres out"
+  vpc_id      = var.vpc_id
+  tags        = merge(var.tags, { Name = "${var.name}-ecs-tasks" })
+}
+
+resource "aws_vpc_security_group_ingress_rule" "from_alb" {
+  for_each = toset([for s in values(var.services) : tostring(s.port)])
+
+  security_group_id            = aws_security_group.tasks.id
+  description                  = "Service port ${each.key} from the ALB"
+  ip_protocol                  = "tcp"
+  from_port                    = tonumber(each.key)
+  to_port                      = tonumber(each.key)
+  referenced_security_group_id = var.alb_security_group_id
+}
+
+resource "aws_vpc_security_group_egress_rule" "https" {
+  security_group_id = aws_security_group.tasks.id
+  description       = "HTTPS to AWS APIs (Secrets Manager, ECR, logs) via NAT"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  cidr_ipv4         = "0.0.0.0/0"
+}
+
+data "aws_vpc" "this" {
+  id = var.vpc_id
+}
+
+resource "aws_vpc_security_group_egress_rule" "postgres" {
+  security_group_id = aws_security_group.tasks.id
+  description       = "Postgres to Aurora inside the VPC"
+  ip_protocol       = "tcp"
+  from_port         = 5432
+  to_port           = 5432
+  cidr_ipv4         = data.aws_vpc.this.cidr_block
+}
+
+# ----------------------------------------------------------------------------- services
+
+resource "aws_cloudwatch_log_group" "service" {
+  for_each = var.services
+
+  name              = "/meridian/ecs/${var.name}/${each.key}"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = var.logs_kms_key_arn
+  tags              = merge(var.tags, { Service = each.key })
+}
+
+resource "aws_ecs_task_definition" "service" {
+  for_each = var.services
+
+  family                   = "${var.name}-${each.key}"
+  requires_compatibilities = ["FARGATE"]
+  network_mode             = "awsvpc"
+  cpu                      = each.value.cpu
+  memory                   = each.value.memory
+  execution_role_arn       = aws_iam_role.execution.arn
+  task_role_arn            = aws_iam_role.task[each.key].arn
+
+  runtime_platform {
+    operating_system_family = "LINUX"
+    cpu_architecture        = var.cpu_architecture
+  }
+
+  container_definitions = jsonencode([{
+    name                   = each.key
+    image                  = "${var.image_registry}/${each.key}:${var.image_tag}"
+    essential              = true
+    readonlyRootFilesystem = true
+    privileged             = false
+    user                   = "10001:10001"
+    stopTimeout            = 60
+    portMappings           = [{ containerPort = each.value.port, protocol = "tcp" }]
+    environment = [for k, v in merge(var.environment, {
+      PORT                = tostring(each.value.port)
+      LOG_FORMAT          = "json"
+      RUST_LOG            = "info"
+      DATABASE_SECRET_ARN = each.value.database_secret_arn
+      AWS_REGION          = local.region
+      SERVICE_NAME        = each.key
+    }) : { name = k, value = v }]
+    logConfiguration = {
+      logDriver = "awslogs"
+      options = {
+        awslogs-group         = aws_cloudwatch_log_group.service[each.key].name
+        awslogs-region        = local.region
+        awslogs-stream-prefix = each.key
+      }
+    }
+  }])
+
+  tags = merge(var.tags, { Service = each.key })
+}
+
+resource "aws_ecs_service" "service" {
+  for_each = var.services
+
+  name            = each.key
+  cluster         = aws_ecs_cluster.this.id
+  task_definition = aws_ecs_task_definition.service[each.key].arn
+  desired_count   = each.value.desired_count
+  launch_type     = "FARGATE"
+
+  deployment_minimum_healthy_percent = 100
+  deployment_maximum_percent         = 200
+  health_check_grace_period_seconds  = 30
+  enable_execute_command             = false
+  propagate_tags                     = "SERVICE"
+  wait_for_steady_state              = true
+
+  deployment_circuit_breaker {
+    enable   = true
+    rollback = true
+  }
+
+  network_configuration {
+    subnets          = var.private_subnet_ids
+    security_groups  = [aws_security_group.tasks.id]
+    assign_public_ip = false
+  }
+
+  load_balancer {
+    target_group_arn = each.value.target_group_arn
+    container_name   = each.key
+    container_port   = each.value.port
+  }
+
+  tags = merge(var.tags, { Service = each.key })
+
+  lifecycle {
+    # Buildkite registers new task definitions (new image SHA); autoscaling owns desired_count.
+    ignore_changes = [task_definition, desired_count]
+  }
+}
+
+resource "aws_appautoscaling_target" "service" {
+  for_each = var.services
+
+  service_namespace  = "ecs"
+  resource_id        = "service/${aws_ecs_cluster.this.name}/${aws_ecs_service.service[each.key].name}"
+  scalable_dimension = "ecs:service:DesiredCount"
+  min_capacity       = each.value.desired_count
+  max_capacity       = each.value.max_count
+}
+
+resource "aws_appautoscaling_policy" "cpu" {
+  for_each = var.services
+
+  name               = "${each.key}-cpu"
+  policy_type        = "TargetTrackingScaling"
+  service_namespace  = aws_appautoscaling_target.service[each.key].service_namespace
+  resource_id        = aws_appautoscaling_target.service[each.key].resource_id
+  scalable_dimension = aws_appautoscaling_target.service[each.key].scalable_dimension
+
+  target_tracking_scaling_policy_configuration {
+    target_value       = var.target_cpu_utilization
+    scale_in_cooldown  = 300
+    scale_out_cooldown = 60
+    predefined_metric_specification {
+      predefined_metric_type = "ECSServiceAverageCPUUtilization"
+    }
+  }
+}

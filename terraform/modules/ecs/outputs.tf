@@ -1,0 +1,29 @@
+output "cluster_name" {
+  description = "ECS cluster name."
+  value       = aws_ecs_cluster.this.name
+}
+
+output "cluster_arn" {
+  description = "ECS cluster ARN."
+  value       = aws_ecs_cluster.this.arn
+}
+
+output "service_names" {
+  description = "Service name => ECS service name."
+  value       = { for s, svc in aws_ecs_service.service : s => svc.name }
+}
+
+output "task_definition_families" {
+  description = "Service name => task definition family (Buildkite registers new revisions with the new image SHA; migrations run as a one-off task of the same family with the command overridden)."
+  value       = { for s, td in aws_ecs_task_definition.service : s => td.family }
+}
+
+output "tasks_security_group_id" {
+  description = "Security group of the tasks: allow it into Aurora."
+  value       = aws_security_group.tasks.id
+}
+
+output "task_role_arns" {
+  description = "Service name => task role ARN."
+  value       = { for s, r in aws_iam_role.task : s => r.arn }
+}

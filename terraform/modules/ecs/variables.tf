@@ -1,0 +1,125 @@
+variable "name" {
+  description = "Cluster name and prefix (e.g. meridian-prod-dk)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{2,40}$", var.name))
+    error_message = "name must be 3-41 lower-case letters, digits or dashes, starting with a letter."
+  }
+}
+
+variable "vpc_id" {
+  description = "VPC ID."
+  type        = string
+}
+
+variable "private_subnet_ids" {
+  description = "Private subnets for the Fargate tasks (at least two AZs)."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.private_subnet_ids) >= 2
+    error_message = "tasks must be spread over at least two AZs."
+  }
+}
+
+variable "alb_security_group_id" {
+  description = "ALB security group allowed into the tasks."
+  type        = string
+}
+
+variable "image_registry" {
+  description = "ECR registry/repository prefix; the image is <image_registry>/<service>:<image_tag>."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[0-9]{12}\\.dkr\\.ecr\\.[a-z0-9-]+\\.amazonaws\\.com(/[a-z0-9._/-]+)?$", var.image_registry))
+    error_message = "image_registry must be an ECR registry such as 123456789012.dkr.ecr.eu-north-1.amazonaws.com/meridian."
+  }
+}
+
+variable "image_tag" {
+  description = "Image tag (the git SHA) of the first deploy. Later deploys register new task definitions from Buildkite; Terraform ignores the drift."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[0-9a-f]{7,40}$", var.image_tag))
+    error_message = "image_tag must be a git SHA (7-40 hex characters): images are tagged with the commit."
+  }
+}
+
+variable "services" {
+  description = "name => {port, target_group_arn, database_secret_arn, cpu, memory, desired_count, max_count}."
+  type = map(object({
+    port                = number
+    target_group_arn    = string
+    database_secret_arn = string
+    cpu                 = number
+    memory              = number
+    desired_count       = number
+    max_count           = number
+  }))
+
+  validation {
+    condition = alltrue([
+      for s in values(var.services) :
+      contains([256, 512, 1024, 2048, 4096], s.cpu) && s.memory >= 512 && s.desired_count >= 2 && s.desired_count <= s.max_count
+    ])
+    error_message = "each service needs a Fargate cpu size, memory >= 512 and 2 <= desired_count <= max_count (one task per AZ at least)."
+  }
+}
+
+variable "cpu_architecture" {
+  description = "Fargate CPU architecture of the images (X86_64 or ARM64; ARM64 is ~20% cheaper)."
+  type        = string
+  default     = "X86_64"
+
+  validation {
+    condition     = contains(["X86_64", "ARM64"], var.cpu_architecture)
+    error_message = "cpu_architecture must be X86_64 or ARM64."
+  }
+}
+
+variable "environment" {
+  description = "Extra plain environment variables for every service (never secrets)."
+  type        = map(string)
+  default     = {}
+}
+
+variable "logs_kms_key_arn" {
+  description = "CMK for the task log groups."
+  type        = string
+}
+
+variable "secrets_kms_key_arn" {
+  description = "CMK that encrypts the service DB secrets (tasks need kms:Decrypt on it)."
+  type        = string
+}
+
+variable "log_retention_days" {
+  description = "Retention of the task log groups."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a value CloudWatch Logs accepts."
+  }
+}
+
+variable "target_cpu_utilization" {
+  description = "Target-tracking CPU utilisation (%) for service autoscaling."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.target_cpu_utilization >= 20 && var.target_cpu_utilization <= 90
+    error_message = "target_cpu_utilization must be 20-90."
+  }
+}
+
+variable "tags" {
+  description = "Extra tags."
+  type        = map(string)
+  default     = {}
+}

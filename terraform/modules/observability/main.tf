@@ -1,0 +1,240 @@
+locals {
+  prometheus = var.mode == "prometheus"
+}
+
+# ----------------------------------------------------------------------------- alert delivery
+
+resource "aws_sns_topic" "alerts" {
+  name              = "${var.name}-alerts"
+  kms_master_key_id = var.kms_key_arn
+  tags              = var.tags
+}
+
+resource "aws_sns_topic_subscription" "email" {
+  for_each = toset(var.alert_email_addresses)
+
+  topic_arn = aws_sns_topic.alerts.arn
+  protocol  = "email"
+  endpoint  = each.key
+}
+
+resource "aws_sns_topic_subscription" "https" {
+  count = length(var.alert_https_endpoints)
+
+  topic_arn              = aws_sns_topic.alerts.arn
+  protocol               = "https"
+  endpoint               = var.alert_https_endpoints[count.index]
+  endpoint_auto_confirms = true
+}
+
+# ----------------------------------------------------------------------------- CloudWatch alarms (both modes)
+# Each alarm names its runbook (runbooks/<alarm>.md).
+
+resource "aws_cloudwatch_metric_alarm" "latency_p99" {
+  for_each = var.target_group_arn_suffixes
+
+  alarm_name          = "${var.name}-${each.key}-latency-p99"
+  alarm_description   = "p99 latency of ${each.key} above ${var.latency_p99_threshold_seconds}s. Runbook: runbooks/high-latency.md"
+  namespace           = "AWS/ApplicationELB"
+  metric_name         = "TargetResponseTime"
+  extended_statistic  = "p99"
+  period              = 60
+  evaluation_periods  = 3
+  datapoints_to_alarm = 3
+  threshold           = var.latency_p99_threshold_seconds
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  dimensions          = { LoadBalancer = var.alb_arn_suffix, TargetGroup = each.value }
+  alarm_actions       = [aws_sns_topic.alerts.arn]
+  ok_actions          = [aws_sns_topic.alerts.arn]
+  tags                = var.tags
+}
+
+resource "aws_cloudwatch_metric_alarm" "errors_5xx" {
+  for_each = var.target_group_arn_suffixes
+
+  alarm_name          = "${var.name}-${each.key}-5xx"
+  alarm_description   = "${each.key} returns 5xx. Runbook: runbooks/high-error-rate.md"
+  namespace           = "AWS/ApplicationELB"
+  metric_name         = "HTTPCode_Target_5XX_Count"
+  statistic           = "Sum"
+  period              = 60
+  evaluation_periods  = 3
+  datapoints_to_alarm = 3
+  threshold           = var.error_5xx_threshold
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  dimensions          = { LoadBalancer = var.alb_arn_suffix, TargetGroup = each.value }
+  alarm_actions       = [aws_sns_topic.alerts.arn]
+  ok_actions          = [aws_sns_topic.alerts.arn]
+  tags                = var.tags
+}
+
+resource "aws_cloudwatch_metric_alarm" "no_healthy_targets" {
+  for_each = var.target_group_arn_suffixes
+
+  alarm_name          = "${var.name}-${each.key}-no-healthy-targets"
+  alarm_description   = "${each.key} has fewer than 2 targets passing /readyz. Runbook: runbooks/service-down.md"
+  namespace           = "AWS/ApplicationELB"
+  metric_name         = "HealthyHostCount"
+  statistic           = "Minimum"
+  period              = 60
+  evaluation_periods  = 2
+  threshold           = 2
+  comparison_operator = "LessThanThreshold"
+  treat_missing_data  = "breaching"
+  dimensions          = { LoadBalancer = var.alb_arn_suffix, TargetGroup = each.value }
+  alarm_actions       = [aws_sns_topic.alerts.arn]
+  ok_actions          = [aws_sns_topic.alerts.arn]
+  tags                = var.tags
+}
+
+resource "aws_cloudwatch_metric_alarm" "aurora_load" {
+  alarm_name          = "${var.name}-aurora-${var.aurora_serverless ? "acu" : "cpu"}"
+  alarm_description   = "Aurora ${var.aurora_serverless ? "ACU" : "CPU"} utilisation above 80%. Runbook: runbooks/database-saturation.md"
+  namespace           = "AWS/RDS"
+  metric_name         = var.aurora_serverless ? "ACUUtilization" : "CPUUtilization"
+  statistic           = "Average"
+  period              = 300
+  evaluation_periods  = 3
+  threshold           = 80
+  comparison_operator = "GreaterThanThreshold"
+  dimensions          = { DBClusterIdentifier = var.aurora_cluster_id }
+  alarm_actions       = [aws_sns_topic.alerts.arn]
+  ok_actions          = [aws_sns_topic.alerts.arn]
+  tags                = var.tags
+}
+
+resource "aws_cloudwatch_metric_alarm" "aurora_replica_lag" {
+  alarm_name          = "${var.name}-aurora-replica-lag"
+  alarm_description   = "Aurora reader lag above 1s: failover would lose freshness. Runbook: runbooks/database-saturation.md"
+  namespace           = "AWS/RDS"
+  metric_name         = "AuroraReplicaLagMaximum"
+  statistic           = "Maximum"
+  period              = 60
+  evaluation_periods  = 5
+  threshold           = 1000
+  comparison_operator = "GreaterThanThreshold"
+  dimensions          = { DBClusterIdentifier = var.aurora_cluster_id }
+  alarm_actions       = [aws_sns_topic.alerts.arn]
+  tags                = var.tags
+}
+
+# ----------------------------------------------------------------------------- Prometheus (large)
+
+resource "aws_prometheus_workspace" "this" {
+  count = local.prometheus ? 1 : 0
+
+  alias       = var.name
+  kms_key_arn = var.kms_key_arn
+  tags        = var.tags
+}
+
+# Agentless scrape of pods annotated prometheus.io/scrape=true (each service's /metrics).
+resource "aws_prometheus_scraper" "this" {
+  count = local.prometheus ? 1 : 0
+
+  alias = var.name
+
+  source {
+    eks {
+      cluster_arn        = var.eks_cluster_arn
+      subnet_ids         = var.scraper_subnet_ids
+      security_group_ids = var.scraper_security_group_ids
+    }
+  }
+
+  destination {
+    amp {
+      workspace_arn = aws_prometheus_workspace.this[0].arn
+    }
+  }
+
+  scrape_configuration = yamlencode({
+    global = { scrape_interval = "30s" }
+    scrape_configs = [{
+      job_name              = "meridian-pods"
+      kubernetes_sd_configs = [{ role = "pod" }]
+      relabel_configs = [
+        { source_labels = ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"], action = "keep", regex = "true" },
+        { source_labels = ["__meta_kubernetes_namespace"], target_label = "namespace" },
+        { source_labels = ["__meta_kubernetes_pod_name"], target_label = "pod" },
+        { source_labels = ["__meta_kubernetes_pod_label_app_kubernetes_io_name"], target_label = "service" },
+      ]
+    }]
+  })
+
+  tags = var.tags
+
+  lifecycle {
+    precondition {
+      condition     = var.eks_cluster_arn != null && length(var.scraper_subnet_ids) >= 2
+      error_message = "mode = prometheus needs eks_cluster_arn and at least two scraper_subnet_ids."
+    }
+  }
+}
+
+resource "aws_prometheus_alert_manager_definition" "this" {
+  count = local.prometheus ? 1 : 0
+
+  workspace_id = aws_prometheus_workspace.this[0].id
+  definition = yamlencode({
+    alertmanager_config = yamlencode({
+      route = { receiver = "sns", group_by = ["alertname", "service"], group_wait = "30s", repeat_interval = "1h" }
+      receivers = [{
+        name = "sns"
+        sns_configs = [{
+          topic_arn = aws_sns_topic.alerts.arn
+          sigv4     = { region = split(":", aws_sns_topic.alerts.arn)[3] }
+          subject   = "meridian ${var.name}"
+        }]
+      }]
+    })
+  })
+}
+
+# SLO alerts on the two series every service exports (DESIGN.md section 2).
+resource "aws_prometheus_rule_group_namespace" "slo" {
+  count = local.prometheus ? 1 : 0
+
+  name         = "meridian-slo"
+  workspace_id = aws_prometheus_workspace.this[0].id
+  data = yamlencode({
+    groups = [{
+      name = "meridian-slo"
+      rules = [
+        {
+          alert       = "HighErrorRate"
+          expr        = "sum by (service) (rate(http_requests_total{status=~\"5..\"}[5m])) / sum by (service) (rate(http_requests_total[5m])) > 0.01"
+          for         = "5m"
+          labels      = { severity = "page" }
+          annotations = { summary = "{{ $labels.service }} 5xx ratio above 1%", runbook = "runbooks/high-error-rate.md" }
+        },
+        {
+          alert       = "HighLatencyP99"
+          expr        = "histogram_quantile(0.99, sum by (service, le) (rate(http_request_duration_seconds_bucket[5m]))) > ${var.latency_p99_threshold_seconds}"
+          for         = "5m"
+          labels      = { severity = "page" }
+          annotations = { summary = "{{ $labels.service }} p99 above ${var.latency_p99_threshold_seconds}s", runbook = "runbooks/high-latency.md" }
+        },
+      ]
+    }]
+  })
+}
+
+data "aws_iam_policy_document" "sns" {
+  statement {
+    sid       = "AlarmsAndAlertmanagerPublish"
+    actions   = ["sns:Publish", "sns:GetTopicAttributes"]
+    resources = [aws_sns_topic.alerts.arn]
+    principals {
+      type        = "Service"
+      identifiers = ["cloudwatch.amazonaws.com", "aps.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_sns_topic_policy" "alerts" {
+  arn    = aws_sns_topic.alerts.arn
+  policy = data.aws_iam_policy_document.sns.json
+}

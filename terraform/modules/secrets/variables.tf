@@ -1,0 +1,68 @@
+variable "name" {
+  description = "Name prefix (e.g. meridian-prod-se). Secrets are created under \"<name>/\"."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{2,40}$", var.name))
+    error_message = "name must be 3-41 lower-case letters, digits or dashes, starting with a letter."
+  }
+}
+
+variable "services" {
+  description = "Service names. Each gets a database credentials secret <name>/db/<service> (its own Postgres role and schema)."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.services) > 0 && alltrue([for s in var.services : can(regex("^[a-z][a-z0-9]{1,14}$", s))])
+    error_message = "services must be non-empty lower-case names."
+  }
+}
+
+variable "database" {
+  description = "Connection facts written into each service secret next to its generated password. null = create the secrets without a value yet (first apply, before Aurora exists)."
+  type = object({
+    host   = string
+    port   = number
+    dbname = string
+  })
+  default = null
+}
+
+variable "password_version" {
+  description = "Bump to rotate every service password (write-only: passwords never enter state)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.password_version >= 1 && floor(var.password_version) == var.password_version
+    error_message = "password_version must be a positive integer."
+  }
+}
+
+variable "recovery_window_in_days" {
+  description = "Days a deleted secret stays recoverable."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.recovery_window_in_days >= 7 && var.recovery_window_in_days <= 30
+    error_message = "recovery_window_in_days must be 7-30 (0 = immediate deletion is not allowed in production)."
+  }
+}
+
+variable "kms_deletion_window_in_days" {
+  description = "Waiting period before the CMK is deleted."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.kms_deletion_window_in_days >= 7 && var.kms_deletion_window_in_days <= 30
+    error_message = "kms_deletion_window_in_days must be 7-30."
+  }
+}
+
+variable "tags" {
+  description = "Extra tags."
+  type        = map(string)
+  default     = {}
+}
