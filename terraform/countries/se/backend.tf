@@ -1,0 +1,14 @@
+# The only per-country literals besides terraform.tfvars: state location and country code.
+terraform {
+  backend "s3" {
+    bucket       = "meridian-tfstate-prod-se"
+    key          = "countries/se/terraform.tfstate"
+    region       = "eu-north-1"
+    encrypt      = true
+    use_lockfile = true
+  }
+}
+
+locals {
+  country = "se"
+}
