@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# Terraform checks, offline. Run from anywhere: bash tests/policy/terraform.sh
+#
+#  1. terraform fmt -check -recursive terraform/      (+ a badly formatted fixture must fail)
+#  2. terraform init -backend=false + terraform test in the provider-free plan module
+#  3. checkov --framework terraform --skip-download over terraform/ (skips: .checkov.yaml,
+#     reasons in tests/policy/checkov-skips.md)    (+ a bad fixture must fail)
+#  4. tests/policy/test_terraform_policy.py: Aurora / EKS rules following country inputs into
+#     modules, run on the real stacks and on failing fixtures
+#
+# Tools: terraform (>= 1.11) must be on PATH; checkov and python-hcl2 are installed (pinned,
+# tests/policy/requirements.txt) into "${MERIDIAN_CACHE:-$HOME/.cache/meridian}/venv" only when
+# missing or when requirements.txt changed. Nothing is skipped silently: every check either
+# passes or fails, and the last line is "terraform policy: N passed, N failed".
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+POLICY="$REPO/tests/policy"
+CACHE="${MERIDIAN_CACHE:-$HOME/.cache/meridian}"
+VENV="$CACHE/venv"
+HCL2_LIB="$VENV/hcl2-lib"
+REQS="$POLICY/requirements.txt"
+STAMP="$VENV/.meridian-terraform-requirements.sha256"
+
+export TF_CLI_CONFIG_FILE=/dev/null # no ~/.terraformrc here; silences the CLI config warning
+export TF_IN_AUTOMATION=1
+export TF_INPUT=0
+export CHECKOV_RUN_SCA_PACKAGE_SCAN_V2=false
+export BC_SKIP_MAPPING=TRUE
+
+PASSED=0
+FAILED=0
+FAILURES=()
+START=$SECONDS
+
+pass() {
+  PASSED=$((PASSED + 1))
+  printf 'PASS %s\n' "$1"
+}
+
+fail() {
+  FAILED=$((FAILED + 1))
+  FAILURES+=("$1")
+  printf 'FAIL %s\n' "$1"
+}
+
+# run NAME CMD... : run a check, show its output only when it fails.
+run() {
+  local name="$1" log
+  shift
+  log="$(mktemp)"
+  if "$@" >"$log" 2>&1; then
+    pass "$name"
+    # Show the tool's own tally (e.g. "Success! 22 passed, 0 failed.") when it has one.
+    grep -E '[0-9]+ passed, [0-9]+ failed|Passed checks: [0-9]+' "$log" | tail -n 1 | sed 's/^/     /' || true
+  else
+    cat "$log"
+    fail "$name"
+  fi
+  rm -f "$log"
+}
+
+# run_must_fail NAME CMD... : a negative check; it passes only when CMD fails.
+run_must_fail() {
+  local name="$1" log
+  shift
+  log="$(mktemp)"
+  if "$@" >"$log" 2>&1; then
+    cat "$log"
+    fail "$name (the bad fixture was accepted)"
+  else
+    pass "$name"
+  fi
+  rm -f "$log"
+}
+
+summary() {
+  printf '\n'
+  if ((FAILED > 0)); then
+    printf 'failed checks:\n'
+    printf '  - %s\n' "${FAILURES[@]}"
+  fi
+  printf 'terraform policy: %d passed, %d failed (%ds)\n' "$PASSED" "$FAILED" "$((SECONDS - START))"
+}
+
+# ----------------------------------------------------------------------------- tools
+
+if ! command -v terraform >/dev/null 2>&1; then
+  cat >&2 <<'EOF'
+FAIL terraform is not on PATH.
+  These checks need Terraform >= 1.11 (no providers are downloaded). Install it with e.g.
+    apt-get install -y gnupg software-properties-common curl &&
+    curl -fsSL https://apt.releases.hashicorp.com/gpg | gpg --dearmor -o /usr/share/keyrings/hashicorp.gpg &&
+    echo "deb [signed-by=/usr/share/keyrings/hashicorp.gpg] https://apt.releases.hashicorp.com $(lsb_release -cs) main" \
+      > /etc/apt/sources.list.d/hashicorp.list && apt-get update && apt-get install -y terraform
+  or unzip the release from https://developer.hashicorp.com/terraform/install into a directory on PATH,
+  or use tfenv: `tfenv install 1.11.4 && tfenv use 1.11.4`.
+terraform policy: 0 passed, 1 failed
+EOF
+  exit 1
+fi
+
+tf_version="$(terraform version -json | python3 -c 'import json,sys; print(json.load(sys.stdin)["terraform_version"])')"
+case "$tf_version" in
+  0.* | 1.[0-9].* | 1.10.*)
+    printf 'FAIL terraform %s is too old: install Terraform >= 1.11 (see tests/policy/terraform.sh)\n' "$tf_version" >&2
+    printf 'terraform policy: 0 passed, 1 failed\n'
+    exit 1
+    ;;
+esac
+printf 'terraform %s\n' "$tf_version"
+
+ensure_venv() {
+  local want have=""
+  want="$(sha256sum "$REQS" | cut -d' ' -f1)"
+  [[ -f "$STAMP" ]] && have="$(cat "$STAMP")"
+  if [[ "$want" == "$have" && -x "$VENV/bin/checkov" && -f "$HCL2_LIB/hcl2/api.py" ]]; then
+    return 0
+  fi
+  printf 'installing pinned tools from %s into %s\n' "${REQS#"$REPO"/}" "$VENV"
+  mkdir -p "$CACHE"
+  [[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV"
+  local venv_reqs hcl2_reqs
+  venv_reqs="$(mktemp)"
+  hcl2_reqs="$(mktemp)"
+  grep -v '^[[:space:]]*#' "$REQS" | grep -v 'target: hcl2-lib' | sed 's/[[:space:]]*#.*//' | grep . >"$venv_reqs" || true
+  grep 'target: hcl2-lib' "$REQS" | grep -v '^[[:space:]]*#' | sed 's/[[:space:]]*#.*//' >"$hcl2_reqs"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$venv_reqs"
+  rm -rf "$HCL2_LIB"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps --target "$HCL2_LIB" -r "$hcl2_reqs"
+  rm -f "$venv_reqs" "$hcl2_reqs"
+  printf '%s\n' "$want" >"$STAMP"
+}
+
+if ! ensure_venv; then
+  fail "install pinned checkov/python-hcl2 from tests/policy/requirements.txt (needs PyPI)"
+  summary
+  exit 1
+fi
+
+# ----------------------------------------------------------------------------- 1. fmt
+
+cd "$REPO"
+run "terraform fmt -check -recursive terraform/" terraform fmt -check -recursive -diff terraform/
+run_must_fail "terraform fmt -check rejects a badly formatted fixture" \
+  terraform fmt -check tests/policy/fixtures/fmt/unformatted.tf
+
+# ----------------------------------------------------------------------------- 2. terraform test (offline)
+
+plan_test() {
+  local dir="$REPO/terraform/modules/plan"
+  # The plan module requires no providers: init only installs local child modules.
+  terraform -chdir="$dir" init -backend=false -input=false -no-color >/dev/null
+  if grep -rqs 'required_providers' "$dir"/*.tf; then
+    echo "terraform/modules/plan must stay provider-free (found required_providers)" >&2
+    return 1
+  fi
+  terraform -chdir="$dir" test -no-color
+}
+run "terraform test (terraform/modules/plan, offline)" plan_test
+
+# ----------------------------------------------------------------------------- 3. checkov
+
+checkov_tree() {
+  "$VENV/bin/checkov" --quiet --compact --framework terraform --skip-download \
+    --config-file "$REPO/terraform/.checkov.yaml" -d "$REPO/terraform"
+}
+
+checkov_skips_documented() {
+  # Every skipped check id in .checkov.yaml has a reason in checkov-skips.md, and vice versa.
+  local yaml_ids doc_ids
+  yaml_ids="$(grep -oE 'CKV2?_AWS_[0-9]+' "$REPO/terraform/.checkov.yaml" | sort -u)"
+  doc_ids="$(grep -oE '^\| *`?CKV2?_AWS_[0-9]+' "$POLICY/checkov-skips.md" | grep -oE 'CKV2?_AWS_[0-9]+' | sort -u)"
+  if [[ "$yaml_ids" != "$doc_ids" ]]; then
+    echo "skip list in terraform/.checkov.yaml and the table in tests/policy/checkov-skips.md differ:"
+    diff <(echo "$yaml_ids") <(echo "$doc_ids") || true
+    return 1
+  fi
+}
+
+checkov_fixture() {
+  "$VENV/bin/checkov" --quiet --compact --framework terraform --skip-download \
+    --config-file "$REPO/terraform/.checkov.yaml" -d "$POLICY/fixtures/checkov"
+}
+
+run "checkov skip list is documented (tests/policy/checkov-skips.md)" checkov_skips_documented
+run "checkov --framework terraform --skip-download terraform/" checkov_tree
+run_must_fail "checkov rejects an unencrypted, public Aurora fixture" checkov_fixture
+
+# ----------------------------------------------------------------------------- 4. policy test
+
+policy_test() {
+  PYTHONPATH="$HCL2_LIB${PYTHONPATH:+:$PYTHONPATH}" "$VENV/bin/python" "$POLICY/test_terraform_policy.py" --repo "$REPO"
+}
+run "policy test: Aurora + EKS rules on every country, each rule fails its fixture" policy_test
+
+summary
+((FAILED == 0))
