@@ -47,5 +47,5 @@ fi
   printf '\n**Delivery changes** (buildkite/, docker/, runbooks/, terraform/)\n\n'
   delivery="$(git diff --stat=100 "${base:-$(git hash-object -t tree /dev/null)}" "$sha" -- buildkite docker runbooks terraform | tail -n 1)"
   bullets "$delivery"
-  printf '\n**Waves**: see buildkite/waves.conf; SLOs: buildkite/slo.yaml. Rollback: runbooks/rollback.md.\n'
+  printf '\n**Waves**: see buildkite/waves.conf; SLOs: buildkite/slo.yaml. Rollback: runbooks/procedures/rollback.md.\n'
 } | annotate info change-summary

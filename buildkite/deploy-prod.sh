@@ -29,7 +29,7 @@ log "applying Rollout $name (${services[*]} -> meridian-prod-$country, bake $bak
 printf '%s\n' "$manifest" | kubectl apply --server-side --field-manager=buildkite -f -
 
 if ! wait_for_phase rollout "$name" "" "${ROLLOUT_TIMEOUT_SECONDS:-5400}" Succeeded Halted Failed; then
-  printf ':octagonal_sign: Rollout `%s` halted in **%s**. Later waves will not start. See runbooks/rollout-halted.md.\n' \
+  printf ':octagonal_sign: Rollout `%s` halted in **%s**. Later waves will not start. See runbooks/pages/rollout-halted.md.\n' \
     "$name" "$country" | annotate error "prod-$country"
   exit 1
 fi

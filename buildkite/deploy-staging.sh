@@ -41,7 +41,7 @@ for s in "${services[@]}"; do
 done
 
 if ((${#failed[@]})); then
-  printf ':x: staging Release failed for: **%s**. See runbooks/release-failed.md.\n' "${failed[*]}" |
+  printf ':x: staging Release failed for: **%s**. See runbooks/pages/release-failed.md.\n' "${failed[*]}" |
     annotate error staging
   exit 1
 fi

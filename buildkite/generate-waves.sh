@@ -70,7 +70,7 @@ YAML
       - slack:
           channels:
             - "${slack_channel}"
-          message: "Production deploy of ${cc} failed: Rollout halted, later waves stopped. Runbook: runbooks/rollout-halted.md"
+          message: "Production deploy of ${cc} failed: Rollout halted, later waves stopped. Runbook: runbooks/pages/rollout-halted.md"
         if: step.outcome == "hard_failed"
 YAML
   done
