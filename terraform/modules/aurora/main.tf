@@ -11,6 +11,9 @@ locals {
 # ----------------------------------------------------------------------------- encryption key
 
 data "aws_iam_policy_document" "kms" {
+  # checkov:skip=CKV_AWS_109:KMS key policy: "*" means this key; the account root statement is the AWS default key policy
+  # checkov:skip=CKV_AWS_111:KMS key policy: "*" means this key; the account root statement is the AWS default key policy
+  # checkov:skip=CKV_AWS_356:KMS key policy: "*" means this key; the account root statement is the AWS default key policy
   count = local.create_kms_key ? 1 : 0
 
   statement {
@@ -80,6 +83,12 @@ resource "aws_rds_cluster_parameter_group" "this" {
     value = "1"
   }
 
+  # DDL only: full statement logging would write personal data into CloudWatch.
+  parameter {
+    name  = "log_statement"
+    value = "ddl"
+  }
+
   parameter {
     name  = "log_min_duration_statement"
     value = "500"
@@ -105,6 +114,7 @@ resource "aws_rds_cluster_parameter_group" "this" {
 # ----------------------------------------------------------------------------- cluster
 
 resource "aws_rds_cluster" "this" {
+  # checkov:skip=CKV2_AWS_8:Aurora's own continuous backups (PITR, 14 days, enforced >= 7 by the policy test) are the backup; AWS Backup (vault lock, cross-region copy) is a later step, see terraform/README.md
   cluster_identifier = var.name
   engine             = "aurora-postgresql"
   engine_mode        = "provisioned"

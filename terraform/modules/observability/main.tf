@@ -206,14 +206,14 @@ resource "aws_prometheus_rule_group_namespace" "slo" {
         {
           alert       = "HighErrorRate"
           expr        = "sum by (service) (rate(http_requests_total{status=~\"5..\"}[5m])) / sum by (service) (rate(http_requests_total[5m])) > 0.01"
-          for         = "5m"
+          "for"       = "5m"
           labels      = { severity = "page" }
           annotations = { summary = "{{ $labels.service }} 5xx ratio above 1%", runbook = "runbooks/high-error-rate.md" }
         },
         {
           alert       = "HighLatencyP99"
           expr        = "histogram_quantile(0.99, sum by (service, le) (rate(http_request_duration_seconds_bucket[5m]))) > ${var.latency_p99_threshold_seconds}"
-          for         = "5m"
+          "for"       = "5m"
           labels      = { severity = "page" }
           annotations = { summary = "{{ $labels.service }} p99 above ${var.latency_p99_threshold_seconds}s", runbook = "runbooks/high-latency.md" }
         },

@@ -13,6 +13,9 @@ locals {
 # have their own keys (smaller blast radius, separate key policies).
 
 data "aws_iam_policy_document" "kms" {
+  # checkov:skip=CKV_AWS_109:KMS key policy: "*" means this key; the account root statement is the AWS default key policy
+  # checkov:skip=CKV_AWS_111:KMS key policy: "*" means this key; the account root statement is the AWS default key policy
+  # checkov:skip=CKV_AWS_356:KMS key policy: "*" means this key; the account root statement is the AWS default key policy
   statement {
     sid       = "AccountAdministers"
     actions   = ["kms:*"]
@@ -69,6 +72,7 @@ resource "aws_kms_alias" "this" {
 # Aurora master secret (see terraform/README.md).
 
 resource "aws_secretsmanager_secret" "db" {
+  # checkov:skip=CKV2_AWS_57:rotation = bump password_version and re-run the db-bootstrap step (write-only password, never in state); no rotation Lambda to run per country
   for_each = toset(var.services)
 
   name                    = "${var.name}/db/${each.key}"
