@@ -11,7 +11,8 @@
 #
 # Runs, per service:
 #   slo-gate --url BASE_URL/PATH --requests N --p99-ms X --max-error-rate Y
-# The binary is $SLO_GATE_BIN (default: slo-gate on PATH). Every service is probed even
+# The binary is $SLO_GATE_BIN (default: slo-gate on PATH; on a Buildkite agent without it,
+# copied out of this commit's operator image). Every service is probed even
 # after a breach, so the log shows all of them; the exit status is non-zero when any
 # probe breached or could not run.
 set -euo pipefail
@@ -22,7 +23,7 @@ while (($#)); do
   case "$1" in
     --print) print_only=true; shift ;;
     --file) SLO_FILE="$2"; shift 2 ;;
-    -h | --help) sed -n '2,17p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit 0 ;;
     --) shift; break ;;
     -*) die "unknown option $1" ;;
     *) break ;;
@@ -38,6 +39,22 @@ wanted=("$@")
 
 table="$(slo_table)"
 bin="${SLO_GATE_BIN:-slo-gate}"
+if ! $print_only; then
+  # On a Buildkite agent without the CLI installed, take it from this commit's operator image
+  # (docker/operator.Dockerfile ships it), so CI gates with exactly the code it deploys.
+  if ! command -v "$bin" >/dev/null 2>&1 && [[ "${BUILDKITE:-}" == "true" && -z "${SLO_GATE_BIN:-}" ]] &&
+    command -v docker >/dev/null 2>&1; then
+    image="$(image_ref operator)"
+    dir="$(mktemp -d)"
+    log "extracting slo-gate from $image"
+    docker pull --quiet "$image" >/dev/null
+    cid="$(docker create "$image")"
+    docker cp "$cid:/usr/local/bin/slo-gate" "$dir/slo-gate"
+    docker rm "$cid" >/dev/null
+    bin="$dir/slo-gate"
+  fi
+  command -v "$bin" >/dev/null 2>&1 || die "$bin not found (build it: cargo build --release --locked --bin slo-gate, or set SLO_GATE_BIN)"
+fi
 
 commands=()
 found=()
@@ -64,7 +81,6 @@ if $print_only; then
   exit 0
 fi
 
-command -v "$bin" >/dev/null 2>&1 || die "$bin not found (build it: cargo build --release --locked --bin slo-gate, or set SLO_GATE_BIN)"
 
 failed=()
 for i in "${!commands[@]}"; do
