@@ -16,7 +16,7 @@ resource "aws_ecs_cluster" "this" {
 
   setting {
     name  = "containerInsights"
-    value = "enhanced"
+    value = "enabled"
   }
 
   tags = var.tags
