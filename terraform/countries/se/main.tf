@@ -19,8 +19,10 @@ locals {
 module "secrets" {
   source = "../../modules/secrets"
 
-  name     = module.plan.name_prefix
-  services = keys(local.services)
+  name                = module.plan.name_prefix
+  services            = keys(local.services)
+  create_pod_identity = local.eks
+  eks_cluster_name    = local.eks ? module.eks[0].cluster_name : null
   database = {
     host   = module.aurora.endpoint
     port   = module.aurora.port
@@ -49,10 +51,10 @@ module "aurora" {
   vpc_id             = module.network.vpc_id
   subnet_ids         = module.network.database_subnet_ids
   availability_zones = module.plan.network.azs
-  allowed_security_group_ids = compact([
-    local.eks ? module.eks[0].cluster_security_group_id : "",
-    local.ecs ? module.ecs[0].tasks_security_group_id : "",
-  ])
+  allowed_security_groups = merge(
+    local.eks ? { eks_nodes = module.eks[0].cluster_security_group_id } : {},
+    local.ecs ? { ecs_tasks = module.ecs[0].tasks_security_group_id } : {},
+  )
 
   instance_class = local.sizing.aurora.instance_class
   instance_count = local.sizing.aurora.instance_count

@@ -33,10 +33,10 @@ variable "availability_zones" {
   }
 }
 
-variable "allowed_security_group_ids" {
-  description = "Security groups (EKS nodes, ECS tasks) allowed to reach Postgres on 5432."
-  type        = list(string)
-  default     = []
+variable "allowed_security_groups" {
+  description = "Security groups allowed to reach Postgres on 5432, keyed by a static name (e.g. { ecs_tasks = sg-... }) so for_each keys are known at plan time even when the IDs are not."
+  type        = map(string)
+  default     = {}
 }
 
 variable "engine_version" {

@@ -19,7 +19,7 @@ resource "aws_sns_topic_subscription" "email" {
 }
 
 resource "aws_sns_topic_subscription" "https" {
-  count = length(var.alert_https_endpoints)
+  count = nonsensitive(length(var.alert_https_endpoints))
 
   topic_arn              = aws_sns_topic.alerts.arn
   protocol               = "https"
@@ -237,4 +237,53 @@ data "aws_iam_policy_document" "sns" {
 resource "aws_sns_topic_policy" "alerts" {
   arn    = aws_sns_topic.alerts.arn
   policy = data.aws_iam_policy_document.sns.json
+}
+
+# ----------------------------------------------------------------------------- operator query access
+# The operator's release analysis queries the two SLO series in AMP.
+
+data "aws_iam_policy_document" "operator_assume" {
+  statement {
+    actions = ["sts:AssumeRole", "sts:TagSession"]
+    principals {
+      type        = "Service"
+      identifiers = ["pods.eks.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "operator" {
+  count = local.prometheus ? 1 : 0
+
+  name               = "${var.name}-operator"
+  assume_role_policy = data.aws_iam_policy_document.operator_assume.json
+  tags               = var.tags
+}
+
+data "aws_iam_policy_document" "operator" {
+  count = local.prometheus ? 1 : 0
+
+  statement {
+    sid       = "QuerySloMetrics"
+    actions   = ["aps:QueryMetrics", "aps:GetSeries", "aps:GetLabels", "aps:GetMetricMetadata"]
+    resources = [aws_prometheus_workspace.this[0].arn]
+  }
+}
+
+resource "aws_iam_role_policy" "operator" {
+  count = local.prometheus ? 1 : 0
+
+  name   = "query-prometheus"
+  role   = aws_iam_role.operator[0].id
+  policy = data.aws_iam_policy_document.operator[0].json
+}
+
+resource "aws_eks_pod_identity_association" "operator" {
+  count = local.prometheus ? 1 : 0
+
+  cluster_name    = element(split("/", var.eks_cluster_arn), 1)
+  namespace       = var.operator_service_account.namespace
+  service_account = var.operator_service_account.name
+  role_arn        = aws_iam_role.operator[0].arn
+  tags            = var.tags
 }

@@ -17,3 +17,8 @@ output "scraper_role_arn" {
   description = "Role the managed scraper uses: give it an EKS access entry bound to the scraper ClusterRole."
   value       = try(aws_prometheus_scraper.this[0].role_arn, null)
 }
+
+output "operator_role_arn" {
+  description = "Pod Identity role of the operator (AMP query access; null in cloudwatch mode)."
+  value       = try(aws_iam_role.operator[0].arn, null)
+}

@@ -108,3 +108,15 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "operator_service_account" {
+  description = "Namespace and service account of the meridian operator; in prometheus mode it gets a Pod Identity role that may query the workspace (release analysis)."
+  type = object({
+    namespace = string
+    name      = string
+  })
+  default = {
+    namespace = "meridian-system"
+    name      = "meridian-operator"
+  }
+}

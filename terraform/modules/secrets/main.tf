@@ -104,3 +104,71 @@ resource "aws_secretsmanager_secret_version" "db" {
   })
   secret_string_wo_version = var.password_version
 }
+
+# ----------------------------------------------------------------------------- EKS workload identity
+# On EKS each service's pods assume <name>-<service>-pod through Pod Identity and can read only
+# their own secret (same shape as the ECS task roles).
+
+data "aws_iam_policy_document" "pods_assume" {
+  statement {
+    actions = ["sts:AssumeRole", "sts:TagSession"]
+    principals {
+      type        = "Service"
+      identifiers = ["pods.eks.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "pod" {
+  for_each = var.create_pod_identity ? toset(var.services) : toset([])
+
+  name               = "${var.name}-${each.key}-pod"
+  assume_role_policy = data.aws_iam_policy_document.pods_assume.json
+  tags               = merge(var.tags, { Service = each.key })
+}
+
+data "aws_iam_policy_document" "pod" {
+  for_each = toset(var.services)
+
+  statement {
+    sid       = "ReadOwnDatabaseSecret"
+    actions   = ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
+    resources = [aws_secretsmanager_secret.db[each.key].arn]
+  }
+
+  statement {
+    sid       = "DecryptSecret"
+    actions   = ["kms:Decrypt"]
+    resources = [aws_kms_key.this.arn]
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["secretsmanager.${local.region}.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "pod" {
+  for_each = aws_iam_role.pod
+
+  name   = "database-secret"
+  role   = each.value.id
+  policy = data.aws_iam_policy_document.pod[each.key].json
+}
+
+resource "aws_eks_pod_identity_association" "pod" {
+  for_each = aws_iam_role.pod
+
+  lifecycle {
+    precondition {
+      condition     = var.eks_cluster_name != null
+      error_message = "create_pod_identity = true needs eks_cluster_name."
+    }
+  }
+
+  cluster_name    = var.eks_cluster_name
+  namespace       = each.key
+  service_account = each.key
+  role_arn        = each.value.arn
+  tags            = var.tags
+}

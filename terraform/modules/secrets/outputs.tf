@@ -12,3 +12,8 @@ output "db_secret_arns" {
   description = "Service name => Secrets Manager ARN of its database credentials (DATABASE_SECRET_ARN)."
   value       = { for s, secret in aws_secretsmanager_secret.db : s => secret.arn }
 }
+
+output "pod_role_arns" {
+  description = "EKS countries: service name => IAM role its pods assume via Pod Identity (empty on ECS)."
+  value       = { for s, r in aws_iam_role.pod : s => r.arn }
+}

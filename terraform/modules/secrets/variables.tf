@@ -66,3 +66,15 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "create_pod_identity" {
+  description = "true on EKS countries: create the per-service Pod Identity roles (a static flag, so for_each never depends on an unknown cluster name)."
+  type        = bool
+  default     = false
+}
+
+variable "eks_cluster_name" {
+  description = "EKS countries: create one IAM role per service that may read only its own DB secret, bound by EKS Pod Identity to service account <service> in namespace <service>. null on ECS countries (the ecs module owns task roles)."
+  type        = string
+  default     = null
+}
