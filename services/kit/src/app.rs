@@ -28,6 +28,15 @@ pub struct Service {
     pub name: &'static str,
     pub schema: &'static str,
     pub migrator: &'static Migrator,
+    /// Start (and serve) even when the database is unreachable at start-up: for services that
+    /// answer from a local snapshot (calls). Migrations are then left to the migration Job.
+    pub start_without_db: bool,
+}
+
+/// What a service hands to [`run_single`]: its routes and its readiness conditions.
+pub struct ServiceParts {
+    pub router: ApiRouter,
+    pub readiness: Vec<Arc<dyn crate::health::ReadinessCheck>>,
 }
 
 /// One service's routes, ready to mount: `router` already carries the service's state, and its
@@ -149,7 +158,7 @@ async fn timeout(
 /// [`CommonConfig`]: crate::config::CommonConfig
 pub async fn run_single(
     svc: &'static Service,
-    make_router: impl FnOnce(sqlx::PgPool) -> ApiRouter,
+    make: impl FnOnce(sqlx::PgPool) -> ServiceParts,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let cfg = crate::config::CommonConfig::from_env()?;
     crate::telemetry::init(cfg.log_format);
@@ -169,22 +178,26 @@ pub async fn run_single(
             acquire_timeout: cfg.db_acquire_timeout,
         },
     )?;
-    crate::db::migrate(&pool, svc.schema, svc.migrator).await?;
-    if std::env::args().nth(1).as_deref() == Some("migrate") {
-        tracing::info!(service = svc.name, "migrations applied");
-        return Ok(());
+    let migrate_only = std::env::args().nth(1).as_deref() == Some("migrate");
+    match crate::db::migrate(&pool, svc.schema, svc.migrator).await {
+        Ok(()) if migrate_only => {
+            tracing::info!(service = svc.name, "migrations applied");
+            return Ok(());
+        }
+        Ok(()) => {}
+        Err(e) if svc.start_without_db && !migrate_only => {
+            tracing::warn!(service = svc.name, error = %e, "database unavailable at start; serving without it");
+        }
+        Err(e) => return Err(e.into()),
     }
     crate::db::spawn_pool_metrics(svc.name, pool.clone());
-    let health = Health::new(vec![Arc::new(crate::health::DbReady::new(
-        svc.schema,
-        pool.clone(),
-        svc.migrator,
-    ))]);
+    let parts = make(pool.clone());
+    let health = Health::new(parts.readiness);
     let app = build(
         svc.name,
         vec![Mounted {
             name: svc.name,
-            router: make_router(pool.clone()),
+            router: parts.router,
         }],
         health.clone(),
         &HttpSettings {

@@ -43,6 +43,11 @@ impl DbReady {
             expected_version: crate::db::latest_version(migrator),
         }
     }
+
+    /// The usual readiness of a database-backed service, ready to hand to [`Health::new`].
+    pub fn for_service(svc: &crate::Service, pool: PgPool) -> Arc<dyn ReadinessCheck> {
+        Arc::new(Self::new(svc.schema, pool, svc.migrator))
+    }
 }
 
 impl ReadinessCheck for DbReady {

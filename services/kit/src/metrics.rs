@@ -23,8 +23,8 @@ use tracing::Instrument;
 
 /// Buckets for request latency: fine-grained below 50 ms where our SLOs live.
 const LATENCY_BUCKETS: &[f64] = &[
-    0.000_5, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.3, 0.5, 1.0,
-    2.5, 5.0, 10.0,
+    0.000_5, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.3, 0.5,
+    1.0, 2.5, 5.0, 10.0,
 ];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();

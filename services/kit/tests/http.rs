@@ -24,6 +24,7 @@ static SERVICE: kit::Service = kit::Service {
     name: "things",
     schema: "kit_test",
     migrator: &MIGRATOR,
+    start_without_db: false,
 };
 
 #[derive(Deserialize, JsonSchema)]

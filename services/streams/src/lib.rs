@@ -32,6 +32,7 @@ pub static SERVICE: kit::Service = kit::Service {
     name: "streams",
     schema: "streams",
     migrator: &MIGRATOR,
+    start_without_db: false,
 };
 
 /// The service's routes (all under `/streams/v1`), without background work.

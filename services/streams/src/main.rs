@@ -11,7 +11,14 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    match kit::app::run_single(&streams::SERVICE, |pool| streams::start(pool, settings)).await {
+    let run = kit::app::run_single(&streams::SERVICE, |pool| kit::app::ServiceParts {
+        readiness: vec![kit::health::DbReady::for_service(
+            &streams::SERVICE,
+            pool.clone(),
+        )],
+        router: streams::start(pool, settings),
+    });
+    match run.await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("streams: {e}");
