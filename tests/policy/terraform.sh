@@ -138,6 +138,27 @@ fmt_fixture_rejected() {
 }
 run "terraform fmt -check rejects a badly formatted fixture (tests/policy/fixtures/fmt)" fmt_fixture_rejected
 
+roots_are_thin_copies() {
+  # Country roots differ only in backend.tf (state key, country) and terraform.tfvars.
+  local ref="$REPO/terraform/countries/se" dir f bad=0 n=0
+  for dir in "$REPO"/terraform/countries/*/; do
+    n=$((n + 1))
+    for f in main.tf variables.tf outputs.tf versions.tf; do
+      if ! cmp -s "$ref/$f" "$dir$f"; then
+        echo "${dir#"$REPO"/}$f differs from terraform/countries/se/$f"
+        bad=1
+      fi
+    done
+    grep -q "key *= *\"countries/$(basename "$dir")/terraform.tfstate\"" "$dir/backend.tf" || {
+      echo "${dir#"$REPO"/}backend.tf: state key must be countries/$(basename "$dir")/terraform.tfstate"
+      bad=1
+    }
+  done
+  echo "$n country roots checked"
+  ((bad == 0 && n > 0))
+}
+run "country roots differ only in backend.tf and terraform.tfvars" roots_are_thin_copies
+
 # ----------------------------------------------------------------------------- 2. terraform test (offline)
 
 plan_test() {

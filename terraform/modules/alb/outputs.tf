@@ -44,9 +44,9 @@ output "target_group_bindings" {
     for s, tg in aws_lb_target_group.this : s => yamlencode({
       apiVersion = "elbv2.k8s.aws/v1beta1"
       kind       = "TargetGroupBinding"
-      metadata   = { name = s, namespace = s }
+      metadata   = { name = s, namespace = var.kubernetes_namespace }
       spec = {
-        serviceRef     = { name = "${s}-active", port = var.services[s].port }
+        serviceRef     = { name = s, port = var.services[s].port }
         targetGroupARN = tg.arn
         targetType     = "ip"
         networking = {

@@ -152,6 +152,17 @@ variable "eks_cluster_name" {
   default     = null
 }
 
+variable "kubernetes_namespace" {
+  description = "Namespace of the services on EKS (buildkite/lib.sh MERIDIAN_NAMESPACE). Each TargetGroupBinding points at the active Service named after the service (the preview Service is <service>-preview)."
+  type        = string
+  default     = "meridian"
+
+  validation {
+    condition     = can(regex("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", var.kubernetes_namespace))
+    error_message = "kubernetes_namespace must be a DNS label."
+  }
+}
+
 variable "tags" {
   description = "Extra tags."
   type        = map(string)

@@ -28,13 +28,13 @@ resource "aws_sns_topic_subscription" "https" {
 }
 
 # ----------------------------------------------------------------------------- CloudWatch alarms (both modes)
-# Each alarm names its runbook (runbooks/<alarm>.md).
+# Each alarm names its runbook page under runbooks/.
 
 resource "aws_cloudwatch_metric_alarm" "latency_p99" {
   for_each = var.target_group_arn_suffixes
 
   alarm_name          = "${var.name}-${each.key}-latency-p99"
-  alarm_description   = "p99 latency of ${each.key} above ${var.latency_p99_threshold_seconds}s. Runbook: runbooks/high-latency.md"
+  alarm_description   = "p99 latency of ${each.key} above ${var.latency_p99_threshold_seconds}s. Runbook: runbooks/pages/latency-budget-burn-fast.md"
   namespace           = "AWS/ApplicationELB"
   metric_name         = "TargetResponseTime"
   extended_statistic  = "p99"
@@ -54,7 +54,7 @@ resource "aws_cloudwatch_metric_alarm" "errors_5xx" {
   for_each = var.target_group_arn_suffixes
 
   alarm_name          = "${var.name}-${each.key}-5xx"
-  alarm_description   = "${each.key} returns 5xx. Runbook: runbooks/high-error-rate.md"
+  alarm_description   = "${each.key} returns 5xx. Runbook: runbooks/pages/error-budget-burn-fast.md"
   namespace           = "AWS/ApplicationELB"
   metric_name         = "HTTPCode_Target_5XX_Count"
   statistic           = "Sum"
@@ -74,7 +74,7 @@ resource "aws_cloudwatch_metric_alarm" "no_healthy_targets" {
   for_each = var.target_group_arn_suffixes
 
   alarm_name          = "${var.name}-${each.key}-no-healthy-targets"
-  alarm_description   = "${each.key} has fewer than 2 targets passing /readyz. Runbook: runbooks/service-down.md"
+  alarm_description   = "${each.key} has fewer than 2 targets passing /readyz. Runbook: runbooks/pages/error-budget-burn-fast.md"
   namespace           = "AWS/ApplicationELB"
   metric_name         = "HealthyHostCount"
   statistic           = "Minimum"
@@ -91,7 +91,7 @@ resource "aws_cloudwatch_metric_alarm" "no_healthy_targets" {
 
 resource "aws_cloudwatch_metric_alarm" "aurora_load" {
   alarm_name          = "${var.name}-aurora-${var.aurora_serverless ? "acu" : "cpu"}"
-  alarm_description   = "Aurora ${var.aurora_serverless ? "ACU" : "CPU"} utilisation above 80%. Runbook: runbooks/database-saturation.md"
+  alarm_description   = "Aurora ${var.aurora_serverless ? "ACU" : "CPU"} utilisation above 80%. Runbook: runbooks/pages/db-pool-saturated.md"
   namespace           = "AWS/RDS"
   metric_name         = var.aurora_serverless ? "ACUUtilization" : "CPUUtilization"
   statistic           = "Average"
@@ -107,7 +107,7 @@ resource "aws_cloudwatch_metric_alarm" "aurora_load" {
 
 resource "aws_cloudwatch_metric_alarm" "aurora_replica_lag" {
   alarm_name          = "${var.name}-aurora-replica-lag"
-  alarm_description   = "Aurora reader lag above 1s: failover would lose freshness. Runbook: runbooks/database-saturation.md"
+  alarm_description   = "Aurora reader lag above 1s: failover would lose freshness. Runbook: runbooks/procedures/aurora-failover.md"
   namespace           = "AWS/RDS"
   metric_name         = "AuroraReplicaLagMaximum"
   statistic           = "Maximum"
@@ -208,14 +208,14 @@ resource "aws_prometheus_rule_group_namespace" "slo" {
           expr        = "sum by (service) (rate(http_requests_total{status=~\"5..\"}[5m])) / sum by (service) (rate(http_requests_total[5m])) > 0.01"
           "for"       = "5m"
           labels      = { severity = "page" }
-          annotations = { summary = "{{ $labels.service }} 5xx ratio above 1%", runbook = "runbooks/high-error-rate.md" }
+          annotations = { summary = "{{ $labels.service }} 5xx ratio above 1%", runbook = "runbooks/pages/error-budget-burn-fast.md" }
         },
         {
           alert       = "HighLatencyP99"
           expr        = "histogram_quantile(0.99, sum by (service, le) (rate(http_request_duration_seconds_bucket[5m]))) > ${var.latency_p99_threshold_seconds}"
           "for"       = "5m"
           labels      = { severity = "page" }
-          annotations = { summary = "{{ $labels.service }} p99 above ${var.latency_p99_threshold_seconds}s", runbook = "runbooks/high-latency.md" }
+          annotations = { summary = "{{ $labels.service }} p99 above ${var.latency_p99_threshold_seconds}s", runbook = "runbooks/pages/latency-budget-burn-fast.md" }
         },
       ]
     }]

@@ -106,7 +106,8 @@ resource "aws_secretsmanager_secret_version" "db" {
 }
 
 # ----------------------------------------------------------------------------- EKS workload identity
-# On EKS each service's pods assume <name>-<service>-pod through Pod Identity and can read only
+# On EKS each service's pods (namespace var.kubernetes_namespace, service account <service>)
+# assume <name>-<service>-pod through Pod Identity and can read only
 # their own secret (same shape as the ECS task roles).
 
 data "aws_iam_policy_document" "pods_assume" {
@@ -167,7 +168,7 @@ resource "aws_eks_pod_identity_association" "pod" {
   }
 
   cluster_name    = var.eks_cluster_name
-  namespace       = each.key
+  namespace       = var.kubernetes_namespace
   service_account = each.key
   role_arn        = each.value.arn
   tags            = var.tags

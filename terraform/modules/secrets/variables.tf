@@ -73,8 +73,19 @@ variable "create_pod_identity" {
   default     = false
 }
 
+variable "kubernetes_namespace" {
+  description = "Namespace the service pods run in (service account = service name)."
+  type        = string
+  default     = "meridian"
+
+  validation {
+    condition     = can(regex("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", var.kubernetes_namespace))
+    error_message = "kubernetes_namespace must be a DNS label."
+  }
+}
+
 variable "eks_cluster_name" {
-  description = "EKS countries: create one IAM role per service that may read only its own DB secret, bound by EKS Pod Identity to service account <service> in namespace <service>. null on ECS countries (the ecs module owns task roles)."
+  description = "EKS countries: create one IAM role per service that may read only its own DB secret, bound by EKS Pod Identity to service account <service> in var.kubernetes_namespace. null on ECS countries (the ecs module owns task roles)."
   type        = string
   default     = null
 }
