@@ -156,10 +156,13 @@ async fn timeout(
 /// of the Release's migration Job.
 ///
 /// [`CommonConfig`]: crate::config::CommonConfig
-pub async fn run_single(
+pub async fn run_single<F>(
     svc: &'static Service,
-    make: impl FnOnce(sqlx::PgPool) -> ServiceParts,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    make: impl FnOnce(sqlx::PgPool) -> F,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    F: std::future::Future<Output = ServiceParts>,
+{
     let cfg = crate::config::CommonConfig::from_env()?;
     crate::telemetry::init(cfg.log_format);
     let url = cfg
@@ -191,7 +194,7 @@ pub async fn run_single(
         Err(e) => return Err(e.into()),
     }
     crate::db::spawn_pool_metrics(svc.name, pool.clone());
-    let parts = make(pool.clone());
+    let parts = make(pool.clone()).await;
     let health = Health::new(parts.readiness);
     let app = build(
         svc.name,

@@ -11,12 +11,14 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let run = kit::app::run_single(&streams::SERVICE, |pool| kit::app::ServiceParts {
-        readiness: vec![kit::health::DbReady::for_service(
-            &streams::SERVICE,
-            pool.clone(),
-        )],
-        router: streams::start(pool, settings),
+    let run = kit::app::run_single(&streams::SERVICE, |pool| async move {
+        kit::app::ServiceParts {
+            readiness: vec![kit::health::DbReady::for_service(
+                &streams::SERVICE,
+                pool.clone(),
+            )],
+            router: streams::start(pool, settings),
+        }
     });
     match run.await {
         Ok(()) => std::process::ExitCode::SUCCESS,

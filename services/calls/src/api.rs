@@ -1,0 +1,341 @@
+//! HTTP layer of call control: the decision webhook (hot path, never touches PostgreSQL) and the
+//! admin API that validates and stores configuration.
+
+use std::{sync::Arc, time::Duration};
+
+use aide::axum::{
+    ApiRouter,
+    routing::{get_with, post_with, put_with},
+};
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use kit::{ApiError, ApiResult, Json, NoContent, Path, Validator};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+
+use crate::{
+    calllog::CallLog,
+    domain::{
+        engine::{self, Action, Ctx, Decision, DecisionRequest, Event, Routing, Source},
+        model::{PbxConfig, SubscriberConfig},
+        validate,
+    },
+    settings::Settings,
+    snapshot::{Origin, Snapshots},
+    store,
+};
+
+/// Wall clock, injectable so tests can pin time (DST changes, holidays).
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub settings: Arc<Settings>,
+    pub snapshots: Arc<Snapshots>,
+    pub clock: Arc<dyn Clock>,
+    pub log: CallLog,
+}
+
+/// Runs `decide` on the blocking pool with a deadline. If it panics or overruns `budget`, the
+/// caller gets `fallback()` instead: a call must get *an* answer well inside the platform's 3 s.
+pub async fn with_watchdog<F, G>(budget: Duration, decide: F, fallback: G) -> (Decision, bool)
+where
+    F: FnOnce() -> Decision + Send + 'static,
+    G: FnOnce(&str) -> Decision,
+{
+    match tokio::time::timeout(budget, tokio::task::spawn_blocking(decide)).await {
+        Ok(Ok(d)) => (d, true),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "decision panicked; static fallback");
+            (fallback("decision failed"), false)
+        }
+        Err(_) => {
+            tracing::error!(?budget, "decision over budget; static fallback");
+            (fallback("decision exceeded its time budget"), false)
+        }
+    }
+}
+
+fn outcome(d: &Decision) -> &'static str {
+    match d.actions.first() {
+        Some(Action::Play { .. } | Action::Say { .. }) => "announce",
+        Some(Action::Menu { .. }) => "menu",
+        Some(Action::Connect { .. }) => "connect",
+        Some(Action::Enqueue { .. }) => "enqueue",
+        Some(Action::Voicemail { .. }) => "voicemail",
+        Some(Action::Continue) => "continue",
+        Some(Action::Hangup { .. }) => "hangup",
+        None => "wait",
+    }
+}
+
+fn check_request(req: &DecisionRequest) -> ApiResult<()> {
+    let mut v = Validator::new();
+    v.text(&req.call_id, "call_id", 128);
+    v.text(&req.request_id, "request_id", 128);
+    v.text(&req.from, "from", 64);
+    v.text(&req.to, "to", 64);
+    if let Some(d) = &req.digits {
+        v.check(
+            d.len() <= 32
+                && d.bytes()
+                    .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#'),
+            "digits",
+            "must be at most 32 of 0-9 * #",
+        );
+    }
+    v.check(
+        req.event != Event::Digits || req.digits.is_some(),
+        "digits",
+        "required for a digits event",
+    );
+    v.finish()
+}
+
+async fn decide(
+    State(st): State<AppState>,
+    Json(req): Json<DecisionRequest>,
+) -> ApiResult<Json<Decision>> {
+    check_request(&req)?;
+    let now = st.clock.now();
+    let snap = st.snapshots.current();
+    let fresh = st.snapshots.is_fresh(now);
+    let req = Arc::new(req);
+    let (work_req, work_snap, work_settings) =
+        (Arc::clone(&req), snap.clone(), Arc::clone(&st.settings));
+    let (mut decision, _) = with_watchdog(
+        st.settings.decision_budget,
+        move || {
+            let empty = Routing::default();
+            let routing = work_snap.as_ref().map_or(&empty, |l| &l.routing);
+            let ctx = Ctx {
+                routing,
+                now,
+                key: &work_settings.token_key,
+                token_max_age_secs: work_settings.token_max_age_secs,
+                emergency_target: work_settings.emergency_target.as_deref(),
+            };
+            if work_snap.is_none() {
+                engine::static_fallback(&ctx, &work_req, "no routing snapshot loaded")
+            } else {
+                engine::decide(&ctx, &work_req)
+            }
+        },
+        |why| {
+            let empty = Routing::default();
+            let ctx = Ctx {
+                routing: snap.as_ref().map_or(&empty, |l| &l.routing),
+                now,
+                key: &st.settings.token_key,
+                token_max_age_secs: st.settings.token_max_age_secs,
+                emergency_target: st.settings.emergency_target.as_deref(),
+            };
+            engine::static_fallback(&ctx, &req, why)
+        },
+    )
+    .await;
+    if decision.source == Source::Live && !fresh {
+        decision.source = Source::Snapshot;
+    }
+    let source = match decision.source {
+        Source::Live => "live",
+        Source::Snapshot => "snapshot",
+        Source::StaticFallback => "static_fallback",
+    };
+    let outcome = outcome(&decision);
+    metrics::counter!("calls_decisions_total", "source" => source, "outcome" => outcome)
+        .increment(1);
+    tracing::info!(call_id = %req.call_id, event = ?req.event, node = ?req.node, source, outcome, "decision");
+    st.log.record(store::StepRecord {
+        call_id: req.call_id.clone(),
+        request_id: req.request_id.clone(),
+        number: req.to.clone(),
+        event: format!("{:?}", req.event),
+        node: req.node.clone(),
+        source: source.to_owned(),
+        actions: serde_json::to_value(&decision.actions).unwrap_or_default(),
+        decided_at: now,
+    });
+    Ok(Json(decision))
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct NumberPath {
+    /// E.164, e.g. `+46101234567`.
+    pub number: String,
+}
+
+fn check_number(number: &str) -> ApiResult<()> {
+    let mut v = Validator::new();
+    v.check(
+        validate::is_e164(number),
+        "number",
+        "must be an E.164 number like +46101234567",
+    );
+    v.finish()
+}
+
+fn invalid(errors: Vec<kit::FieldError>) -> ApiResult<()> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::validation(errors))
+    }
+}
+
+async fn put_subscriber(
+    State(st): State<AppState>,
+    Path(NumberPath { number }): Path<NumberPath>,
+    Json(cfg): Json<SubscriberConfig>,
+) -> ApiResult<Json<SubscriberConfig>> {
+    check_number(&number)?;
+    invalid(validate::subscriber(&cfg))?;
+    store::put_subscriber(&st.pool, &number, &cfg).await?;
+    st.snapshots.wake();
+    Ok(Json(cfg))
+}
+
+async fn get_subscriber(
+    State(st): State<AppState>,
+    Path(NumberPath { number }): Path<NumberPath>,
+) -> ApiResult<Json<SubscriberConfig>> {
+    check_number(&number)?;
+    store::get_subscriber(&st.pool, &number)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no subscriber {number}")))
+}
+
+async fn delete_subscriber(
+    State(st): State<AppState>,
+    Path(NumberPath { number }): Path<NumberPath>,
+) -> ApiResult<NoContent> {
+    check_number(&number)?;
+    store::delete_subscriber(&st.pool, &number).await?;
+    st.snapshots.wake();
+    Ok(NoContent)
+}
+
+async fn put_pbx(
+    State(st): State<AppState>,
+    Path(NumberPath { number }): Path<NumberPath>,
+    Json(cfg): Json<PbxConfig>,
+) -> ApiResult<Json<PbxConfig>> {
+    check_number(&number)?;
+    invalid(validate::pbx(&cfg))?;
+    store::put_pbx(&st.pool, &number, &cfg).await?;
+    st.snapshots.wake();
+    Ok(Json(cfg))
+}
+
+async fn get_pbx(
+    State(st): State<AppState>,
+    Path(NumberPath { number }): Path<NumberPath>,
+) -> ApiResult<Json<PbxConfig>> {
+    check_number(&number)?;
+    store::get_pbx(&st.pool, &number)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no PBX flow for {number}")))
+}
+
+async fn delete_pbx(
+    State(st): State<AppState>,
+    Path(NumberPath { number }): Path<NumberPath>,
+) -> ApiResult<NoContent> {
+    check_number(&number)?;
+    store::delete_pbx(&st.pool, &number).await?;
+    st.snapshots.wake();
+    Ok(NoContent)
+}
+
+/// The routing snapshot this replica answers from.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct SnapshotInfo {
+    pub loaded: bool,
+    pub version: Option<i64>,
+    /// `database` or `file`.
+    pub origin: Option<String>,
+    pub loaded_at: Option<DateTime<Utc>>,
+    /// Seconds since the database last confirmed the snapshot.
+    pub age_secs: Option<f64>,
+    /// Whether answers are currently `live` (else `snapshot`).
+    pub fresh: bool,
+    pub pbxes: usize,
+    pub subscribers: usize,
+}
+
+pub fn snapshot_info(snapshots: &Snapshots, now: DateTime<Utc>) -> SnapshotInfo {
+    let cur = snapshots.current();
+    SnapshotInfo {
+        loaded: cur.is_some(),
+        version: cur.as_ref().map(|l| l.routing.version),
+        origin: cur.as_ref().map(|l| match l.origin {
+            Origin::Database => "database".to_owned(),
+            Origin::File => "file".to_owned(),
+        }),
+        loaded_at: cur.as_ref().map(|l| l.loaded_at),
+        age_secs: snapshots.age_secs(now),
+        fresh: snapshots.is_fresh(now),
+        pbxes: cur.as_ref().map_or(0, |l| l.routing.pbxes.len()),
+        subscribers: cur.as_ref().map_or(0, |l| l.routing.subscribers.len()),
+    }
+}
+
+async fn get_snapshot(State(st): State<AppState>) -> Json<SnapshotInfo> {
+    Json(snapshot_info(&st.snapshots, st.clock.now()))
+}
+
+pub fn routes(state: AppState) -> ApiRouter {
+    ApiRouter::new()
+        .api_route(
+            "/calls/v1/decisions",
+            post_with(decide, |op| {
+                op.summary("Decide the next step of a call").description(
+                    "Webhook of the telephony platform. Answers from the in-memory snapshot \
+                         (never waits on the database); `source` says whether the snapshot is \
+                         live, a stale snapshot, or the static fallback.",
+                )
+            }),
+        )
+        .api_route(
+            "/calls/v1/subscribers/{number}",
+            put_with(put_subscriber, |op| {
+                op.summary("Create or replace a mobile subscriber's rules")
+            })
+            .get_with(get_subscriber, |op| op.summary("Read a subscriber's rules"))
+            .delete_with(delete_subscriber, |op| {
+                op.summary("Remove a subscriber (idempotent)")
+            }),
+        )
+        .api_route(
+            "/calls/v1/pbx/{number}",
+            put_with(put_pbx, |op| {
+                op.summary("Create or replace a PBX flow")
+                    .description("The whole graph is validated before anything is stored.")
+            })
+            .get_with(get_pbx, |op| op.summary("Read a PBX flow"))
+            .delete_with(delete_pbx, |op| {
+                op.summary("Remove a PBX flow (idempotent)")
+            }),
+        )
+        .api_route(
+            "/calls/v1/snapshot",
+            get_with(get_snapshot, |op| {
+                op.summary("The routing snapshot this replica serves")
+            }),
+        )
+        .with_state(state)
+}

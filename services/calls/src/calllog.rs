@@ -1,0 +1,46 @@
+//! Call steps are recorded asynchronously: the handler puts a record on a bounded queue and
+//! returns; a writer inserts batches. When the queue is full (database slow or down) records are
+//! dropped and counted (`calls_log_queue_dropped_total`) — a call is never made to wait for its
+//! own log line.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+
+use crate::store::{self, StepRecord};
+
+#[derive(Clone)]
+pub struct CallLog {
+    tx: mpsc::Sender<StepRecord>,
+}
+
+impl CallLog {
+    /// Starts the writer; `capacity` bounds memory while the database is away.
+    pub fn spawn(pool: PgPool, capacity: usize) -> Self {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        tokio::spawn(writer(pool, rx));
+        Self { tx }
+    }
+
+    pub fn record(&self, step: StepRecord) {
+        if self.tx.try_send(step).is_err() {
+            metrics::counter!("calls_log_queue_dropped_total").increment(1);
+        }
+    }
+}
+
+const BATCH: usize = 500;
+
+async fn writer(pool: PgPool, mut rx: mpsc::Receiver<StepRecord>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        if let Err(e) = store::insert_steps(&pool, &batch).await {
+            metrics::counter!("calls_log_queue_dropped_total").increment(batch.len() as u64);
+            tracing::warn!(error = %e, dropped = batch.len(), "call log batch not written");
+            // Back off so a down database is not hammered while records queue (and drop).
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        batch.clear();
+    }
+}

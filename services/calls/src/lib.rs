@@ -1,0 +1,93 @@
+//! # calls — mobile + PBX call control
+//!
+//! The telephony platform POSTs a webhook when a call starts and after every PBX step; the
+//! answer (what to do next) must arrive within 3 s or the call fails. Decisions therefore come
+//! from an immutable in-memory snapshot of all routing configuration ([`snapshot`]), never from
+//! a database round trip; PostgreSQL only stores configuration (admin API) and call logs
+//! (asynchronously, [`calllog`]). When the database is down the service keeps answering from the
+//! last snapshot, or from a file snapshot on a cold start.
+//!
+//! - [`api`]: the decision webhook and the admin API;
+//! - [`domain`]: configuration model, whole-graph validation, the decision engine, state tokens;
+//! - [`store`]: SQL; [`snapshot`]: the snapshot and its refresher; [`calllog`]: async step log.
+
+pub mod api;
+pub mod calllog;
+pub mod domain;
+pub mod settings;
+pub mod snapshot;
+pub mod store;
+
+use std::sync::Arc;
+
+use aide::axum::ApiRouter;
+use chrono::Utc;
+use kit::health::{CheckFuture, ReadinessCheck};
+use sqlx::{PgPool, migrate::Migrator};
+
+pub use api::{AppState, Clock, SystemClock};
+pub use settings::Settings;
+pub use snapshot::Snapshots;
+
+pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/calls");
+
+pub static SERVICE: kit::Service = kit::Service {
+    name: "calls",
+    schema: "calls",
+    migrator: &MIGRATOR,
+    // Calls must keep answering when PostgreSQL is down, including right after a restart.
+    start_without_db: true,
+};
+
+/// Ready while a snapshot is loaded (from the database or the file), whatever the database's
+/// state: that is when this replica can answer calls.
+pub struct SnapshotReady(pub Arc<Snapshots>);
+
+impl ReadinessCheck for SnapshotReady {
+    fn name(&self) -> &'static str {
+        "calls_snapshot"
+    }
+
+    fn check(&self) -> CheckFuture<'_> {
+        Box::pin(async move {
+            let info = api::snapshot_info(&self.0, Utc::now());
+            if info.loaded {
+                Ok(serde_json::to_value(&info).unwrap_or_default())
+            } else {
+                Err(
+                    "no routing snapshot loaded (database and snapshot file unavailable)"
+                        .to_owned(),
+                )
+            }
+        })
+    }
+}
+
+/// A running calls service: routes, readiness, and the snapshot (tests inspect it).
+pub struct Calls {
+    pub router: ApiRouter,
+    pub readiness: Vec<Arc<dyn ReadinessCheck>>,
+    pub snapshots: Arc<Snapshots>,
+}
+
+/// Loads the first snapshot (database, else file), starts the refresher and the call log.
+pub async fn start(pool: PgPool, settings: Settings, clock: Arc<dyn Clock>) -> Calls {
+    let snapshots = Snapshots::new(settings.stale_after, settings.snapshot_path.clone());
+    snapshots
+        .load_initial(&pool, std::time::Duration::from_secs(2))
+        .await;
+    snapshots.spawn_refresher(pool.clone(), settings.refresh_interval);
+    let log = calllog::CallLog::spawn(pool.clone(), settings.log_queue);
+    let state = AppState {
+        pool,
+        settings: Arc::new(settings),
+        snapshots: Arc::clone(&snapshots),
+        clock,
+        log,
+    };
+    Calls {
+        router: api::routes(state),
+        readiness: vec![Arc::new(SnapshotReady(Arc::clone(&snapshots)))],
+        snapshots,
+    }
+}

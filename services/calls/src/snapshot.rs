@@ -1,0 +1,213 @@
+//! The in-memory routing snapshot every decision reads, and the task that keeps it current.
+//!
+//! The snapshot is immutable and swapped atomically (`ArcSwap`), so a decision takes one pointer
+//! load and never a lock or a database round trip. It is refreshed on `NOTIFY calls_config` and
+//! every `refresh_interval`, written to a local file after each refresh, and read back from that
+//! file on a cold start while the database is down.
+
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::Duration,
+};
+
+use arc_swap::ArcSwapOption;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{PgPool, postgres::PgListener};
+use tokio::sync::Notify;
+
+use crate::{domain::engine::Routing, store};
+
+/// Where a snapshot came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    Database,
+    File,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Loaded {
+    pub routing: Routing,
+    pub loaded_at: DateTime<Utc>,
+    pub origin: Origin,
+}
+
+/// Shared between the handlers and the refresher.
+pub struct Snapshots {
+    current: ArcSwapOption<Loaded>,
+    /// Unix ms of the last time the database confirmed the snapshot is current.
+    confirmed_ms: AtomicI64,
+    /// A snapshot not confirmed for this long is served as `source: snapshot`.
+    stale_after: Duration,
+    file: Option<PathBuf>,
+    wake: Notify,
+}
+
+impl Snapshots {
+    pub fn new(stale_after: Duration, file: Option<PathBuf>) -> Arc<Self> {
+        Arc::new(Self {
+            current: ArcSwapOption::empty(),
+            confirmed_ms: AtomicI64::new(0),
+            stale_after,
+            file,
+            wake: Notify::new(),
+        })
+    }
+
+    pub fn current(&self) -> Option<Arc<Loaded>> {
+        self.current.load_full()
+    }
+
+    /// Whether the database confirmed the snapshot recently enough to call answers `live`.
+    pub fn is_fresh(&self, now: DateTime<Utc>) -> bool {
+        let confirmed = self.confirmed_ms.load(Ordering::Relaxed);
+        confirmed > 0 && now.timestamp_millis() - confirmed <= self.stale_after.as_millis() as i64
+    }
+
+    /// Seconds since the database last confirmed the snapshot (for metrics and readiness).
+    pub fn age_secs(&self, now: DateTime<Utc>) -> Option<f64> {
+        let confirmed = self.confirmed_ms.load(Ordering::Relaxed);
+        if confirmed > 0 {
+            Some((now.timestamp_millis() - confirmed) as f64 / 1000.0)
+        } else {
+            self.current()
+                .map(|l| (now - l.loaded_at).num_milliseconds() as f64 / 1000.0)
+        }
+    }
+
+    /// Asks the refresher to check now (after an admin write on this replica).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    fn install(&self, loaded: Loaded) {
+        metrics::gauge!("calls_snapshot_version").set(loaded.routing.version as f64);
+        self.current.store(Some(Arc::new(loaded)));
+    }
+
+    fn confirm(&self, now: DateTime<Utc>) {
+        self.confirmed_ms
+            .store(now.timestamp_millis(), Ordering::Relaxed);
+    }
+
+    /// Loads from the database if its version differs from ours. Returns whether it swapped.
+    pub async fn refresh(&self, pool: &PgPool) -> Result<bool, sqlx::Error> {
+        let version = store::config_version(pool).await?;
+        let have = self
+            .current()
+            .filter(|l| l.origin == Origin::Database)
+            .map(|l| l.routing.version);
+        if have == Some(version) {
+            self.confirm(Utc::now());
+            return Ok(false);
+        }
+        let (routing, skipped) = store::load_routing(pool).await?;
+        if skipped > 0 {
+            metrics::counter!("calls_snapshot_rows_skipped_total").increment(skipped as u64);
+        }
+        let loaded = Loaded {
+            routing,
+            loaded_at: Utc::now(),
+            origin: Origin::Database,
+        };
+        self.write_file(&loaded).await;
+        tracing::info!(
+            version = loaded.routing.version,
+            pbxes = loaded.routing.pbxes.len(),
+            subscribers = loaded.routing.subscribers.len(),
+            "routing snapshot loaded"
+        );
+        self.install(loaded);
+        self.confirm(Utc::now());
+        Ok(true)
+    }
+
+    async fn write_file(&self, loaded: &Loaded) {
+        let Some(path) = &self.file else { return };
+        let tmp = path.with_extension("tmp");
+        let result = async {
+            let bytes = serde_json::to_vec(loaded).map_err(std::io::Error::other)?;
+            if let Some(dir) = path.parent() {
+                tokio::fs::create_dir_all(dir).await?;
+            }
+            tokio::fs::write(&tmp, bytes).await?;
+            // rename is atomic: a crash leaves the old file or the new one, never half of one.
+            tokio::fs::rename(&tmp, path).await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(path = %path.display(), error = %e, "could not write snapshot file");
+        }
+    }
+
+    /// Cold start: the database if it answers within `timeout`, else the last file snapshot.
+    pub async fn load_initial(&self, pool: &PgPool, timeout: Duration) {
+        match tokio::time::timeout(timeout, self.refresh(pool)).await {
+            Ok(Ok(_)) => return,
+            Ok(Err(e)) => tracing::warn!(error = %e, "database unavailable at start"),
+            Err(_) => tracing::warn!(?timeout, "database did not answer at start"),
+        }
+        let Some(path) = &self.file else { return };
+        match tokio::fs::read(path)
+            .await
+            .map(|b| serde_json::from_slice::<Loaded>(&b))
+        {
+            Ok(Ok(mut loaded)) => {
+                loaded.origin = Origin::File;
+                tracing::warn!(version = loaded.routing.version, path = %path.display(),
+                    "serving the file snapshot until the database returns");
+                self.install(loaded);
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "snapshot file unreadable"),
+            Err(e) => tracing::error!(error = %e, path = %path.display(), "no snapshot file"),
+        }
+    }
+
+    /// Keeps the snapshot current until the runtime stops.
+    pub fn spawn_refresher(self: &Arc<Self>, pool: PgPool, interval: Duration) {
+        let this = Arc::clone(self);
+        let listen_pool = pool.clone();
+        let listener_this = Arc::clone(self);
+        tokio::spawn(async move { listen(listener_this, listen_pool).await });
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(interval) => {}
+                    () = this.wake.notified() => {}
+                }
+                if let Err(e) = this.refresh(&pool).await {
+                    tracing::warn!(error = %e, "snapshot refresh failed; serving the last snapshot");
+                }
+                if let Some(age) = this.age_secs(Utc::now()) {
+                    metrics::gauge!("calls_snapshot_age_seconds").set(age);
+                }
+            }
+        });
+    }
+}
+
+/// Turns `NOTIFY calls_config` into wake-ups; reconnects after database outages.
+async fn listen(snapshots: Arc<Snapshots>, pool: PgPool) {
+    loop {
+        let Ok(mut listener) = PgListener::connect_with(&pool).await else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        if listener.listen("calls_config").await.is_err() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        // A change may have happened while we were not listening.
+        snapshots.wake();
+        // `Ok(None)` or an error means the connection was lost: reconnect.
+        while let Ok(Some(_)) = listener.try_recv().await {
+            snapshots.wake();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
