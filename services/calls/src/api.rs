@@ -111,7 +111,8 @@ async fn decide(
     check_request(&req)?;
     let now = st.clock.now();
     let snap = st.snapshots.current();
-    let fresh = st.snapshots.is_fresh(now);
+    // Freshness is about the real database, not the (injectable) routing clock.
+    let fresh = st.snapshots.is_fresh(Utc::now());
     let req = Arc::new(req);
     let (work_req, work_snap, work_settings) =
         (Arc::clone(&req), snap.clone(), Arc::clone(&st.settings));
@@ -295,7 +296,7 @@ pub fn snapshot_info(snapshots: &Snapshots, now: DateTime<Utc>) -> SnapshotInfo 
 }
 
 async fn get_snapshot(State(st): State<AppState>) -> Json<SnapshotInfo> {
-    Json(snapshot_info(&st.snapshots, st.clock.now()))
+    Json(snapshot_info(&st.snapshots, Utc::now()))
 }
 
 pub fn routes(state: AppState) -> ApiRouter {

@@ -1,0 +1,450 @@
+//! Call flows through HTTP against a real PostgreSQL: the hospital switchboard end to end, time
+//! routing across a DST change and a holiday with a pinned clock, mobile rules, invalid flows
+//! rejected with the node named (and nothing stored), tampered tokens.
+
+use std::sync::{Arc, Mutex};
+
+use calls::{Clock, Settings};
+use chrono::{DateTime, TimeZone, Utc};
+use kit::testing::{TestDb, spawn_app};
+use reqwest::Client;
+use serde_json::{Value, json};
+
+const HOSPITAL: &str = include_str!("fixtures/hospital.json");
+const PBX: &str = "+46101110099";
+
+struct FixedClock(Mutex<DateTime<Utc>>);
+
+impl Clock for FixedClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl FixedClock {
+    fn set(&self, t: DateTime<Utc>) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = t;
+    }
+}
+
+struct H {
+    _db: TestDb,
+    pool: sqlx::PgPool,
+    base: String,
+    http: Client,
+    clock: Arc<FixedClock>,
+    snapshots: Arc<calls::Snapshots>,
+}
+
+fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, mo, d, h, mi, 0)
+        .single()
+        .expect("valid time")
+}
+
+async fn harness() -> H {
+    let db = TestDb::new().await;
+    let pool = db.service_pool(&calls::SERVICE).await;
+    let clock = Arc::new(FixedClock(Mutex::new(utc(2026, 11, 24, 9, 0))));
+    let dir = std::env::temp_dir().join(format!("calls-test-{}", uuid::Uuid::new_v4()));
+    let settings = Settings {
+        snapshot_path: Some(dir.join("snapshot.json")),
+        ..Settings::default()
+    };
+    let c = calls::start(pool.clone(), settings, clock.clone()).await;
+    let app = kit::app::build(
+        "calls",
+        vec![kit::app::Mounted {
+            name: "calls",
+            router: c.router,
+        }],
+        kit::health::Health::new(c.readiness),
+        &kit::app::HttpSettings::default(),
+    );
+    let base = spawn_app(app).await;
+    H {
+        _db: db,
+        pool,
+        base,
+        http: Client::new(),
+        clock,
+        snapshots: c.snapshots,
+    }
+}
+
+impl H {
+    async fn put_pbx(&self, body: &Value) -> reqwest::Response {
+        self.http
+            .put(format!("{}/calls/v1/pbx/{PBX}", self.base))
+            .json(body)
+            .send()
+            .await
+            .expect("put")
+    }
+
+    /// Puts config and waits until this replica's snapshot has it.
+    async fn configure(&self, body: &Value) {
+        let before = self.snapshots.current().map_or(0, |l| l.routing.version);
+        assert_eq!(self.put_pbx(body).await.status(), 200);
+        for _ in 0..100 {
+            if self
+                .snapshots
+                .current()
+                .is_some_and(|l| l.routing.version > before)
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("snapshot did not pick up the change");
+    }
+
+    async fn step(&self, body: Value) -> Value {
+        let res = self
+            .http
+            .post(format!("{}/calls/v1/decisions", self.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("decide");
+        assert_eq!(res.status(), 200, "decision failed");
+        res.json().await.expect("json")
+    }
+}
+
+fn start(call: &str) -> Value {
+    json!({ "request_id": format!("{call}-0"), "call_id": call, "call_type": "pbx", "direction": "inbound",
+            "from": "+46700000001", "to": PBX, "event": "call_started" })
+}
+
+fn follow(prev: &Value, call: &str, event: &str, extra: Value) -> Value {
+    let mut b = json!({ "request_id": format!("{call}-n"), "call_id": call, "call_type": "pbx", "direction": "inbound",
+            "from": "+46700000001", "to": PBX, "event": event,
+            "node": prev["next"]["node"], "state": prev["next"]["state"] });
+    if let (Some(m), Value::Object(e)) = (b.as_object_mut(), extra) {
+        m.extend(e);
+    }
+    b
+}
+
+fn types(d: &Value) -> Vec<&str> {
+    d["actions"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .filter_map(|a| a["type"].as_str())
+        .collect()
+}
+
+#[tokio::test]
+async fn hospital_menu_ring_group_queue_overflow_voicemail() {
+    let h = harness().await;
+    h.configure(&serde_json::from_str(HOSPITAL).expect("fixture"))
+        .await;
+    // Tuesday 2026-11-24 10:00 in Stockholm (09:00 UTC): open.
+    let d = h.step(start("c1")).await;
+    assert_eq!(types(&d), ["say", "menu"], "{d}");
+    assert_eq!(d["next"]["node"], "main-menu");
+    assert_eq!(d["source"], "live");
+
+    let d = h
+        .step(follow(&d, "c1", "digits", json!({ "digits": "1" })))
+        .await;
+    assert_eq!(types(&d), ["connect"]);
+    assert_eq!(d["actions"][0]["strategy"], "simultaneous");
+    assert_eq!(d["actions"][0]["targets"].as_array().map(Vec::len), Some(3));
+
+    let d = h
+        .step(follow(
+            &d,
+            "c1",
+            "action_result",
+            json!({ "result": "busy" }),
+        ))
+        .await;
+    assert_eq!(types(&d), ["enqueue"]);
+    assert_eq!(d["next"]["node"], "ward-queue");
+
+    // Still within max wait: keep waiting.
+    h.clock.set(utc(2026, 11, 24, 9, 1));
+    let d = h.step(follow(&d, "c1", "queue_tick", json!({}))).await;
+    assert!(types(&d).is_empty());
+    assert_eq!(d["next"]["node"], "ward-queue");
+
+    // Past 120 s: overflow to voicemail, end of flow.
+    h.clock
+        .set(utc(2026, 11, 24, 9, 2) + chrono::Duration::seconds(30));
+    let d = h.step(follow(&d, "c1", "queue_tick", json!({}))).await;
+    assert_eq!(types(&d), ["voicemail"], "{d}");
+    assert_eq!(d["actions"][0]["mailbox"], "ward");
+    assert!(d["next"].is_null());
+
+    // Invalid digit replays the menu; no input goes to the switchboard.
+    let d = h.step(start("c2")).await;
+    let d2 = h
+        .step(follow(&d, "c2", "digits", json!({ "digits": "7" })))
+        .await;
+    assert_eq!(types(&d2), ["menu"]);
+    let d3 = h
+        .step(follow(
+            &d2,
+            "c2",
+            "action_result",
+            json!({ "result": "timeout" }),
+        ))
+        .await;
+    assert_eq!(types(&d3), ["connect"]);
+    assert_eq!(d3["actions"][0]["targets"][0], "+46101110000");
+}
+
+#[tokio::test]
+async fn time_routing_across_dst_and_a_holiday() {
+    let h = harness().await;
+    h.configure(&serde_json::from_str(HOSPITAL).expect("fixture"))
+        .await;
+    let opens = |d: &Value| types(d) == ["say", "menu"];
+    // Stockholm leaves summer time on Sunday 2026-10-25. 06:30 UTC is 08:30 CEST on Friday
+    // 2026-10-23 (open) but 07:30 CET on Monday 2026-10-26 (closed); 07:30 UTC on the Monday is
+    // 08:30 CET (open).
+    for (t, open) in [
+        (utc(2026, 10, 23, 6, 30), true),
+        (utc(2026, 10, 26, 6, 30), false),
+        (utc(2026, 10, 26, 7, 30), true),
+        (utc(2026, 10, 23, 14, 59), true), // 16:59 CEST
+        (utc(2026, 10, 26, 15, 59), true), // 16:59 CET
+        (utc(2026, 10, 26, 16, 0), false), // 17:00 CET
+        (utc(2026, 10, 24, 10, 0), false), // Saturday
+        (utc(2026, 12, 25, 10, 0), false), // Christmas Day, a Friday
+        (utc(2026, 12, 28, 10, 0), true),  // the Monday after
+    ] {
+        h.clock.set(t);
+        let d = h.step(start("t")).await;
+        assert_eq!(opens(&d), open, "at {t}: {d}");
+        if !open {
+            assert_eq!(types(&d), ["say", "voicemail"], "{d}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn mobile_rules_block_forward_and_do_not_disturb() {
+    let h = harness().await;
+    let sub = "+46701234567";
+    let rules = json!({
+        "fallback_target": "+46701234500",
+        "rules": {
+            "block": ["+46709999999", "+4690*"],
+            "forward_busy": "+46705550000",
+            "forward_no_answer": "+46705550001",
+            "mailbox": "mobile-1",
+            "do_not_disturb": { "timezone": "Europe/Stockholm", "start": "22:00:00", "end": "07:00:00",
+                                "allow": ["+46701111111"], "to_voicemail": true }
+        }
+    });
+    let before = h.snapshots.current().map_or(0, |l| l.routing.version);
+    let res = h
+        .http
+        .put(format!("{}/calls/v1/subscribers/{sub}", h.base))
+        .json(&rules)
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(res.status(), 200);
+    while h.snapshots.current().map_or(0, |l| l.routing.version) == before {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let call = |from: &str| {
+        json!({ "request_id": "r", "call_id": format!("m-{from}"), "call_type": "mobile",
+        "direction": "inbound", "from": from, "to": sub, "event": "call_started" })
+    };
+
+    h.clock.set(utc(2026, 11, 24, 12, 0)); // 13:00 local
+    assert_eq!(
+        h.step(call("+46709999999")).await["actions"][0]["reason"],
+        "reject"
+    );
+    assert_eq!(
+        h.step(call("+46901234")).await["actions"][0]["reason"],
+        "reject"
+    );
+    let d = h.step(call("+46702222222")).await;
+    assert_eq!(types(&d), ["continue"]);
+    // The network reports busy: forward to the busy target.
+    let busy = json!({ "request_id": "r2", "call_id": "m-+46702222222", "call_type": "mobile", "direction": "inbound",
+        "from": "+46702222222", "to": sub, "event": "action_result", "result": "busy", "state": d["next"]["state"] });
+    let f = h.step(busy).await;
+    assert_eq!(f["actions"][0]["targets"][0], "+46705550000");
+
+    h.clock.set(utc(2026, 11, 24, 22, 30)); // 23:30 local: DND
+    assert_eq!(types(&h.step(call("+46702222222")).await), ["voicemail"]);
+    assert_eq!(
+        types(&h.step(call("+46701111111")).await),
+        ["continue"],
+        "allowed caller rings through"
+    );
+    // Outbound calls and unknown subscribers are let through.
+    let mut out = call("+46702222222");
+    out["direction"] = json!("outbound");
+    assert_eq!(types(&h.step(out).await), ["continue"]);
+}
+
+#[tokio::test]
+async fn invalid_flows_are_rejected_naming_the_node_and_nothing_is_stored() {
+    let h = harness().await;
+    let base: Value = serde_json::from_str(HOSPITAL).expect("fixture");
+    let count = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM calls.pbx_flows")
+            .fetch_one(&h.pool)
+            .await
+            .expect("count")
+    };
+    let mut dangling = base.clone();
+    dangling["flow"]["nodes"]["ward"]["no_answer"] = json!("nowhere");
+    let mut no_default = base.clone();
+    if let Some(menu) = no_default["flow"]["nodes"]["main-menu"].as_object_mut() {
+        menu.remove("invalid");
+    }
+    let mut cycle = base.clone();
+    cycle["flow"]["nodes"]["ward-queue"]["overflow"] = json!("ward");
+    let mut bad_tz = base.clone();
+    bad_tz["flow"]["timezone"] = json!("Mars/Olympus");
+    for (body, field) in [
+        (dangling, "flow.nodes.ward.no_answer"),
+        (no_default, "flow.nodes.main-menu.invalid"),
+        (cycle, "flow.nodes.ward"),
+        (bad_tz, "flow.timezone"),
+    ] {
+        let res = h.put_pbx(&body).await;
+        assert_eq!(res.status(), 400);
+        assert_eq!(res.headers()["content-type"], "application/problem+json");
+        let p: Value = res.json().await.expect("problem");
+        let fields: Vec<&str> = p["errors"]
+            .as_array()
+            .expect("errors")
+            .iter()
+            .filter_map(|e| e["field"].as_str())
+            .collect();
+        assert!(fields.contains(&field), "expected {field} in {p}");
+    }
+    let res = h
+        .http
+        .put(format!("{}/calls/v1/pbx/12345", h.base))
+        .json(&base)
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(res.status(), 400);
+    assert_eq!(count().await, 0, "nothing stored");
+    assert_eq!(h.put_pbx(&base).await.status(), 200);
+    assert_eq!(count().await, 1);
+}
+
+#[tokio::test]
+async fn tampered_or_expired_tokens_restart_the_flow_safely() {
+    let h = harness().await;
+    h.configure(&serde_json::from_str(HOSPITAL).expect("fixture"))
+        .await;
+    let d = h.step(start("tok")).await;
+    let mut forged = follow(&d, "tok", "digits", json!({ "digits": "1" }));
+    let state = forged["state"].as_str().unwrap_or_default().to_owned();
+    forged["state"] = json!(format!("x{state}"));
+    let r = h.step(forged).await;
+    assert_eq!(types(&r), ["say", "menu"], "restarted at the entry: {r}");
+    assert!(
+        r["notes"][0]
+            .as_str()
+            .unwrap_or_default()
+            .contains("restarting"),
+        "{r}"
+    );
+
+    let mut garbage = follow(&d, "tok", "digits", json!({ "digits": "1" }));
+    garbage["state"] = json!("not-a-token");
+    assert_eq!(types(&h.step(garbage).await), ["say", "menu"]);
+
+    // Five hours later the token has expired (max age 4 h).
+    h.clock.set(utc(2026, 11, 24, 14, 0));
+    let r = h
+        .step(follow(&d, "tok", "digits", json!({ "digits": "1" })))
+        .await;
+    assert!(
+        r["notes"][0]
+            .as_str()
+            .unwrap_or_default()
+            .contains("expired"),
+        "{r}"
+    );
+
+    // A token from another call is refused too.
+    h.clock.set(utc(2026, 11, 24, 9, 0));
+    let r = h
+        .step(follow(&d, "other-call", "digits", json!({ "digits": "1" })))
+        .await;
+    assert!(
+        r["notes"][0]
+            .as_str()
+            .unwrap_or_default()
+            .contains("another call"),
+        "{r}"
+    );
+
+    // Bad input is a 400 problem, never a 500.
+    let res = h
+        .http
+        .post(format!("{}/calls/v1/decisions", h.base))
+        .json(&json!({ "call_id": "x" }))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 400);
+    let res = h.http.post(format!("{}/calls/v1/decisions", h.base))
+        .json(&json!({ "request_id": "r", "call_id": "x", "call_type": "fax", "direction": "inbound", "from": "a", "to": "b", "event": "call_started" }))
+        .send().await.expect("send");
+    assert_eq!(res.status(), 400);
+    let p: Value = res.json().await.expect("problem");
+    assert_eq!(p["errors"][0]["field"], "call_type");
+}
+
+#[tokio::test]
+async fn unknown_pbx_number_gets_the_static_fallback() {
+    let h = harness().await;
+    let d = h.step(start("unknown")).await;
+    assert_eq!(d["source"], "static_fallback");
+    assert_eq!(types(&d), ["hangup"]);
+}
+
+#[tokio::test]
+async fn watchdog_answers_the_fallback_when_a_decision_overruns() {
+    use calls::domain::engine::{Decision, Source};
+    let slow = || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        Decision {
+            actions: vec![],
+            next: None,
+            source: Source::Live,
+            snapshot_version: 1,
+            notes: vec![],
+        }
+    };
+    let fallback = |why: &str| Decision {
+        actions: vec![],
+        next: None,
+        source: Source::StaticFallback,
+        snapshot_version: 1,
+        notes: vec![why.to_owned()],
+    };
+    let (d, on_time) =
+        calls::api::with_watchdog(std::time::Duration::from_millis(50), slow, fallback).await;
+    assert!(!on_time);
+    assert_eq!(d.source, Source::StaticFallback);
+    let (d, on_time) =
+        calls::api::with_watchdog(std::time::Duration::from_secs(2), slow, fallback).await;
+    assert!(on_time);
+    assert_eq!(d.source, Source::Live);
+}
