@@ -82,8 +82,8 @@ FAIL terraform is not on PATH.
       > /etc/apt/sources.list.d/hashicorp.list && apt-get update && apt-get install -y terraform
   or unzip the release from https://developer.hashicorp.com/terraform/install into a directory on PATH,
   or use tfenv: `tfenv install 1.11.4 && tfenv use 1.11.4`.
-terraform policy: 0 passed, 1 failed
 EOF
+  printf 'terraform policy: 0 passed, 1 failed\n'
   exit 1
 fi
 
