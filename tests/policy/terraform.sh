@@ -12,7 +12,7 @@
 # Tools: terraform (>= 1.11) must be on PATH; checkov and python-hcl2 are installed (pinned,
 # tests/policy/requirements.txt) into "${MERIDIAN_CACHE:-$HOME/.cache/meridian}/venv" only when
 # missing or when requirements.txt changed. Nothing is skipped silently: every check either
-# passes or fails, and the last line is "terraform policy: N passed, N failed".
+# passes or fails, and the last line is "terraform-policy: N passed, N failed".
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -67,7 +67,9 @@ summary() {
     printf 'failed checks:\n'
     printf '  - %s\n' "${FAILURES[@]}"
   fi
-  printf 'terraform policy: %d passed, %d failed (%ds)\n' "$PASSED" "$FAILED" "$((SECONDS - START))"
+  printf 'terraform checks took %ds\n' "$((SECONDS - START))"
+  # The closing line in the plain "N passed, N failed" form CI reads (one word + colon before it).
+  printf 'terraform-policy: %d passed, %d failed\n' "$PASSED" "$FAILED"
 }
 
 # ----------------------------------------------------------------------------- tools
@@ -83,7 +85,7 @@ FAIL terraform is not on PATH.
   or unzip the release from https://developer.hashicorp.com/terraform/install into a directory on PATH,
   or use tfenv: `tfenv install 1.11.4 && tfenv use 1.11.4`.
 EOF
-  printf 'terraform policy: 0 passed, 1 failed\n'
+  printf 'terraform-policy: 0 passed, 1 failed\n'
   exit 1
 fi
 
@@ -91,7 +93,7 @@ tf_version="$(terraform version -json | python3 -c 'import json,sys; print(json.
 case "$tf_version" in
   0.* | 1.[0-9].* | 1.10.*)
     printf 'FAIL terraform %s is too old: install Terraform >= 1.11 (see tests/policy/terraform.sh)\n' "$tf_version" >&2
-    printf 'terraform policy: 0 passed, 1 failed\n'
+    printf 'terraform-policy: 0 passed, 1 failed\n'
     exit 1
     ;;
 esac
