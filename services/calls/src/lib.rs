@@ -91,3 +91,37 @@ pub async fn start(pool: PgPool, settings: Settings, clock: Arc<dyn Clock>) -> C
         snapshots,
     }
 }
+
+/// The hospital switchboard of docs/calls.md (opening hours, menu, ring groups, queue, voicemail).
+pub const SAMPLE_HOSPITAL: &str = include_str!("../samples/hospital.json");
+/// The PBX number the sample flow is loaded under.
+pub const SAMPLE_PBX_NUMBER: &str = "+46101110099";
+
+/// Loads the sample PBX flow and one mobile subscriber (idempotent).
+pub async fn load_sample_data(
+    pool: &PgPool,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let hospital: domain::model::PbxConfig = serde_json::from_str(SAMPLE_HOSPITAL)?;
+    store::put_pbx(pool, SAMPLE_PBX_NUMBER, &hospital).await?;
+    let subscriber = domain::model::SubscriberConfig {
+        rules: domain::model::MobileRules {
+            forward_busy: Some("+46705550000".into()),
+            ..domain::model::MobileRules::default()
+        },
+        fallback_target: "+46705550000".into(),
+    };
+    store::put_subscriber(pool, "+46701234567", &subscriber).await?;
+    Ok(())
+}
+
+/// The routes over an empty snapshot with no refresher: for generating the OpenAPI document.
+pub fn routes_for_docs(pool: PgPool) -> ApiRouter {
+    let settings = Settings::default();
+    api::routes(AppState {
+        log: calllog::CallLog::spawn(pool.clone(), 1),
+        pool,
+        snapshots: Snapshots::new(settings.stale_after, None),
+        settings: Arc::new(settings),
+        clock: Arc::new(SystemClock),
+    })
+}

@@ -10,7 +10,7 @@ use kit::testing::{TestDb, spawn_app};
 use reqwest::Client;
 use serde_json::{Value, json};
 
-const HOSPITAL: &str = include_str!("fixtures/hospital.json");
+const HOSPITAL: &str = include_str!("../samples/hospital.json");
 const PBX: &str = "+46101110099";
 
 struct FixedClock(Mutex<DateTime<Utc>>);

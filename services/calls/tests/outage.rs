@@ -14,7 +14,7 @@ use kit::pg::PgServer;
 use reqwest::Client;
 use serde_json::{Value, json};
 
-const HOSPITAL: &str = include_str!("fixtures/hospital.json");
+const HOSPITAL: &str = include_str!("../samples/hospital.json");
 const PBX: &str = "+46101110099";
 
 fn free_port() -> u16 {

@@ -25,7 +25,10 @@ Environment (all optional):
   REQUEST_TIMEOUT_MS      per-request limit (default 10000)
   STREAMS_DEFAULT_LIMIT, STREAMS_LEASE_TTL_SECS, STREAMS_HEARTBEAT_INTERVAL_SECS,
   STREAMS_SWEEP_INTERVAL_SECS, STREAMS_SWEEP_BATCH
-                          streams service settings (defaults 3, 90, 30, 10, 1000)";
+                          streams service settings (defaults 3, 90, 30, 10, 1000)
+  CALLS_TOKEN_KEY, CALLS_TOKEN_MAX_AGE_SECS, CALLS_REFRESH_INTERVAL_MS, CALLS_STALE_AFTER_MS,
+  CALLS_SNAPSHOT_PATH, CALLS_DECISION_BUDGET_MS, CALLS_EMERGENCY_TARGET, CALLS_LOG_QUEUE
+                          calls service settings (see services/calls/src/settings.rs)";
 
 #[derive(Parser)]
 #[command(name = "meridian", version, about, after_help = ENV_HELP)]
@@ -86,9 +89,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Openapi => {
             let url = "postgres://unused@127.0.0.1:1/unused";
             let pools = connect_all(&cfg, url)?;
+            let (routers, _) = mounted(&pools, false).await?;
             let (_app, doc) = kit::app::build_with_doc(
                 "meridian",
-                mounted(&pools, streams::Settings::default(), false),
+                routers,
                 Health::default(),
                 &HttpSettings::default(),
             );
@@ -101,6 +105,7 @@ async fn main() -> anyhow::Result<()> {
 /// One pool per service, each scoped to the service's schema (as in production).
 struct Pools {
     streams: sqlx::PgPool,
+    calls: sqlx::PgPool,
 }
 
 fn connect_all(cfg: &CommonConfig, url: &str) -> anyhow::Result<Pools> {
@@ -110,6 +115,7 @@ fn connect_all(cfg: &CommonConfig, url: &str) -> anyhow::Result<Pools> {
     };
     Ok(Pools {
         streams: kit::db::pool(url, streams::SERVICE.schema, &settings)?,
+        calls: kit::db::pool(url, calls::SERVICE.schema, &settings)?,
     })
 }
 
@@ -120,20 +126,52 @@ async fn migrate_all(pools: &Pools) -> anyhow::Result<()> {
         streams::SERVICE.migrator,
     )
     .await?;
+    kit::db::migrate(&pools.calls, calls::SERVICE.schema, calls::SERVICE.migrator).await?;
     tracing::info!("migrations applied");
     Ok(())
 }
 
-fn mounted(pools: &Pools, settings: streams::Settings, background: bool) -> Vec<Mounted> {
-    let streams_router = if background {
-        streams::start(pools.streams.clone(), settings)
-    } else {
-        streams::router(pools.streams.clone(), settings)
-    };
-    vec![Mounted {
-        name: streams::SERVICE.name,
-        router: streams_router,
-    }]
+/// Every service's routes. Without `background`, no background work starts (OpenAPI only).
+async fn mounted(
+    pools: &Pools,
+    background: bool,
+) -> anyhow::Result<(Vec<Mounted>, Vec<Arc<dyn ReadinessCheck>>)> {
+    if !background {
+        let routers = vec![
+            Mounted {
+                name: streams::SERVICE.name,
+                router: streams::router(pools.streams.clone(), streams::Settings::default()),
+            },
+            Mounted {
+                name: calls::SERVICE.name,
+                router: calls::routes_for_docs(pools.calls.clone()),
+            },
+        ];
+        return Ok((routers, Vec::new()));
+    }
+    let streams_router = streams::start(pools.streams.clone(), streams::Settings::from_env()?);
+    let calls = calls::start(
+        pools.calls.clone(),
+        calls::Settings::from_env()?,
+        Arc::new(calls::SystemClock),
+    )
+    .await;
+    let mut readiness = vec![DbReady::for_service(
+        &streams::SERVICE,
+        pools.streams.clone(),
+    )];
+    readiness.extend(calls.readiness);
+    let routers = vec![
+        Mounted {
+            name: streams::SERVICE.name,
+            router: streams_router,
+        },
+        Mounted {
+            name: calls::SERVICE.name,
+            router: calls.router,
+        },
+    ];
+    Ok((routers, readiness))
 }
 
 async fn serve(
@@ -142,7 +180,6 @@ async fn serve(
     bind: &str,
     sample: bool,
 ) -> anyhow::Result<()> {
-    let streams_settings = streams::Settings::from_env()?;
     let server = PgServer::ensure(cfg.database_url.as_deref()).await?;
     if server.is_throwaway() {
         tracing::info!(url = %server.url(), "started a throwaway PostgreSQL (deleted on exit)");
@@ -151,19 +188,19 @@ async fn serve(
     migrate_all(&pools).await?;
     if sample {
         streams::load_sample_data(&pools.streams).await?;
+        calls::load_sample_data(&pools.calls)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
         tracing::info!("sample data loaded");
     }
     kit::db::spawn_pool_metrics(streams::SERVICE.name, pools.streams.clone());
+    kit::db::spawn_pool_metrics(calls::SERVICE.name, pools.calls.clone());
 
-    let checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(DbReady::new(
-        streams::SERVICE.schema,
-        pools.streams.clone(),
-        streams::SERVICE.migrator,
-    ))];
+    let (routers, checks) = mounted(&pools, true).await?;
     let health = Health::new(checks);
     let app = kit::app::build(
         "meridian",
-        mounted(&pools, streams_settings, true),
+        routers,
         health.clone(),
         &HttpSettings {
             request_timeout: cfg.request_timeout,
@@ -185,6 +222,7 @@ async fn serve(
     )
     .await?;
     pools.streams.close().await;
+    pools.calls.close().await;
     drop(server);
     tracing::info!(drained, "stopped");
     Ok(())

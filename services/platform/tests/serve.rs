@@ -85,6 +85,23 @@ async fn serve_without_database_url_runs_everything_and_stops_cleanly() {
     assert_eq!(bad.status(), 400);
     assert_eq!(bad.headers()["content-type"], "application/problem+json");
 
+    // Call control answers for the sample hospital PBX from its snapshot.
+    let decision: serde_json::Value = http
+        .post(format!("{base}/calls/v1/decisions"))
+        .json(&serde_json::json!({ "request_id": "r1", "call_id": "c1", "call_type": "pbx",
+            "direction": "inbound", "from": "+46700000001", "to": "+46101110099", "event": "call_started" }))
+        .send()
+        .await
+        .expect("decision")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(decision["source"], "live", "{decision}");
+    assert!(
+        !decision["actions"].as_array().expect("actions").is_empty(),
+        "{decision}"
+    );
+
     let metrics = http
         .get(format!("{base}/metrics"))
         .send()
