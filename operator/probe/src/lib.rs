@@ -1,1 +1,401 @@
-//! Placeholder; see the operator issue.
+//! The latency/error SLO probe: N HTTP GETs against one URL, p50/p99 latency and error rate,
+//! judged against thresholds.
+//!
+//! One library for two callers on purpose: the operator's Release analysis probes the preview
+//! Service with it, and the Buildkite staging gate (`slo-gate`) probes staging with it. A release
+//! that passes the gate passes analysis for the same reason, because it is the same code measuring
+//! the same way (DESIGN.md §4).
+//!
+//! What counts:
+//! - **latency** is measured per request from send to the last body byte, for every request,
+//!   including failed and timed-out ones (a timeout records the time spent waiting), so a hanging
+//!   service shows up in p99 instead of disappearing from it;
+//! - **errors** are non-2xx responses, transport failures (refused, reset, TLS) and timeouts;
+//! - a threshold is breached when the measured value is strictly above it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// Largest latency the histogram resolves (one hour in microseconds); longer values saturate.
+const MAX_TRACKABLE_MICROS: u64 = 3_600_000_000;
+
+/// How one probe run is shaped.
+#[derive(Debug, Clone)]
+pub struct ProbeConfig {
+    /// The URL every request GETs.
+    pub url: String,
+    /// Total number of requests.
+    pub requests: u32,
+    /// Requests in flight at once (closed loop: each worker sends the next when one finishes).
+    pub concurrency: u32,
+    /// Per-request deadline; a request that takes longer counts as an error.
+    pub timeout: Duration,
+}
+
+impl ProbeConfig {
+    /// A config with the defaults `slo-gate` uses: concurrency 8, timeout 5 s.
+    pub fn new(url: impl Into<String>, requests: u32) -> Self {
+        Self {
+            url: url.into(),
+            requests,
+            concurrency: 8,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The limits a run is judged against.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Thresholds {
+    /// Highest acceptable p99 latency in milliseconds.
+    pub p99_ms: f64,
+    /// Highest acceptable fraction of failed requests (0.0–1.0).
+    pub max_error_rate: f64,
+}
+
+/// What one run measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Measurement {
+    pub requests: u32,
+    /// All failed requests: `http_errors + transport_errors`.
+    pub errors: u32,
+    /// Responses with a non-2xx status.
+    pub http_errors: u32,
+    /// Requests that got no complete response (connect/reset/TLS failure or timeout).
+    pub transport_errors: u32,
+    pub error_rate: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// Wall-clock time of the whole run.
+    pub elapsed_ms: f64,
+}
+
+/// One threshold that a measurement broke.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Breach {
+    P99 { measured_ms: f64, limit_ms: f64 },
+    ErrorRate { measured: f64, limit: f64 },
+}
+
+impl std::fmt::Display for Breach {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::P99 {
+                measured_ms,
+                limit_ms,
+            } => write!(f, "p99 {measured_ms:.1}ms > {limit_ms}ms"),
+            Self::ErrorRate { measured, limit } => {
+                write!(f, "error rate {measured:.4} > {limit}")
+            }
+        }
+    }
+}
+
+/// The result of judging a measurement: passed iff no breaches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub passed: bool,
+    #[serde(flatten)]
+    pub measurement: Measurement,
+    pub thresholds: Thresholds,
+    pub breaches: Vec<Breach>,
+}
+
+impl Verdict {
+    /// A one-line human summary, used in operator Events and status messages.
+    pub fn summary(&self) -> String {
+        let m = &self.measurement;
+        let head = format!(
+            "{} requests, p50 {:.1}ms, p99 {:.1}ms, error rate {:.4}",
+            m.requests, m.p50_ms, m.p99_ms, m.error_rate
+        );
+        if self.breaches.is_empty() {
+            format!("{head}: within thresholds")
+        } else {
+            let breaches: Vec<String> = self.breaches.iter().map(ToString::to_string).collect();
+            format!("{head}: breached {}", breaches.join(", "))
+        }
+    }
+}
+
+/// Why a probe could not run at all (as opposed to running and finding a breach).
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("invalid probe config: {0}")]
+    InvalidConfig(String),
+    #[error("invalid url {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("building the HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+}
+
+/// Installs ring as the process-wide rustls provider, once. The probe's HTTP client is built
+/// without a bundled provider so that it shares the operator's TLS stack instead of compiling a
+/// second one; every process that probes HTTPS calls this first. Calling it again is harmless.
+pub fn install_tls_provider() {
+    // Err means a provider is already installed, which is exactly what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Sends `config.requests` GETs and measures them. Errors only when the probe cannot run;
+/// an unreachable target is a measurement with a 100% error rate, not an `Err`.
+pub async fn measure(config: &ProbeConfig) -> Result<Measurement, ProbeError> {
+    if config.requests == 0 {
+        return Err(ProbeError::InvalidConfig(
+            "requests must be at least 1".into(),
+        ));
+    }
+    if config.concurrency == 0 {
+        return Err(ProbeError::InvalidConfig(
+            "concurrency must be at least 1".into(),
+        ));
+    }
+    if config.timeout.is_zero() {
+        return Err(ProbeError::InvalidConfig("timeout must be positive".into()));
+    }
+    let url = reqwest::Url::parse(&config.url).map_err(|e| ProbeError::InvalidUrl {
+        url: config.url.clone(),
+        reason: e.to_string(),
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(ProbeError::InvalidUrl {
+            url: config.url.clone(),
+            reason: "scheme must be http or https".into(),
+        });
+    }
+    // reqwest sets up TLS when the client is built, even for plain-http URLs.
+    install_tls_provider();
+    let workers = config.concurrency.min(config.requests);
+    let client = reqwest::Client::builder()
+        .timeout(config.timeout)
+        .pool_max_idle_per_host(workers as usize)
+        .build()
+        .map_err(ProbeError::Client)?;
+
+    let next = Arc::new(AtomicU32::new(0));
+    let started = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..workers {
+        let client = client.clone();
+        let url = url.clone();
+        let next = Arc::clone(&next);
+        let total = config.requests;
+        set.spawn(async move { worker(&client, url, &next, total).await });
+    }
+    let mut tally = Tally::new();
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok(part) => tally.merge(&part),
+            // A worker only panics on a bug; surface it instead of under-counting silently.
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+    Ok(tally.into_measurement(started.elapsed()))
+}
+
+/// Judges a measurement against thresholds.
+pub fn judge(measurement: Measurement, thresholds: Thresholds) -> Verdict {
+    let mut breaches = Vec::new();
+    if measurement.p99_ms > thresholds.p99_ms {
+        breaches.push(Breach::P99 {
+            measured_ms: measurement.p99_ms,
+            limit_ms: thresholds.p99_ms,
+        });
+    }
+    if measurement.error_rate > thresholds.max_error_rate {
+        breaches.push(Breach::ErrorRate {
+            measured: measurement.error_rate,
+            limit: thresholds.max_error_rate,
+        });
+    }
+    Verdict {
+        passed: breaches.is_empty(),
+        measurement,
+        thresholds,
+        breaches,
+    }
+}
+
+/// [`measure`] then [`judge`].
+pub async fn run(config: &ProbeConfig, thresholds: Thresholds) -> Result<Verdict, ProbeError> {
+    Ok(judge(measure(config).await?, thresholds))
+}
+
+struct Tally {
+    histogram: Histogram<u64>,
+    requests: u32,
+    http_errors: u32,
+    transport_errors: u32,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Self {
+            histogram: Histogram::new_with_bounds(1, MAX_TRACKABLE_MICROS, 3)
+                .expect("static histogram bounds are valid"),
+            requests: 0,
+            http_errors: 0,
+            transport_errors: 0,
+        }
+    }
+
+    fn merge(&mut self, other: &Self) {
+        self.histogram
+            .add(&other.histogram)
+            .expect("histograms share bounds");
+        self.requests += other.requests;
+        self.http_errors += other.http_errors;
+        self.transport_errors += other.transport_errors;
+    }
+
+    fn into_measurement(self, elapsed: Duration) -> Measurement {
+        let ms = |micros: u64| micros as f64 / 1000.0;
+        let errors = self.http_errors + self.transport_errors;
+        Measurement {
+            requests: self.requests,
+            errors,
+            http_errors: self.http_errors,
+            transport_errors: self.transport_errors,
+            error_rate: if self.requests == 0 {
+                0.0
+            } else {
+                f64::from(errors) / f64::from(self.requests)
+            },
+            p50_ms: ms(self.histogram.value_at_quantile(0.50)),
+            p99_ms: ms(self.histogram.value_at_quantile(0.99)),
+            max_ms: ms(self.histogram.max()),
+            elapsed_ms: elapsed.as_secs_f64() * 1000.0,
+        }
+    }
+}
+
+enum Outcome {
+    Ok,
+    HttpError,
+    TransportError,
+}
+
+async fn worker(
+    client: &reqwest::Client,
+    url: reqwest::Url,
+    next: &AtomicU32,
+    total: u32,
+) -> Tally {
+    let mut tally = Tally::new();
+    while next.fetch_add(1, Ordering::Relaxed) < total {
+        let start = Instant::now();
+        let outcome = one_request(client, url.clone()).await;
+        let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        tally.histogram.saturating_record(micros.max(1));
+        tally.requests += 1;
+        match outcome {
+            Outcome::Ok => {}
+            Outcome::HttpError => tally.http_errors += 1,
+            Outcome::TransportError => tally.transport_errors += 1,
+        }
+    }
+    tally
+}
+
+async fn one_request(client: &reqwest::Client, url: reqwest::Url) -> Outcome {
+    match client.get(url).send().await {
+        Ok(response) => {
+            let success = response.status().is_success();
+            // Read the whole body: latency is time to the last byte, and a body cut off midway
+            // is a failed response even with a 2xx status.
+            match response.bytes().await {
+                Ok(_) if success => Outcome::Ok,
+                Ok(_) => Outcome::HttpError,
+                Err(_) => Outcome::TransportError,
+            }
+        }
+        Err(_) => Outcome::TransportError,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measurement(p99_ms: f64, error_rate: f64) -> Measurement {
+        Measurement {
+            requests: 100,
+            errors: (error_rate * 100.0) as u32,
+            http_errors: (error_rate * 100.0) as u32,
+            transport_errors: 0,
+            error_rate,
+            p50_ms: p99_ms / 2.0,
+            p99_ms,
+            max_ms: p99_ms,
+            elapsed_ms: 1000.0,
+        }
+    }
+
+    const LIMITS: Thresholds = Thresholds {
+        p99_ms: 100.0,
+        max_error_rate: 0.01,
+    };
+
+    #[test]
+    fn at_the_threshold_passes_above_it_breaches() {
+        assert!(judge(measurement(100.0, 0.01), LIMITS).passed);
+        let v = judge(measurement(100.5, 0.02), LIMITS);
+        assert!(!v.passed);
+        assert_eq!(
+            v.breaches,
+            vec![
+                Breach::P99 {
+                    measured_ms: 100.5,
+                    limit_ms: 100.0
+                },
+                Breach::ErrorRate {
+                    measured: 0.02,
+                    limit: 0.01
+                }
+            ]
+        );
+        assert!(v.summary().contains("breached p99 100.5ms > 100ms"));
+    }
+
+    #[test]
+    fn verdict_json_is_flat_with_tagged_breaches() {
+        let v = judge(measurement(150.0, 0.0), LIMITS);
+        let json = serde_json::to_value(&v).unwrap();
+        assert_eq!(json["passed"], false);
+        assert_eq!(json["p99_ms"], 150.0);
+        assert_eq!(json["thresholds"]["p99_ms"], 100.0);
+        assert_eq!(json["breaches"][0]["kind"], "p99");
+    }
+
+    #[tokio::test]
+    async fn bad_config_is_an_error_not_a_breach() {
+        let mut c = ProbeConfig::new("http://127.0.0.1:1/", 0);
+        assert!(matches!(
+            measure(&c).await,
+            Err(ProbeError::InvalidConfig(_))
+        ));
+        c.requests = 1;
+        c.url = "ftp://x/".into();
+        assert!(matches!(
+            measure(&c).await,
+            Err(ProbeError::InvalidUrl { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn unreachable_target_is_a_full_error_rate() {
+        // Port 1 on loopback refuses connections.
+        let mut c = ProbeConfig::new("http://127.0.0.1:1/", 4);
+        c.timeout = Duration::from_millis(500);
+        let m = measure(&c).await.unwrap();
+        assert_eq!(m.requests, 4);
+        assert_eq!(m.transport_errors, 4);
+        assert!((m.error_rate - 1.0).abs() < f64::EPSILON);
+    }
+}
