@@ -8,19 +8,14 @@
 //! runs in this process (its real router, middleware and pool) on loopback, so the load client,
 //! the service and PostgreSQL share this machine's cores, like pgbench and PostgreSQL do.
 
-use std::{
-    path::Path,
-    process::Command,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::{Duration, Instant},
-};
+#[path = "common.rs"]
+mod common;
+
+use std::{path::Path, process::Command, sync::Arc, time::Duration};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use hdrhistogram::Histogram;
+use common::{Stats, new_hist};
 use kit::testing::TestDb;
 
 #[derive(Parser)]
@@ -37,37 +32,6 @@ struct Args {
     /// Distinct users the load is spread over.
     #[arg(long, default_value_t = 100_000)]
     users: u64,
-}
-
-struct Stats {
-    ops: u64,
-    errors: u64,
-    secs: f64,
-    hist: Histogram<u64>,
-}
-
-impl Stats {
-    fn line(&self, label: &str) -> String {
-        format!(
-            "{label:<28} {:>9.0} /s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}",
-            self.ops as f64 / self.secs,
-            self.hist.value_at_quantile(0.50) as f64 / 1000.0,
-            self.hist.value_at_quantile(0.99) as f64 / 1000.0,
-            self.errors
-        )
-    }
-}
-
-fn new_hist() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000, 3).expect("static bounds")
-}
-
-/// A cheap per-worker PRNG (xorshift) so user choice costs nothing measurable.
-fn next_user(state: &mut u64, users: u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state % users
 }
 
 async fn cycle(http: &reqwest::Client, base: &str, user: u64, device: &str) -> anyhow::Result<()> {
@@ -92,118 +56,52 @@ async fn cycle(http: &reqwest::Client, base: &str, user: u64, device: &str) -> a
 }
 
 async fn closed_loop(base: &str, concurrency: usize, secs: u64, users: u64) -> Stats {
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(concurrency)
-        .build()
-        .expect("client");
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let started = Instant::now();
-    let workers = (0..concurrency).map(|w| {
-        let http = http.clone();
-        let base = base.to_owned();
-        tokio::spawn(async move {
-            let mut hist = new_hist();
-            let (mut ops, mut errors) = (0, 0);
-            let mut seed = 0x9E37_79B9_7F4A_7C15_u64 ^ (w as u64 + 1);
+    let base: Arc<str> = base.into();
+    common::closed_loop(concurrency, secs, move |http, w, i| {
+        let base = base.clone();
+        async move {
             // One device per worker: two workers drawing the same user must not look like a
             // retry of each other's start (that would be an idempotent replay, 200).
-            let device = format!("dev-{w}");
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                match cycle(&http, &base, next_user(&mut seed, users), &device).await {
-                    Ok(()) => {
-                        ops += 1;
-                        let _ = hist.record(t.elapsed().as_micros() as u64);
-                    }
-                    Err(e) => {
-                        if errors == 0 {
-                            eprintln!("  first error of worker {w}: {e:#}");
-                        }
-                        errors += 1;
-                    }
-                }
-            }
-            (hist, ops, errors)
-        })
-    });
-    let mut total = Stats {
-        ops: 0,
-        errors: 0,
-        secs: 0.0,
-        hist: new_hist(),
-    };
-    for w in futures_util::future::join_all(workers).await {
-        let (h, ops, errors) = w.expect("worker");
-        total.hist.add(h).expect("same bounds");
-        total.ops += ops;
-        total.errors += errors;
-    }
-    total.secs = started.elapsed().as_secs_f64();
-    total
+            let mut seed = 0x9E37_79B9_7F4A_7C15_u64 ^ ((w as u64) << 32 | i);
+            let user = common::next_rand(&mut seed) % users;
+            cycle(&http, &base, user, &format!("dev-{w}")).await
+        }
+    })
+    .await
 }
 
-/// Open-loop: a start every 1/rate s, latency measured from the *scheduled* send time so a
-/// stall is not hidden by the client waiting (coordinated omission). Each admitted session is
-/// stopped afterwards, outside the measured latency.
+/// Starts at a fixed rate (latency of the start, from its scheduled time); each admitted session
+/// is stopped afterwards, outside the measured latency.
 async fn fixed_rate(base: &str, rate: u64, secs: u64, users: u64) -> Stats {
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
-        .build()
-        .expect("client");
-    let hist = Arc::new(std::sync::Mutex::new(new_hist()));
-    let errors = Arc::new(AtomicU64::new(0));
-    let interval = Duration::from_nanos(1_000_000_000 / rate.max(1));
-    let total = rate * secs;
-    let started = Instant::now();
-    let mut tasks = Vec::with_capacity(total as usize);
-    let mut seed = 0xDEAD_BEEF_u64;
-    for i in 0..total {
-        let scheduled = started + interval * i as u32;
-        tokio::time::sleep_until(scheduled.into()).await;
-        let (http, base, hist, errors) =
-            (http.clone(), base.to_owned(), hist.clone(), errors.clone());
-        let user = next_user(&mut seed, users);
-        tasks.push(tokio::spawn(async move {
+    let base: Arc<str> = base.into();
+    common::fixed_rate(rate, secs, move |http, i| {
+        let base = base.clone();
+        async move {
+            let mut seed = 0xDEAD_BEEF_u64 ^ i;
+            let user = common::next_rand(&mut seed) % users;
             let res = http
                 .post(format!("{base}/streams/v1/users/rate-{user}/sessions"))
                 .json(&serde_json::json!({ "device_id": format!("d{i}"), "content_id": "film" }))
                 .send()
-                .await;
-            let latency = scheduled.elapsed();
-            match res {
-                Ok(r) if r.status() == 201 => {
-                    if let Ok(h) = hist.lock().as_mut() {
-                        let _ = h.record(latency.as_micros() as u64);
-                    }
-                    if let Ok(body) = r.json::<serde_json::Value>().await
-                        && let Some(id) = body["session_id"].as_str()
-                    {
-                        let _ = http
-                            .delete(format!("{base}/streams/v1/sessions/{id}"))
-                            .send()
-                            .await;
-                    }
-                }
-                _ => {
-                    errors.fetch_add(1, Ordering::Relaxed);
-                }
+                .await?;
+            if res.status() != 201 {
+                bail!("start answered {}", res.status());
             }
-        }));
-    }
-    futures_util::future::join_all(tasks).await;
-    let hist = Arc::try_unwrap(hist).map_or_else(
-        |_| new_hist(),
-        |m| {
-            m.into_inner()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-        },
-    );
-    Stats {
-        ops: hist.len(),
-        errors: errors.load(Ordering::Relaxed),
-        secs: secs as f64,
-        hist,
-    }
+            let body: serde_json::Value = res.json().await?;
+            if let Some(id) = body["session_id"].as_str() {
+                let (http, base, id) = (http.clone(), base.clone(), id.to_owned());
+                // Stop outside the measured latency.
+                tokio::spawn(async move {
+                    let _ = http
+                        .delete(format!("{base}/streams/v1/sessions/{id}"))
+                        .send()
+                        .await;
+                });
+            }
+            Ok(())
+        }
+    })
+    .await
 }
 
 fn find_pgbench() -> Option<std::path::PathBuf> {

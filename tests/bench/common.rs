@@ -1,0 +1,161 @@
+// Each benchmark binary includes this module and uses a different subset of it.
+#![allow(dead_code)]
+
+//! Load-generation helpers shared by the benchmark commands: closed-loop runs at a fixed
+//! concurrency and open-loop runs at a fixed rate, recorded in HDR histograms (microseconds).
+
+use std::{
+    future::Future,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use hdrhistogram::Histogram;
+
+pub struct Stats {
+    pub ops: u64,
+    pub errors: u64,
+    pub secs: f64,
+    pub hist: Histogram<u64>,
+}
+
+impl Stats {
+    pub fn rate(&self) -> f64 {
+        self.ops as f64 / self.secs
+    }
+
+    pub fn p(&self, q: f64) -> f64 {
+        self.hist.value_at_quantile(q) as f64 / 1000.0
+    }
+
+    pub fn line(&self, label: &str) -> String {
+        format!(
+            "{label:<32} {:>9.0} /s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}",
+            self.rate(),
+            self.p(0.50),
+            self.p(0.99),
+            self.errors
+        )
+    }
+}
+
+pub fn new_hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("static bounds")
+}
+
+/// A cheap per-worker PRNG (xorshift), so choosing inputs costs nothing measurable.
+pub fn next_rand(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+pub fn client(idle: usize) -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(idle)
+        .build()
+        .expect("client")
+}
+
+/// `concurrency` workers each run `op(client, worker, iteration)` back to back for `secs`.
+pub async fn closed_loop<F, Fut>(concurrency: usize, secs: u64, op: F) -> Stats
+where
+    F: Fn(reqwest::Client, usize, u64) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send,
+{
+    let http = client(concurrency);
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let started = Instant::now();
+    let workers = (0..concurrency).map(|w| {
+        let (http, op) = (http.clone(), op.clone());
+        tokio::spawn(async move {
+            let mut hist = new_hist();
+            let (mut ops, mut errors) = (0, 0);
+            let mut i = 0;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                match op(http.clone(), w, i).await {
+                    Ok(()) => {
+                        ops += 1;
+                        let _ = hist.record(t.elapsed().as_micros() as u64);
+                    }
+                    Err(e) => {
+                        if errors == 0 {
+                            eprintln!("  first error of worker {w}: {e:#}");
+                        }
+                        errors += 1;
+                    }
+                }
+                i += 1;
+            }
+            (hist, ops, errors)
+        })
+    });
+    let mut total = Stats {
+        ops: 0,
+        errors: 0,
+        secs: 0.0,
+        hist: new_hist(),
+    };
+    for w in futures_util::future::join_all(workers).await {
+        let (h, ops, errors) = w.expect("worker");
+        total.hist.add(h).expect("same bounds");
+        total.ops += ops;
+        total.errors += errors;
+    }
+    total.secs = started.elapsed().as_secs_f64();
+    total
+}
+
+/// Open loop: `op` starts every 1/rate s whether or not earlier ones finished; latency counts
+/// from the *scheduled* start, so a stall is not hidden by the client waiting (coordinated
+/// omission).
+pub async fn fixed_rate<F, Fut>(rate: u64, secs: u64, op: F) -> Stats
+where
+    F: Fn(reqwest::Client, u64) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let http = client(512);
+    let hist = Arc::new(Mutex::new(new_hist()));
+    let errors = Arc::new(AtomicU64::new(0));
+    let interval = Duration::from_nanos(1_000_000_000 / rate.max(1));
+    let total = rate * secs;
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        let scheduled = started + interval * i as u32;
+        tokio::time::sleep_until(scheduled.into()).await;
+        let (http, op, hist, errors) = (http.clone(), op.clone(), hist.clone(), errors.clone());
+        tasks.push(tokio::spawn(async move {
+            match op(http, i).await {
+                Ok(()) => {
+                    let latency = scheduled.elapsed();
+                    if let Ok(h) = hist.lock().as_mut() {
+                        let _ = h.record(latency.as_micros() as u64);
+                    }
+                }
+                Err(_) => {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    futures_util::future::join_all(tasks).await;
+    let hist = Arc::try_unwrap(hist).map_or_else(
+        |_| new_hist(),
+        |m| {
+            m.into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        },
+    );
+    Stats {
+        ops: hist.len(),
+        errors: errors.load(Ordering::Relaxed),
+        secs: secs as f64,
+        hist,
+    }
+}
