@@ -176,14 +176,28 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
-        match &err {
-            // Pool exhaustion or a database that is down: tell clients to retry, not that we broke.
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                tracing::warn!(error = %err, "database unavailable");
-                Self::unavailable("the database is temporarily unavailable; retry shortly")
-            }
-            _ => Self::internal(&err),
+        if is_unavailable(&err) {
+            // Tell clients to retry, not that we broke: the database is down, restarting,
+            // failing over, or the pool is exhausted.
+            tracing::warn!(error = %err, "database unavailable");
+            return Self::unavailable("the database is temporarily unavailable; retry shortly");
         }
+        Self::internal(&err)
+    }
+}
+
+/// Errors that mean "the database cannot serve right now" rather than "this request is wrong".
+pub fn is_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // 08: connection exceptions; 57P01-57P03: admin shutdown, crash shutdown, cannot
+            // connect now (restart); 25006: read-only transaction (writer failed over to a
+            // reader); 53300: too many connections.
+            code.starts_with("08")
+                || matches!(&*code, "57P01" | "57P02" | "57P03" | "25006" | "53300")
+        }),
+        _ => false,
     }
 }
 

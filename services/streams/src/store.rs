@@ -71,31 +71,23 @@ pub enum Heartbeat {
     NotFound,
 }
 
-/// Extends a live lease. An expired one is deleted instead, so the client learns it must start
-/// again (and re-check the limit) rather than silently resurrect a slot.
+/// Extends a live lease under the user's admission lock (`streams.heartbeat_v1`). An expired
+/// lease is deleted instead, so the client learns it must start again (and re-check the limit)
+/// rather than silently resurrect a slot.
 pub async fn heartbeat(pool: &PgPool, id: Uuid, ttl_ms: i64) -> Result<Heartbeat, sqlx::Error> {
-    let extended = sqlx::query(
-        "UPDATE streams.sessions \
-            SET last_heartbeat_at = clock_timestamp(), \
-                expires_at = clock_timestamp() + make_interval(secs => $2 / 1000.0) \
-          WHERE session_id = $1 AND expires_at > clock_timestamp() \
-          RETURNING session_id, user_id, device_id, content_id, started_at, expires_at",
+    let row = sqlx::query(
+        "SELECT outcome, session_id, user_id, device_id, content_id, started_at, expires_at \
+           FROM streams.heartbeat_v1($1, $2)",
     )
     .bind(id)
     .bind(ttl_ms)
-    .fetch_optional(pool)
+    .fetch_one(pool)
     .await?;
-    if let Some(row) = extended {
-        return Ok(Heartbeat::Extended(session_from_row(&row)?));
-    }
-    let deleted = sqlx::query("DELETE FROM streams.sessions WHERE session_id = $1")
-        .bind(id)
-        .execute(pool)
-        .await?;
-    Ok(if deleted.rows_affected() > 0 {
-        Heartbeat::Expired
-    } else {
-        Heartbeat::NotFound
+    let outcome: String = row.try_get("outcome")?;
+    Ok(match outcome.as_str() {
+        "extended" => Heartbeat::Extended(session_from_row(&row)?),
+        "expired" => Heartbeat::Expired,
+        _ => Heartbeat::NotFound,
     })
 }
 
