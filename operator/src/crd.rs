@@ -1,0 +1,504 @@
+//! The operator's custom resources, derived from these Rust types so the CRD YAML in
+//! `operator/deploy/crds.yaml` can never drift from what the reconcilers read (a test compares them).
+//!
+//! - [`Release`] (namespaced): one service in one cluster, released blue-green with a migration Job
+//!   before the preview starts, SLO analysis against the preview, and automatic rollback.
+//! - [`Rollout`] (cluster-scoped, management cluster): one image across countries, wave by wave,
+//!   halting on the first failed Release.
+//!
+//! Field names follow Argo Rollouts' blue-green vocabulary where one exists (activeService,
+//! previewService, autoPromotionEnabled → `autoPromote`, scaleDownDelaySeconds, abort, paused).
+
+use k8s_openapi::jiff::Timestamp;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// API group of every meridian resource.
+pub const GROUP: &str = "meridian.dev";
+
+fn default_true() -> bool {
+    true
+}
+fn default_container_port() -> i32 {
+    8080
+}
+fn default_scale_down_delay() -> u32 {
+    300
+}
+fn default_progress_deadline() -> u32 {
+    900
+}
+fn default_migration_timeout() -> u32 {
+    600
+}
+fn default_backoff_limit() -> i32 {
+    1
+}
+fn default_probe_port() -> i32 {
+    80
+}
+fn default_concurrency() -> u32 {
+    4
+}
+fn default_timeout_ms() -> u64 {
+    2000
+}
+
+/// A blue-green release of one service in one cluster.
+///
+/// Changing `image` (or the migration) starts a new release cycle: migrate, deploy the idle
+/// colour as preview, analyse it, switch the active Service, keep the old colour for the
+/// scale-down delay so a rollback is a selector switch.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "meridian.dev",
+    version = "v1alpha1",
+    kind = "Release",
+    namespaced,
+    status = "ReleaseStatus",
+    shortname = "rel",
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Active","type":"string","jsonPath":".status.activeColour"}"#,
+    printcolumn = r#"{"name":"Image","type":"string","jsonPath":".spec.image"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseSpec {
+    /// Service name: the container name and the `app.kubernetes.io/name` label.
+    pub service: String,
+    /// Desired container image (tagged with the git SHA).
+    pub image: String,
+    /// Replicas of the active colour.
+    pub replicas: i32,
+    /// Replicas of the preview colour while it is analysed (defaults to `replicas`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_replicas: Option<i32>,
+    /// Service that takes production traffic; the operator owns its selector.
+    pub active_service: String,
+    /// Service the analysis probes; the operator owns its selector.
+    pub preview_service: String,
+    /// Port the container listens on.
+    #[serde(default = "default_container_port")]
+    pub container_port: i32,
+    /// Plain environment variables for the service and its migration Job.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    /// Secret whose keys become environment variables (e.g. `DATABASE_SECRET_ARN`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_from_secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+    /// The schema migration to run once per release, before the preview starts. Only
+    /// expand/contract migrations belong here: the old colour keeps serving on the new schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<MigrationSpec>,
+    pub analysis: AnalysisSpec,
+    /// Promote as soon as analysis passes. When false, the release waits after analysis until
+    /// `promote` is set to the image being released.
+    #[serde(default = "default_true")]
+    pub auto_promote: bool,
+    /// Manual promotion: set to `spec.image` to promote a release that passed analysis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promote: Option<String>,
+    /// How long the old colour keeps running after promotion, so rollback stays instant.
+    #[serde(default = "default_scale_down_delay")]
+    pub scale_down_delay_seconds: u32,
+    /// A release cycle that has not finished this long after it started fails (and rolls back per
+    /// policy). Time spent paused does not count.
+    #[serde(default = "default_progress_deadline")]
+    pub progress_deadline_seconds: u32,
+    #[serde(default)]
+    pub rollback_policy: RollbackPolicy,
+    /// Hold the release where it is (no phase moves forward) until unset.
+    #[serde(default)]
+    pub paused: bool,
+    /// Abort the release in flight (roll back per policy); while set, no new cycle starts.
+    #[serde(default)]
+    pub abort: bool,
+}
+
+/// One environment variable.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: String,
+}
+
+/// What to do when a release fails after its migration ran.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum RollbackPolicy {
+    /// Switch the active Service back to the old colour and scale the preview down.
+    #[default]
+    Revert,
+    /// For releases whose migration cannot be reversed: keep the old colour serving, scale
+    /// nothing down, stop, and page a human (a Warning Event and a `Frozen` phase).
+    Freeze,
+}
+
+/// The migration Job: by default the release image with the given command.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MigrationSpec {
+    /// Image for the Job (defaults to the release image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    pub command: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// The release fails when the Job has not succeeded this long after it was created.
+    #[serde(default = "default_migration_timeout")]
+    pub timeout_seconds: u32,
+    /// Retries of the Job's pod before the Job (and so the release) fails.
+    #[serde(default = "default_backoff_limit")]
+    pub backoff_limit: i32,
+}
+
+/// How the preview is judged before it takes traffic.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisSpec {
+    pub probe: ProbeSpec,
+    /// Optional Prometheus check over `http_request_duration_seconds` / `http_requests_total`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusCheck>,
+}
+
+/// The latency/error probe against the preview Service (the same code as the `slo-gate` CLI).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeSpec {
+    /// Path to GET on the preview Service, e.g. `/streams/v1/users/probe/sessions`.
+    pub path: String,
+    /// Port of the preview Service.
+    #[serde(default = "default_probe_port")]
+    pub port: i32,
+    pub requests: u32,
+    pub p99_ms: f64,
+    pub max_error_rate: f64,
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+/// A PromQL query that must evaluate to a scalar at most `maxValue`.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusCheck {
+    /// Prometheus base URL, e.g. `http://prometheus.monitoring:9090`.
+    pub address: String,
+    /// PromQL; `{{colour}}` is replaced by the preview colour.
+    pub query: String,
+    pub max_value: f64,
+}
+
+/// Phases of one release cycle (DESIGN.md §4).
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+pub enum Phase {
+    #[default]
+    Pending,
+    Migrating,
+    DeployingPreview,
+    Analyzing,
+    Promoting,
+    Succeeded,
+    RollingBack,
+    RolledBack,
+    Failed,
+    Frozen,
+}
+
+impl Phase {
+    /// Phases in which a cycle is still moving (and the progress deadline applies).
+    pub fn in_progress(self) -> bool {
+        matches!(
+            self,
+            Self::Pending
+                | Self::Migrating
+                | Self::DeployingPreview
+                | Self::Analyzing
+                | Self::Promoting
+                | Self::RollingBack
+        )
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+/// The two Deployments a Release alternates between.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Colour {
+    Blue,
+    Green,
+}
+
+impl Colour {
+    #[must_use]
+    pub fn other(self) -> Self {
+        match self {
+            Self::Blue => Self::Green,
+            Self::Green => Self::Blue,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Blue => "blue",
+            Self::Green => "green",
+        }
+    }
+}
+
+impl std::fmt::Display for Colour {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Observed state of a Release, written by the operator with server-side apply.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseStatus {
+    #[serde(default)]
+    pub phase: Phase,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Colour behind the active Service (none before the first promotion).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_colour: Option<Colour>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_image: Option<String>,
+    /// Colour being released in the current cycle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_colour: Option<Colour>,
+    /// Hash of the spec being released (image + migration); a new hash starts a new cycle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_hash: Option<String>,
+    /// When the current phase was entered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub phase_since: Option<Timestamp>,
+    /// Start of the progress-deadline clock (moved forward by time spent paused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub progress_since: Option<Timestamp>,
+    /// Set while `paused` holds the cycle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub paused_since: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<MigrationStatus>,
+    /// Analysis runs of the current cycle, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub analysis: Vec<AnalysisRun>,
+    /// A colour to scale to zero once `after` has passed (the old colour after promotion).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_scale_down: Option<PendingScaleDown>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The migration Job of the current cycle.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MigrationStatus {
+    pub job_name: String,
+    pub state: JobState,
+}
+
+/// What the operator knows about a Job.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum JobState {
+    /// Not found in the cluster.
+    Missing,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+/// One analysis measurement.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisRun {
+    /// Spec hash the run judged.
+    pub hash: String,
+    #[schemars(with = "String")]
+    pub at: Timestamp,
+    pub passed: bool,
+    pub requests: u32,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub error_rate: f64,
+    /// Value of the Prometheus query, when one is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus_value: Option<f64>,
+    pub message: String,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingScaleDown {
+    pub colour: Colour,
+    #[schemars(with = "String")]
+    pub after: Timestamp,
+}
+
+/// A metav1.Condition (own type so the CRD schema stays small and exact).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    pub reason: String,
+    pub message: String,
+    #[schemars(with = "String")]
+    pub last_transition_time: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// One image across countries, wave by wave (management cluster).
+///
+/// Each target is a cluster reached through a kubeconfig Secret; in each, the Release named
+/// `release` (in `namespace`) gets `spec.image` set. A wave starts only when every earlier wave's
+/// Releases Succeeded and stayed healthy through that wave's bake time.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "meridian.dev",
+    version = "v1alpha1",
+    kind = "Rollout",
+    status = "RolloutStatus",
+    shortname = "mro",
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Wave","type":"integer","jsonPath":".status.currentWave"}"#,
+    printcolumn = r#"{"name":"Image","type":"string","jsonPath":".spec.image"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutSpec {
+    pub image: String,
+    /// Namespace of the Release in every target cluster.
+    pub namespace: String,
+    /// Name of the Release in every target cluster.
+    pub release: String,
+    /// Ordered waves; wave N+1 starts only after wave N baked.
+    pub waves: Vec<Wave>,
+    /// Clusters of one wave released at the same time (at least 1).
+    #[serde(default = "default_max_parallel")]
+    pub max_parallel: u32,
+    #[serde(default)]
+    pub halt_policy: HaltPolicy,
+    /// Namespace (in the management cluster) holding the kubeconfig Secrets.
+    #[serde(default = "default_secret_namespace")]
+    pub secret_namespace: String,
+    #[serde(default)]
+    pub paused: bool,
+}
+
+fn default_max_parallel() -> u32 {
+    1
+}
+fn default_secret_namespace() -> String {
+    "meridian-system".to_owned()
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Wave {
+    pub name: String,
+    pub targets: Vec<Target>,
+    /// How long every Release of this wave must stay Succeeded and healthy before the next wave.
+    #[serde(default)]
+    pub bake_seconds: u32,
+}
+
+/// One target cluster (a country).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Target {
+    /// Country code, e.g. `se`.
+    pub name: String,
+    /// Secret with a `kubeconfig` key for that country's cluster.
+    pub kubeconfig_secret: String,
+}
+
+/// What to do when a Release in a wave fails.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum HaltPolicy {
+    /// Stop: later waves never start, nothing already released is touched.
+    #[default]
+    Halt,
+    /// Stop, and put every target of the failing wave back on its previous image.
+    RollbackWave,
+    /// Stop, and put every target of every started wave back on its previous image.
+    RollbackAll,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum RolloutPhase {
+    #[default]
+    Progressing,
+    Baking,
+    Succeeded,
+    Halted,
+    RollingBack,
+    RolledBack,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStatus {
+    #[serde(default)]
+    pub phase: RolloutPhase,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Index of the wave in progress (or the one that halted).
+    #[serde(default)]
+    pub current_wave: u32,
+    /// Per target: what was released and what it replaced (for rollback).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<TargetStatus>,
+    /// When the current wave finished (all Succeeded), i.e. the start of its bake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub baking_since: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetStatus {
+    pub name: String,
+    pub wave: u32,
+    /// Image the target ran before this Rollout touched it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_image: Option<String>,
+    /// Whether this Rollout has set the target's Release image.
+    pub started: bool,
+    /// Whether this Rollout has put the previous image back.
+    #[serde(default)]
+    pub rolled_back: bool,
+}
+
+/// The YAML of both CRDs, as `operator crd` prints it and `deploy/crds.yaml` holds it.
+pub fn crds_yaml() -> String {
+    use kube::CustomResourceExt;
+    let mut out = String::new();
+    for crd in [Release::crd(), Rollout::crd()] {
+        out.push_str("---\n");
+        out.push_str(&serde_saphyr::to_string(&crd).expect("CRDs serialize to YAML"));
+    }
+    out
+}

@@ -1,0 +1,4 @@
+//! Release: the pure state machine ([`state`]) and the reconciler that executes it
+//! ([`reconcile`]).
+
+pub mod state;

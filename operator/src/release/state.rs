@@ -1,0 +1,684 @@
+//! The Release state machine as a pure function: observed state + clock → next status + actions.
+//!
+//! Nothing here talks to Kubernetes or reads the wall clock, so every path (happy, migration
+//! failure, breach, freeze, abort, deadline, pause) is tested by feeding observations and moving an
+//! injected clock. The reconciler gathers the observations, calls [`decide`], executes the actions
+//! in order and applies the returned status.
+//!
+//! Safety rules the function keeps, because a bad release must never take traffic it fails on:
+//! - the active Service selector only ever moves to a colour that passed analysis and is fully
+//!   ready ([`Phase::Promoting`] → [`Phase::Succeeded`]), or back to the colour that was active;
+//! - a failure before the preview exists (migration) moves no traffic and scales nothing;
+//! - the old colour is never scaled down before the scale-down delay after promotion, and never
+//!   under `Freeze`.
+
+use std::time::Duration;
+
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+use crate::crd::{
+    AnalysisRun, Colour, Condition, JobState, MigrationStatus, PendingScaleDown, Phase,
+    ReleaseSpec, ReleaseStatus, RollbackPolicy,
+};
+
+/// How often an in-progress release is looked at again when nothing else wakes it.
+pub const POLL: Duration = Duration::from_secs(5);
+
+/// What the reconciler saw of one colour's Deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploymentObs {
+    pub image: String,
+    pub replicas: i32,
+    pub ready_replicas: i32,
+}
+
+/// Everything [`decide`] looks at.
+#[derive(Debug, Clone)]
+pub struct Observed<'a> {
+    /// The Release's name (names its Deployments and Jobs).
+    pub name: &'a str,
+    pub generation: Option<i64>,
+    pub spec: &'a ReleaseSpec,
+    pub status: &'a ReleaseStatus,
+    pub blue: Option<DeploymentObs>,
+    pub green: Option<DeploymentObs>,
+    /// State of the current cycle's migration Job ([`JobState::Missing`] when there is none).
+    pub job: JobState,
+    pub now: Timestamp,
+}
+
+impl Observed<'_> {
+    fn deployment(&self, colour: Colour) -> Option<&DeploymentObs> {
+        match colour {
+            Colour::Blue => self.blue.as_ref(),
+            Colour::Green => self.green.as_ref(),
+        }
+    }
+}
+
+/// Kubernetes Event type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Normal,
+    Warning,
+}
+
+/// One side effect for the reconciler to carry out, in list order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Create the migration Job (already existing is fine: the name is unique per cycle).
+    CreateMigrationJob { name: String },
+    /// Delete a migration Job that is being given up on (timeout, abort).
+    DeleteMigrationJob { name: String },
+    /// Server-side apply one colour's Deployment.
+    ApplyDeployment {
+        colour: Colour,
+        image: String,
+        replicas: i32,
+    },
+    /// Point the preview Service at a colour.
+    SwitchPreviewSelector(Colour),
+    /// Point the active Service at a colour: promotion, or putting the old colour back.
+    SwitchActiveSelector(Colour),
+    /// Scale a colour's Deployment to zero now.
+    ScaleDown(Colour),
+    /// Probe the preview and record the result with [`record_analysis`].
+    RunAnalysis,
+    EmitEvent {
+        type_: EventType,
+        reason: String,
+        note: String,
+    },
+}
+
+/// The output of [`decide`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub status: ReleaseStatus,
+    pub actions: Vec<Action>,
+    /// When to look again if nothing else changes.
+    pub requeue_after: Option<Duration>,
+}
+
+/// A short, stable hash of what a release cycle releases (image and migration). A new hash
+/// starts a new cycle; the migration Job's name carries it so the Job runs once per release.
+pub fn spec_hash(spec: &ReleaseSpec) -> String {
+    let input = serde_json::to_string(&(&spec.image, &spec.migration))
+        .expect("image and migration serialize");
+    // FNV-1a: stable across Rust versions and processes (unlike DefaultHasher).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in input.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{:010x}", h & 0xff_ffff_ffff)
+}
+
+/// Name of the migration Job for one cycle.
+pub fn migration_job_name(release: &str, hash: &str) -> String {
+    format!("{release}-migrate-{hash}")
+}
+
+/// Name of one colour's Deployment.
+pub fn deployment_name(release: &str, colour: Colour) -> String {
+    format!("{release}-{colour}")
+}
+
+/// Appends the outcome of a [`Action::RunAnalysis`] to the status.
+pub fn record_analysis(status: &mut ReleaseStatus, verdict: &probe::Verdict, now: Timestamp) {
+    let Some(hash) = status.preview_hash.clone() else {
+        return;
+    };
+    let m = &verdict.measurement;
+    status.analysis.push(AnalysisRun {
+        hash,
+        at: now,
+        passed: verdict.passed,
+        requests: m.requests,
+        p50_ms: m.p50_ms,
+        p99_ms: m.p99_ms,
+        error_rate: m.error_rate,
+        prometheus_value: None,
+        message: verdict.summary(),
+    });
+}
+
+/// Records an analysis that could not run at all (e.g. the preview Service has no address);
+/// it counts as a failed analysis, because an unprobeable preview must not take traffic.
+pub fn record_analysis_error(status: &mut ReleaseStatus, message: String, now: Timestamp) {
+    let Some(hash) = status.preview_hash.clone() else {
+        return;
+    };
+    status.analysis.push(AnalysisRun {
+        hash,
+        at: now,
+        passed: false,
+        requests: 0,
+        p50_ms: 0.0,
+        p99_ms: 0.0,
+        error_rate: 1.0,
+        prometheus_value: None,
+        message,
+    });
+}
+
+struct Step<'a> {
+    obs: &'a Observed<'a>,
+    hash: String,
+    status: ReleaseStatus,
+    actions: Vec<Action>,
+    requeue_after: Option<Duration>,
+}
+
+/// Decides what to do next. See the module docs for the rules it keeps.
+pub fn decide(obs: &Observed<'_>) -> Decision {
+    let mut s = Step {
+        obs,
+        hash: spec_hash(obs.spec),
+        status: obs.status.clone(),
+        actions: Vec::new(),
+        requeue_after: None,
+    };
+    s.status.observed_generation = obs.generation;
+    s.step();
+    Decision {
+        status: s.status,
+        actions: s.actions,
+        requeue_after: s.requeue_after,
+    }
+}
+
+impl Step<'_> {
+    fn spec(&self) -> &ReleaseSpec {
+        self.obs.spec
+    }
+
+    fn now(&self) -> Timestamp {
+        self.obs.now
+    }
+
+    fn preview(&self) -> Colour {
+        self.status.preview_colour.unwrap_or_else(|| {
+            self.status
+                .active_colour
+                .map_or(Colour::Blue, Colour::other)
+        })
+    }
+
+    fn preview_replicas(&self) -> i32 {
+        self.spec().preview_replicas.unwrap_or(self.spec().replicas)
+    }
+
+    fn event(&mut self, type_: EventType, reason: &str, note: String) {
+        self.actions.push(Action::EmitEvent {
+            type_,
+            reason: reason.to_owned(),
+            note,
+        });
+    }
+
+    /// Moves to `phase` with an Event whose reason is the phase name (or `reason` for
+    /// failures, so `kubectl get events` says why).
+    fn transition(&mut self, phase: Phase, reason: Option<&str>, message: &str) {
+        let warning = matches!(
+            phase,
+            Phase::RollingBack | Phase::RolledBack | Phase::Failed | Phase::Frozen
+        );
+        self.status.phase = phase;
+        self.status.phase_since = Some(self.now());
+        self.status.message = Some(message.to_owned());
+        let reason = reason.map_or_else(|| phase.to_string(), str::to_owned);
+        self.event(
+            if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            &reason,
+            message.to_owned(),
+        );
+        let (progressing, why) = if phase.in_progress() {
+            ("True", phase.to_string())
+        } else {
+            ("False", reason)
+        };
+        self.set_condition("Progressing", progressing, &why, message);
+    }
+
+    fn set_condition(&mut self, type_: &str, status: &str, reason: &str, message: &str) {
+        let now = self.now();
+        let generation = self.obs.generation;
+        let conditions = &mut self.status.conditions;
+        match conditions.iter_mut().find(|c| c.type_ == type_) {
+            Some(c) => {
+                if c.status != status {
+                    c.last_transition_time = now;
+                }
+                status.clone_into(&mut c.status);
+                reason.clone_into(&mut c.reason);
+                message.clone_into(&mut c.message);
+                c.observed_generation = generation;
+            }
+            None => conditions.push(Condition {
+                type_: type_.to_owned(),
+                status: status.to_owned(),
+                reason: reason.to_owned(),
+                message: message.to_owned(),
+                last_transition_time: now,
+                observed_generation: generation,
+            }),
+        }
+    }
+
+    fn since(&self, t: Option<Timestamp>) -> SignedDuration {
+        t.map_or(SignedDuration::ZERO, |t| self.now().duration_since(t))
+    }
+
+    fn poll(&mut self) {
+        self.requeue_after = Some(POLL);
+    }
+
+    fn step(&mut self) {
+        if self.status.preview_hash.as_deref() != Some(self.hash.as_str()) {
+            if self.spec().abort {
+                self.status.message = Some("abort is set: not starting a new release".into());
+                return;
+            }
+            self.start_cycle();
+            // One transition per reconcile: Pending is recorded (status + Event) before the
+            // first side effect of the cycle.
+            return;
+        }
+        let phase = self.status.phase;
+        if phase.in_progress() && phase != Phase::RollingBack {
+            if self.hold_for_pause() {
+                return;
+            }
+            if self.spec().abort {
+                self.fail("Aborted", "aborted by spec.abort");
+                return;
+            }
+            let deadline =
+                SignedDuration::from_secs(i64::from(self.spec().progress_deadline_seconds));
+            if self.since(self.status.progress_since) > deadline {
+                let msg = format!(
+                    "no progress within {}s (stuck in {phase})",
+                    self.spec().progress_deadline_seconds
+                );
+                self.fail("ProgressDeadlineExceeded", &msg);
+                return;
+            }
+        }
+        match phase {
+            Phase::Pending => self.pending(),
+            Phase::Migrating => self.migrating(),
+            Phase::DeployingPreview => self.deploying_preview(),
+            Phase::Analyzing => self.analyzing(),
+            Phase::Promoting => self.promoting(),
+            Phase::Succeeded => self.succeeded(),
+            Phase::RollingBack => {
+                let old = self
+                    .status
+                    .active_colour
+                    .map_or_else(|| "no colour".to_owned(), |c| c.to_string());
+                self.transition(
+                    Phase::RolledBack,
+                    None,
+                    &format!("rolled back: {old} serves, preview scaled down"),
+                );
+            }
+            Phase::RolledBack | Phase::Failed | Phase::Frozen => {}
+        }
+    }
+
+    fn start_cycle(&mut self) {
+        let preview = self
+            .status
+            .active_colour
+            .map_or(Colour::Blue, Colour::other);
+        if self.status.active_hash.as_deref() == Some(self.hash.as_str()) {
+            // Back to what is already serving (e.g. the image reverted after a rollback).
+            self.status.preview_hash = Some(self.hash.clone());
+            self.status.preview_colour = None;
+            self.transition(
+                Phase::Succeeded,
+                Some("AlreadyActive"),
+                "spec matches the active colour; nothing to release",
+            );
+            return;
+        }
+        // The idle colour is about to be reused: a scale-down still pending for it is void.
+        if self
+            .status
+            .pending_scale_down
+            .as_ref()
+            .is_some_and(|p| p.colour == preview)
+        {
+            self.status.pending_scale_down = None;
+        }
+        self.status.preview_colour = Some(preview);
+        self.status.preview_hash = Some(self.hash.clone());
+        self.status.progress_since = Some(self.now());
+        self.status.paused_since = None;
+        self.status.migration = None;
+        self.status.analysis.clear();
+        let image = self.spec().image.clone();
+        self.transition(
+            Phase::Pending,
+            Some("ReleaseStarted"),
+            &format!("releasing {image} on {preview}"),
+        );
+    }
+
+    /// Returns true when `paused` holds the release; on resume, moves the deadline clock on by
+    /// the time spent paused.
+    fn hold_for_pause(&mut self) -> bool {
+        let now = self.now();
+        if self.spec().paused {
+            if self.status.paused_since.is_none() {
+                self.status.paused_since = Some(now);
+                self.set_condition("Paused", "True", "Paused", "spec.paused is set");
+                self.event(
+                    EventType::Normal,
+                    "Paused",
+                    format!("paused in {}", self.status.phase),
+                );
+            }
+            return true;
+        }
+        if let Some(since) = self.status.paused_since.take() {
+            let paused_for = now.duration_since(since);
+            self.status.progress_since = self
+                .status
+                .progress_since
+                .map(|p| p.checked_add(paused_for).unwrap_or(p));
+            self.set_condition("Paused", "False", "Resumed", "spec.paused was unset");
+            self.event(
+                EventType::Normal,
+                "Resumed",
+                format!("resumed in {}", self.status.phase),
+            );
+        }
+        false
+    }
+
+    /// A failure. Before the preview exists nothing moved, so it is just `Failed`; afterwards the
+    /// rollback policy decides.
+    fn fail(&mut self, reason: &str, message: &str) {
+        match self.status.phase {
+            Phase::Pending | Phase::Migrating => {
+                if let Some(m) = &mut self.status.migration
+                    && m.state == JobState::Running
+                {
+                    let name = m.job_name.clone();
+                    self.actions.push(Action::DeleteMigrationJob { name });
+                }
+                self.transition(
+                    Phase::Failed,
+                    Some(reason),
+                    &format!("{message}; no traffic moved"),
+                );
+            }
+            _ => self.roll_back(reason, message),
+        }
+    }
+
+    fn roll_back(&mut self, reason: &str, message: &str) {
+        let preview = self.preview();
+        let old = self.status.active_colour;
+        // Re-assert the old colour even though promotion never moved it: the selector is the
+        // one thing that must be right after a failure.
+        if let Some(old) = old {
+            self.actions.push(Action::SwitchActiveSelector(old));
+        }
+        match self.spec().rollback_policy {
+            RollbackPolicy::Revert => {
+                self.actions.push(Action::ScaleDown(preview));
+                self.transition(
+                    Phase::RollingBack,
+                    Some(reason),
+                    &format!("{message}; rolling back to {}", describe(old)),
+                );
+            }
+            RollbackPolicy::Freeze => {
+                // Nothing is scaled down: the old colour keeps serving and the preview stays for
+                // the human who has to decide about an irreversible migration.
+                self.status.pending_scale_down = None;
+                self.transition(
+                    Phase::Frozen,
+                    Some(reason),
+                    &format!(
+                        "{message}; frozen: {} keeps serving, {preview} left running, needs a human",
+                        describe(old)
+                    ),
+                );
+            }
+        }
+    }
+
+    fn pending(&mut self) {
+        match self.spec().migration.clone() {
+            Some(_) => {
+                let name = migration_job_name(self.obs.name, &self.hash);
+                self.actions
+                    .push(Action::CreateMigrationJob { name: name.clone() });
+                self.status.migration = Some(MigrationStatus {
+                    job_name: name.clone(),
+                    state: JobState::Running,
+                });
+                self.transition(
+                    Phase::Migrating,
+                    None,
+                    &format!("migration Job {name} started"),
+                );
+                self.poll();
+            }
+            None => self.enter_deploying_preview(),
+        }
+    }
+
+    fn migrating(&mut self) {
+        let Some(migration) = self.spec().migration.clone() else {
+            self.enter_deploying_preview();
+            return;
+        };
+        let name = self
+            .status
+            .migration
+            .as_ref()
+            .map_or_else(String::new, |m| m.job_name.clone());
+        match self.obs.job {
+            JobState::Succeeded => {
+                if let Some(m) = &mut self.status.migration {
+                    m.state = JobState::Succeeded;
+                }
+                self.event(
+                    EventType::Normal,
+                    "MigrationSucceeded",
+                    format!("migration Job {name} succeeded"),
+                );
+                self.enter_deploying_preview();
+            }
+            JobState::Failed => {
+                if let Some(m) = &mut self.status.migration {
+                    m.state = JobState::Failed;
+                }
+                self.fail("MigrationFailed", &format!("migration Job {name} failed"));
+            }
+            JobState::Running | JobState::Missing => {
+                let timeout = SignedDuration::from_secs(i64::from(migration.timeout_seconds));
+                if self.since(self.status.phase_since) > timeout {
+                    self.fail(
+                        "MigrationTimedOut",
+                        &format!(
+                            "migration Job {name} did not finish within {}s",
+                            migration.timeout_seconds
+                        ),
+                    );
+                    return;
+                }
+                if self.obs.job == JobState::Missing {
+                    // Not visible yet (or deleted by hand): creating again is idempotent.
+                    self.actions.push(Action::CreateMigrationJob { name });
+                }
+                self.poll();
+            }
+        }
+    }
+
+    fn enter_deploying_preview(&mut self) {
+        let preview = self.preview();
+        let image = self.spec().image.clone();
+        self.actions.push(Action::ApplyDeployment {
+            colour: preview,
+            image: image.clone(),
+            replicas: self.preview_replicas(),
+        });
+        self.actions.push(Action::SwitchPreviewSelector(preview));
+        self.transition(
+            Phase::DeployingPreview,
+            None,
+            &format!("deploying {image} on {preview} as preview"),
+        );
+        self.poll();
+    }
+
+    fn deploying_preview(&mut self) {
+        let preview = self.preview();
+        let want = self.preview_replicas();
+        let image = self.spec().image.clone();
+        match self.obs.deployment(preview) {
+            Some(d) if d.image == image && d.ready_replicas >= want => {
+                self.actions.push(Action::RunAnalysis);
+                self.transition(
+                    Phase::Analyzing,
+                    None,
+                    &format!("preview {preview} ready ({want} replicas); analysing"),
+                );
+                self.poll();
+            }
+            Some(d) if d.image == image && d.replicas >= want => self.poll(),
+            _ => {
+                // Missing or drifted: apply again (server-side apply is idempotent).
+                self.actions.push(Action::ApplyDeployment {
+                    colour: preview,
+                    image,
+                    replicas: want,
+                });
+                self.poll();
+            }
+        }
+    }
+
+    fn analyzing(&mut self) {
+        let latest = self
+            .status
+            .analysis
+            .iter()
+            .rev()
+            .find(|r| r.hash == self.hash)
+            .cloned();
+        let Some(run) = latest else {
+            self.actions.push(Action::RunAnalysis);
+            self.poll();
+            return;
+        };
+        if !run.passed {
+            self.set_condition("AnalysisPassed", "False", "Breach", &run.message);
+            self.fail(
+                "AnalysisFailed",
+                &format!("analysis failed: {}", run.message),
+            );
+            return;
+        }
+        self.set_condition("AnalysisPassed", "True", "WithinSLO", &run.message);
+        let image = self.spec().image.clone();
+        let manual_ok = self.spec().promote.as_deref() == Some(image.as_str());
+        if !(self.spec().auto_promote || manual_ok) {
+            let msg = format!("analysis passed; waiting for spec.promote = {image}");
+            if self.status.message.as_deref() != Some(msg.as_str()) {
+                self.event(EventType::Normal, "AwaitingPromotion", msg.clone());
+                self.status.message = Some(msg);
+            }
+            return;
+        }
+        let preview = self.preview();
+        let replicas = self.spec().replicas;
+        self.actions.push(Action::ApplyDeployment {
+            colour: preview,
+            image,
+            replicas,
+        });
+        self.transition(
+            Phase::Promoting,
+            None,
+            &format!(
+                "analysis passed ({}); scaling {preview} to {replicas}",
+                run.message
+            ),
+        );
+        self.poll();
+    }
+
+    fn promoting(&mut self) {
+        let preview = self.preview();
+        let replicas = self.spec().replicas;
+        let image = self.spec().image.clone();
+        let ready = self
+            .obs
+            .deployment(preview)
+            .is_some_and(|d| d.image == image && d.ready_replicas >= replicas);
+        if !ready {
+            self.poll();
+            return;
+        }
+        self.actions.push(Action::SwitchActiveSelector(preview));
+        let old = self.status.active_colour;
+        if let Some(old) = old {
+            let delay = SignedDuration::from_secs(i64::from(self.spec().scale_down_delay_seconds));
+            let after = self.now().checked_add(delay).unwrap_or(self.now());
+            self.status.pending_scale_down = Some(PendingScaleDown { colour: old, after });
+            self.requeue_after = Some(Duration::from_secs(u64::from(
+                self.spec().scale_down_delay_seconds,
+            )));
+        }
+        self.status.active_colour = Some(preview);
+        self.status.active_hash = Some(self.hash.clone());
+        self.status.active_image = Some(image.clone());
+        self.transition(
+            Phase::Succeeded,
+            Some("Promoted"),
+            &format!(
+                "{preview} ({image}) is active; {} kept for {}s",
+                describe(old),
+                self.spec().scale_down_delay_seconds
+            ),
+        );
+    }
+
+    fn succeeded(&mut self) {
+        let Some(pending) = self.status.pending_scale_down.clone() else {
+            return;
+        };
+        if self.now() >= pending.after {
+            self.actions.push(Action::ScaleDown(pending.colour));
+            self.status.pending_scale_down = None;
+            self.event(
+                EventType::Normal,
+                "ScaledDown",
+                format!("scale-down delay over: {} scaled to 0", pending.colour),
+            );
+        } else {
+            let left = pending.after.duration_since(self.now());
+            self.requeue_after = Some(left.unsigned_abs());
+        }
+    }
+}
+
+fn describe(colour: Option<Colour>) -> String {
+    colour.map_or_else(|| "no previous colour".to_owned(), |c| c.to_string())
+}
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;

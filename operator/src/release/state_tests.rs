@@ -1,0 +1,596 @@
+//! The state machine driven through whole releases against a simulated cluster and an injected
+//! clock: every action is applied to the simulation the way the reconciler applies it to the API.
+
+use super::*;
+use crate::crd::{AnalysisSpec, MigrationSpec, ProbeSpec};
+
+fn spec(image: &str) -> ReleaseSpec {
+    ReleaseSpec {
+        service: "streams".into(),
+        image: image.into(),
+        replicas: 3,
+        preview_replicas: Some(1),
+        active_service: "streams".into(),
+        preview_service: "streams-preview".into(),
+        container_port: 8080,
+        env: vec![],
+        env_from_secret: None,
+        service_account_name: None,
+        migration: Some(MigrationSpec {
+            image: None,
+            command: vec!["streams".into(), "migrate".into()],
+            args: vec![],
+            timeout_seconds: 120,
+            backoff_limit: 1,
+        }),
+        analysis: AnalysisSpec {
+            probe: ProbeSpec {
+                path: "/healthz".into(),
+                port: 80,
+                requests: 100,
+                p99_ms: 300.0,
+                max_error_rate: 0.01,
+                concurrency: 4,
+                timeout_ms: 2000,
+            },
+            prometheus: None,
+        },
+        auto_promote: true,
+        promote: None,
+        scale_down_delay_seconds: 300,
+        progress_deadline_seconds: 600,
+        rollback_policy: RollbackPolicy::Revert,
+        paused: false,
+        abort: false,
+    }
+}
+
+fn verdict(passed: bool) -> probe::Verdict {
+    probe::judge(
+        probe::Measurement {
+            requests: 100,
+            errors: 0,
+            http_errors: 0,
+            transport_errors: 0,
+            error_rate: 0.0,
+            p50_ms: 5.0,
+            p99_ms: if passed { 20.0 } else { 900.0 },
+            max_ms: 950.0,
+            elapsed_ms: 1000.0,
+        },
+        probe::Thresholds {
+            p99_ms: 300.0,
+            max_error_rate: 0.01,
+        },
+    )
+}
+
+/// A fake cluster: Deployments, one Job, two Service selectors, an Event log.
+struct World {
+    spec: ReleaseSpec,
+    status: ReleaseStatus,
+    now: Timestamp,
+    blue: Option<DeploymentObs>,
+    green: Option<DeploymentObs>,
+    job: JobState,
+    /// What a created Job ends as on the next tick (`Running` = it never finishes).
+    job_outcome: JobState,
+    /// Whether pods become ready by the next tick.
+    pods_get_ready: bool,
+    probe_passes: bool,
+    active_selector: Option<Colour>,
+    preview_selector: Option<Colour>,
+    events: Vec<(EventType, String)>,
+    all_actions: Vec<Action>,
+    phases: Vec<Phase>,
+}
+
+impl World {
+    fn new(image: &str) -> Self {
+        Self {
+            spec: spec(image),
+            status: ReleaseStatus::default(),
+            now: "2026-11-23T12:00:00Z".parse().unwrap(),
+            blue: None,
+            green: None,
+            job: JobState::Missing,
+            job_outcome: JobState::Succeeded,
+            pods_get_ready: true,
+            probe_passes: true,
+            active_selector: None,
+            preview_selector: None,
+            events: vec![],
+            all_actions: vec![],
+            phases: vec![],
+        }
+    }
+
+    /// A world where blue serves v1 and the release of v1 is long finished.
+    fn established() -> Self {
+        let mut w = Self::new("registry/streams:v1");
+        w.settle();
+        assert_eq!(w.status.phase, Phase::Succeeded);
+        assert_eq!(w.active_selector, Some(Colour::Blue));
+        w.events.clear();
+        w.all_actions.clear();
+        w.phases.clear();
+        w.job = JobState::Missing;
+        w
+    }
+
+    fn deployment_mut(&mut self, c: Colour) -> &mut Option<DeploymentObs> {
+        match c {
+            Colour::Blue => &mut self.blue,
+            Colour::Green => &mut self.green,
+        }
+    }
+
+    fn advance(&mut self, secs: i64) {
+        self.now = self
+            .now
+            .checked_add(SignedDuration::from_secs(secs))
+            .unwrap();
+    }
+
+    /// The cluster moves (Job finishes, pods get ready), then one decision is made and applied.
+    fn tick(&mut self) -> Decision {
+        if self.job == JobState::Running {
+            self.job = self.job_outcome;
+        }
+        if self.pods_get_ready {
+            for d in [&mut self.blue, &mut self.green].into_iter().flatten() {
+                d.ready_replicas = d.replicas;
+            }
+        }
+        let decision = decide(&Observed {
+            name: "streams",
+            generation: Some(1),
+            spec: &self.spec,
+            status: &self.status,
+            blue: self.blue.clone(),
+            green: self.green.clone(),
+            job: self.job,
+            now: self.now,
+        });
+        self.status = decision.status.clone();
+        for action in &decision.actions {
+            self.all_actions.push(action.clone());
+            match action {
+                Action::CreateMigrationJob { .. } => {
+                    if self.job == JobState::Missing {
+                        self.job = JobState::Running;
+                    }
+                }
+                Action::DeleteMigrationJob { .. } => self.job = JobState::Missing,
+                Action::ApplyDeployment {
+                    colour,
+                    image,
+                    replicas,
+                } => {
+                    let d = self.deployment_mut(*colour);
+                    let ready = d
+                        .as_ref()
+                        .filter(|d| &d.image == image)
+                        .map_or(0, |d| d.ready_replicas.min(*replicas));
+                    *d = Some(DeploymentObs {
+                        image: image.clone(),
+                        replicas: *replicas,
+                        ready_replicas: ready,
+                    });
+                }
+                Action::SwitchPreviewSelector(c) => self.preview_selector = Some(*c),
+                Action::SwitchActiveSelector(c) => self.active_selector = Some(*c),
+                Action::ScaleDown(c) => {
+                    if let Some(d) = self.deployment_mut(*c) {
+                        d.replicas = 0;
+                        d.ready_replicas = 0;
+                    }
+                }
+                Action::RunAnalysis => {
+                    let v = verdict(self.probe_passes);
+                    record_analysis(&mut self.status, &v, self.now);
+                }
+                Action::EmitEvent { type_, reason, .. } => {
+                    self.events.push((*type_, reason.clone()));
+                }
+            }
+        }
+        if self.phases.last() != Some(&self.status.phase) {
+            self.phases.push(self.status.phase);
+        }
+        decision
+    }
+
+    /// Ticks (a second apart) until nothing more happens on its own.
+    fn settle(&mut self) {
+        for _ in 0..50 {
+            let d = self.tick();
+            self.advance(1);
+            let waiting = d.requeue_after.is_none() || !self.status.phase.in_progress();
+            if d.actions.is_empty() && waiting {
+                return;
+            }
+        }
+        panic!("did not settle: {:?}", self.status);
+    }
+
+    fn reasons(&self) -> Vec<&str> {
+        self.events.iter().map(|(_, r)| r.as_str()).collect()
+    }
+
+    fn scale_downs(&self) -> Vec<Colour> {
+        self.all_actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::ScaleDown(c) => Some(*c),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn first_release_goes_through_every_phase() {
+    let mut w = World::new("registry/streams:v1");
+    w.settle();
+    assert_eq!(
+        w.phases,
+        vec![
+            Phase::Pending,
+            Phase::Migrating,
+            Phase::DeployingPreview,
+            Phase::Analyzing,
+            Phase::Promoting,
+            Phase::Succeeded
+        ]
+    );
+    assert_eq!(
+        w.reasons(),
+        vec![
+            "ReleaseStarted",
+            "Migrating",
+            "MigrationSucceeded",
+            "DeployingPreview",
+            "Analyzing",
+            "Promoting",
+            "Promoted"
+        ]
+    );
+    assert_eq!(w.active_selector, Some(Colour::Blue));
+    assert_eq!(w.preview_selector, Some(Colour::Blue));
+    assert_eq!(w.blue.as_ref().unwrap().replicas, 3);
+    assert_eq!(
+        w.status.active_image.as_deref(),
+        Some("registry/streams:v1")
+    );
+    assert_eq!(w.status.analysis.len(), 1);
+    assert!(w.status.analysis[0].passed);
+    assert_eq!(
+        w.status.migration.as_ref().unwrap().state,
+        JobState::Succeeded
+    );
+    let progressing = w
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Progressing")
+        .unwrap();
+    assert_eq!(
+        (progressing.status.as_str(), progressing.reason.as_str()),
+        ("False", "Promoted")
+    );
+    // Nothing to scale down on a first release.
+    assert!(w.status.pending_scale_down.is_none());
+    assert!(w.scale_downs().is_empty());
+}
+
+#[test]
+fn second_release_switches_colour_and_keeps_old_for_the_delay() {
+    let mut w = World::established();
+    w.spec.image = "registry/streams:v2".into();
+    // Preview starts on green at preview size while blue keeps serving.
+    w.tick(); // -> Pending
+    w.tick(); // -> Migrating
+    w.tick(); // -> DeployingPreview
+    assert_eq!(w.green.as_ref().unwrap().replicas, 1);
+    assert_eq!(w.active_selector, Some(Colour::Blue));
+    assert_eq!(w.preview_selector, Some(Colour::Green));
+    w.settle();
+    assert_eq!(w.status.phase, Phase::Succeeded);
+    assert_eq!(w.active_selector, Some(Colour::Green));
+    assert_eq!(w.green.as_ref().unwrap().replicas, 3);
+    // Blue is still fully up: rollback would be a selector switch.
+    assert_eq!(w.blue.as_ref().unwrap().replicas, 3);
+    let pending = w.status.pending_scale_down.clone().unwrap();
+    assert_eq!(pending.colour, Colour::Blue);
+
+    w.advance(250);
+    let d = w.tick();
+    assert!(w.scale_downs().is_empty(), "scaled down before the delay");
+    assert!(d.requeue_after.unwrap() <= Duration::from_secs(50));
+    w.advance(60);
+    w.tick();
+    assert_eq!(w.scale_downs(), vec![Colour::Blue]);
+    assert_eq!(w.blue.as_ref().unwrap().replicas, 0);
+    assert!(w.reasons().contains(&"ScaledDown"));
+    assert!(w.status.pending_scale_down.is_none());
+}
+
+#[test]
+fn next_release_within_the_delay_reuses_the_old_colour_and_cancels_its_scale_down() {
+    let mut w = World::established();
+    w.spec.image = "registry/streams:v2".into();
+    w.settle();
+    assert_eq!(w.active_selector, Some(Colour::Green));
+    w.spec.image = "registry/streams:v3".into();
+    w.tick();
+    assert_eq!(w.status.preview_colour, Some(Colour::Blue));
+    assert!(w.status.pending_scale_down.is_none());
+    w.advance(400);
+    w.settle();
+    assert_eq!(w.active_selector, Some(Colour::Blue));
+    assert_eq!(w.blue.as_ref().unwrap().image, "registry/streams:v3");
+    assert_eq!(
+        w.status.pending_scale_down.as_ref().unwrap().colour,
+        Colour::Green
+    );
+    assert!(w.scale_downs().is_empty());
+}
+
+#[test]
+fn migration_failure_fails_without_moving_traffic() {
+    let mut w = World::established();
+    w.job_outcome = JobState::Failed;
+    w.spec.image = "registry/streams:v2".into();
+    w.settle();
+    assert_eq!(
+        w.phases,
+        vec![Phase::Pending, Phase::Migrating, Phase::Failed]
+    );
+    assert_eq!(w.status.migration.as_ref().unwrap().state, JobState::Failed);
+    assert!(w.reasons().contains(&"MigrationFailed"));
+    assert!(w.green.is_none(), "preview must never be created");
+    assert_eq!(w.active_selector, Some(Colour::Blue));
+    assert_eq!(w.blue.as_ref().unwrap().replicas, 3);
+    assert!(
+        !w.all_actions.iter().any(|a| matches!(
+            a,
+            Action::SwitchActiveSelector(_) | Action::ScaleDown(_) | Action::ApplyDeployment { .. }
+        )),
+        "{:?}",
+        w.all_actions
+    );
+    assert!(
+        w.status
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("no traffic moved")
+    );
+    // It stays failed; the same spec is not retried.
+    w.advance(3600);
+    assert!(w.tick().actions.is_empty());
+    assert_eq!(w.status.phase, Phase::Failed);
+}
+
+#[test]
+fn migration_timeout_deletes_the_job_and_fails() {
+    let mut w = World::established();
+    w.job_outcome = JobState::Running;
+    w.spec.image = "registry/streams:v2".into();
+    w.tick();
+    w.tick();
+    w.advance(100);
+    w.tick();
+    assert_eq!(w.status.phase, Phase::Migrating);
+    w.advance(30);
+    w.tick();
+    assert_eq!(w.status.phase, Phase::Failed);
+    assert!(w.all_actions.iter().any(
+        |a| matches!(a, Action::DeleteMigrationJob { name } if name.starts_with("streams-migrate-"))
+    ));
+    assert!(w.reasons().contains(&"MigrationTimedOut"));
+    assert!(w.green.is_none());
+    assert_eq!(w.active_selector, Some(Colour::Blue));
+}
+
+#[test]
+fn probe_breach_rolls_back_to_the_old_colour() {
+    let mut w = World::established();
+    w.probe_passes = false;
+    w.spec.image = "registry/streams:v2".into();
+    w.settle();
+    assert_eq!(
+        w.phases,
+        vec![
+            Phase::Pending,
+            Phase::Migrating,
+            Phase::DeployingPreview,
+            Phase::Analyzing,
+            Phase::RollingBack,
+            Phase::RolledBack
+        ]
+    );
+    assert_eq!(w.active_selector, Some(Colour::Blue));
+    assert_eq!(w.blue.as_ref().unwrap().replicas, 3);
+    assert_eq!(w.green.as_ref().unwrap().replicas, 0);
+    assert_eq!(w.scale_downs(), vec![Colour::Green]);
+    assert!(!w.status.analysis[0].passed);
+    assert!(w.reasons().contains(&"AnalysisFailed"));
+    assert!(
+        w.events
+            .iter()
+            .any(|(t, r)| *t == EventType::Warning && r == "RolledBack")
+    );
+    assert_eq!(
+        w.status.active_image.as_deref(),
+        Some("registry/streams:v1")
+    );
+    // The selector never pointed at green.
+    assert!(
+        !w.all_actions
+            .contains(&Action::SwitchActiveSelector(Colour::Green))
+    );
+}
+
+#[test]
+fn freeze_keeps_the_old_colour_and_scales_nothing_down() {
+    let mut w = World::established();
+    w.spec.rollback_policy = RollbackPolicy::Freeze;
+    w.probe_passes = false;
+    w.spec.image = "registry/streams:v2".into();
+    w.settle();
+    assert_eq!(w.status.phase, Phase::Frozen);
+    assert_eq!(w.active_selector, Some(Colour::Blue));
+    assert_eq!(w.blue.as_ref().unwrap().replicas, 3);
+    assert_eq!(
+        w.green.as_ref().unwrap().replicas,
+        1,
+        "preview left for a human"
+    );
+    assert!(w.scale_downs().is_empty());
+    assert!(
+        w.events
+            .iter()
+            .any(|(t, r)| *t == EventType::Warning && r == "AnalysisFailed")
+    );
+    assert!(
+        w.status
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("needs a human")
+    );
+    w.advance(86_400);
+    assert!(w.tick().actions.is_empty());
+    assert_eq!(w.status.phase, Phase::Frozen);
+}
+
+#[test]
+fn abort_mid_analysis_rolls_back_and_blocks_new_cycles() {
+    let mut w = World::established();
+    w.spec.auto_promote = false;
+    w.spec.image = "registry/streams:v2".into();
+    w.settle();
+    assert_eq!(w.status.phase, Phase::Analyzing);
+    assert!(w.reasons().contains(&"AwaitingPromotion"));
+    w.spec.abort = true;
+    w.settle();
+    assert_eq!(w.status.phase, Phase::RolledBack);
+    assert!(w.reasons().contains(&"Aborted"));
+    assert_eq!(w.active_selector, Some(Colour::Blue));
+    assert_eq!(w.green.as_ref().unwrap().replicas, 0);
+    // While abort stays set, a new image does not start a cycle.
+    w.spec.image = "registry/streams:v3".into();
+    let d = w.tick();
+    assert!(d.actions.is_empty());
+    assert_eq!(w.status.phase, Phase::RolledBack);
+    w.spec.abort = false;
+    w.tick();
+    assert_eq!(w.status.phase, Phase::Pending);
+}
+
+#[test]
+fn manual_promotion_waits_for_spec_promote() {
+    let mut w = World::established();
+    w.spec.auto_promote = false;
+    w.spec.image = "registry/streams:v2".into();
+    w.settle();
+    w.advance(120);
+    w.tick();
+    assert_eq!(w.status.phase, Phase::Analyzing);
+    assert_eq!(w.active_selector, Some(Colour::Blue));
+    w.spec.promote = Some("registry/streams:v1".into()); // a stale value does not promote
+    w.tick();
+    assert_eq!(w.status.phase, Phase::Analyzing);
+    w.spec.promote = Some("registry/streams:v2".into());
+    w.settle();
+    assert_eq!(w.status.phase, Phase::Succeeded);
+    assert_eq!(w.active_selector, Some(Colour::Green));
+}
+
+#[test]
+fn progress_deadline_rolls_back_a_preview_that_never_gets_ready() {
+    let mut w = World::established();
+    w.pods_get_ready = false;
+    w.spec.image = "registry/streams:v2".into();
+    w.tick();
+    w.tick();
+    w.tick();
+    assert_eq!(w.status.phase, Phase::DeployingPreview);
+    w.advance(590);
+    w.tick();
+    assert_eq!(w.status.phase, Phase::DeployingPreview);
+    w.advance(20);
+    w.tick();
+    assert_eq!(w.status.phase, Phase::RollingBack);
+    assert!(w.reasons().contains(&"ProgressDeadlineExceeded"));
+    w.tick();
+    assert_eq!(w.status.phase, Phase::RolledBack);
+    assert_eq!(w.active_selector, Some(Colour::Blue));
+    assert_eq!(w.scale_downs(), vec![Colour::Green]);
+}
+
+#[test]
+fn time_spent_paused_does_not_count_against_the_deadline() {
+    let mut w = World::established();
+    w.spec.image = "registry/streams:v2".into();
+    w.tick();
+    w.tick();
+    w.tick();
+    assert_eq!(w.status.phase, Phase::DeployingPreview);
+    w.spec.paused = true;
+    let d = w.tick();
+    assert!(w.reasons().contains(&"Paused"));
+    assert!(
+        d.actions
+            .iter()
+            .all(|a| matches!(a, Action::EmitEvent { .. }))
+    );
+    w.advance(3600);
+    w.tick();
+    assert_eq!(
+        w.status.phase,
+        Phase::DeployingPreview,
+        "paused holds the phase"
+    );
+    w.spec.paused = false;
+    w.settle();
+    assert_eq!(w.status.phase, Phase::Succeeded);
+    assert!(w.reasons().contains(&"Resumed"));
+}
+
+#[test]
+fn reverting_the_image_to_the_active_one_releases_nothing() {
+    let mut w = World::established();
+    w.probe_passes = false;
+    w.spec.image = "registry/streams:v2".into();
+    w.settle();
+    assert_eq!(w.status.phase, Phase::RolledBack);
+    w.spec.image = "registry/streams:v1".into();
+    w.all_actions.clear();
+    w.settle();
+    assert_eq!(w.status.phase, Phase::Succeeded);
+    assert!(w.reasons().contains(&"AlreadyActive"));
+    assert!(
+        w.all_actions
+            .iter()
+            .all(|a| matches!(a, Action::EmitEvent { .. }))
+    );
+}
+
+#[test]
+fn spec_hash_is_stable_and_covers_image_and_migration() {
+    let a = spec("registry/streams:v1");
+    assert_eq!(spec_hash(&a), spec_hash(&a.clone()));
+    assert_eq!(spec_hash(&a).len(), 10);
+    let mut b = a.clone();
+    b.image = "registry/streams:v2".into();
+    assert_ne!(spec_hash(&a), spec_hash(&b));
+    let mut c = a.clone();
+    c.migration.as_mut().unwrap().command.push("--dry".into());
+    assert_ne!(spec_hash(&a), spec_hash(&c));
+    let mut d = a.clone();
+    d.replicas = 10;
+    assert_eq!(spec_hash(&a), spec_hash(&d), "scaling is not a new release");
+}

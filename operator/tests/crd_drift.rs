@@ -1,0 +1,77 @@
+//! The checked-in CRD YAML must be exactly what the Rust types generate, so `kubectl apply -f
+//! operator/deploy/` installs the schema the reconcilers read. Regenerate with
+//! `cargo run -p meridian-operator -- crd > operator/deploy/crds.yaml`.
+
+#[test]
+fn checked_in_crds_match_the_rust_types() {
+    let checked_in = include_str!("../deploy/crds.yaml");
+    let generated = operator::crd::crds_yaml();
+    assert!(
+        checked_in == generated,
+        "operator/deploy/crds.yaml is stale: run `cargo run -p meridian-operator -- crd > operator/deploy/crds.yaml`"
+    );
+}
+
+#[test]
+fn crds_have_the_expected_names_scopes_and_status() {
+    let docs: Vec<serde_json::Value> = operator::crd::crds_yaml()
+        .split("---\n")
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| serde_saphyr::from_str(d).expect("YAML parses"))
+        .collect();
+    let summary: Vec<(String, String, String)> = docs
+        .iter()
+        .map(|d| {
+            (
+                d["metadata"]["name"].as_str().unwrap().to_owned(),
+                d["spec"]["scope"].as_str().unwrap().to_owned(),
+                d["spec"]["versions"][0]["name"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (
+                "releases.meridian.dev".into(),
+                "Namespaced".into(),
+                "v1alpha1".into()
+            ),
+            (
+                "rollouts.meridian.dev".into(),
+                "Cluster".into(),
+                "v1alpha1".into()
+            ),
+        ]
+    );
+    for d in &docs {
+        let v = &d["spec"]["versions"][0];
+        assert_eq!(v["subresources"]["status"], serde_json::json!({}));
+    }
+    let release = &docs[0]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"];
+    let spec_props = release["spec"]["properties"].as_object().unwrap();
+    for field in [
+        "image",
+        "replicas",
+        "previewReplicas",
+        "activeService",
+        "previewService",
+        "migration",
+        "analysis",
+        "autoPromote",
+        "scaleDownDelaySeconds",
+        "progressDeadlineSeconds",
+        "rollbackPolicy",
+        "paused",
+        "abort",
+    ] {
+        assert!(spec_props.contains_key(field), "Release spec lacks {field}");
+    }
+    assert_eq!(
+        release["spec"]["properties"]["rollbackPolicy"]["enum"],
+        serde_json::json!(["Revert", "Freeze"])
+    );
+}
