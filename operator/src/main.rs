@@ -1,4 +1,5 @@
-//! `operator`: run the controllers, or print the CRD YAML.
+//! `operator`: run the controllers against the cluster from the environment (in-cluster service
+//! account or KUBECONFIG), or print the CRD YAML.
 
 use clap::{Parser, Subcommand};
 
@@ -17,10 +18,35 @@ struct Cli {
 enum Command {
     /// Print the CRD YAML of Release and Rollout (what deploy/crds.yaml holds).
     Crd,
+    /// Run the Release controller until SIGTERM.
+    Run,
 }
 
-fn main() {
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crd => print!("{}", operator::crd::crds_yaml()),
+        Command::Run => {
+            init_tracing();
+            // One TLS provider for kube's client and the analysis probe.
+            probe::install_tls_provider();
+            let client = kube::Client::try_default().await?;
+            tracing::info!("release controller starting");
+            operator::release::reconcile::run(client).await;
+            tracing::info!("release controller stopped");
+        }
+    }
+    Ok(())
+}
+
+/// `LOG_FORMAT=json|pretty` and `RUST_LOG`, like the services (DESIGN.md §2).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if std::env::var("LOG_FORMAT").as_deref() == Ok("pretty") {
+        builder.init();
+    } else {
+        builder.json().init();
     }
 }

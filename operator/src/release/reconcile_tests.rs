@@ -1,0 +1,596 @@
+//! The reconciler against a mocked API server (`tower_test::mock::pair`), in the style of
+//! kube-rs/controller-rs `src/fixtures.rs`: each scenario lists the exact requests one reconcile
+//! must make, in order — method, path and query, and the parts of the body that matter — and
+//! answers each as the API server would. A missing request times out; an extra one fails the
+//! reconcile with a closed-service error.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, Response};
+use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
+use k8s_openapi::jiff::Timestamp;
+use kube::client::Body;
+use kube::{Client, Resource};
+use serde_json::{Value, json};
+
+use super::*;
+use crate::crd::{
+    AnalysisRun, AnalysisSpec, MigrationSpec, MigrationStatus, ProbeSpec, RollbackPolicy,
+};
+
+const NOW: &str = "2026-11-23T12:00:00Z";
+
+fn now() -> Timestamp {
+    NOW.parse().unwrap()
+}
+
+fn spec() -> ReleaseSpec {
+    ReleaseSpec {
+        service: "streams".into(),
+        image: "registry/streams:v2".into(),
+        replicas: 3,
+        preview_replicas: Some(1),
+        active_service: "streams".into(),
+        preview_service: "streams-preview".into(),
+        container_port: 8080,
+        env: vec![],
+        env_from_secret: Some("streams-db".into()),
+        service_account_name: None,
+        migration: Some(MigrationSpec {
+            image: None,
+            command: vec!["streams".into(), "migrate".into()],
+            args: vec![],
+            timeout_seconds: 300,
+            backoff_limit: 1,
+        }),
+        analysis: AnalysisSpec {
+            probe: ProbeSpec {
+                path: "/healthz".into(),
+                port: 80,
+                requests: 50,
+                p99_ms: 300.0,
+                max_error_rate: 0.01,
+                concurrency: 4,
+                timeout_ms: 2000,
+            },
+            prometheus: None,
+        },
+        auto_promote: true,
+        promote: None,
+        scale_down_delay_seconds: 300,
+        progress_deadline_seconds: 900,
+        rollback_policy: RollbackPolicy::Revert,
+        paused: false,
+        abort: false,
+    }
+}
+
+impl Release {
+    /// A Release as the API server would hand it out (uid, generation, namespace).
+    fn test() -> Self {
+        let mut r = Release::new("streams", spec());
+        r.meta_mut().namespace = Some("default".into());
+        r.meta_mut().uid = Some("0b1e-uid".into());
+        r.meta_mut().generation = Some(2);
+        r
+    }
+
+    fn finalized(mut self) -> Self {
+        self.meta_mut().finalizers = Some(vec![FINALIZER.into()]);
+        self
+    }
+
+    fn needs_delete(mut self) -> Self {
+        self.meta_mut().deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now()));
+        self
+    }
+
+    /// Blue serves v1; the cycle releasing v2 on green is in `phase`.
+    fn in_phase(mut self, phase: Phase) -> Self {
+        let hash = state::spec_hash(&self.spec);
+        self.status = Some(ReleaseStatus {
+            phase,
+            observed_generation: Some(2),
+            active_colour: Some(Colour::Blue),
+            active_hash: Some("0000000001".into()),
+            active_image: Some("registry/streams:v1".into()),
+            preview_colour: Some(Colour::Green),
+            preview_hash: Some(hash.clone()),
+            phase_since: Some(now()),
+            progress_since: Some(now()),
+            migration: (phase != Phase::Pending).then(|| MigrationStatus {
+                job_name: state::migration_job_name("streams", &hash),
+                state: if phase == Phase::Migrating {
+                    JobState::Running
+                } else {
+                    JobState::Succeeded
+                },
+            }),
+            ..ReleaseStatus::default()
+        });
+        self
+    }
+
+    fn with_analysis(mut self, passed: bool) -> Self {
+        let status = self.status.as_mut().unwrap();
+        status.analysis.push(AnalysisRun {
+            hash: status.preview_hash.clone().unwrap(),
+            at: now(),
+            passed,
+            requests: 50,
+            p50_ms: 4.0,
+            p99_ms: if passed { 20.0 } else { 800.0 },
+            error_rate: 0.0,
+            prometheus_value: None,
+            message: if passed { "ok" } else { "p99 800ms > 300ms" }.into(),
+        });
+        self
+    }
+}
+
+type ApiServerHandle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+/// One request the reconciler must make next.
+struct Expect {
+    method: Method,
+    /// Path and query exactly as sent.
+    uri: String,
+    /// Checks on the JSON body (skipped for bodiless requests).
+    check: Box<dyn FnOnce(&Value) + Send>,
+    /// The response body; `None` echoes the request body back.
+    respond: Option<Value>,
+    status: u16,
+}
+
+impl Expect {
+    fn new(method: Method, uri: &str) -> Self {
+        Self {
+            method,
+            uri: uri.to_owned(),
+            check: Box::new(|_| {}),
+            respond: None,
+            status: 200,
+        }
+    }
+    fn check(mut self, f: impl FnOnce(&Value) + Send + 'static) -> Self {
+        self.check = Box::new(f);
+        self
+    }
+    fn respond(mut self, body: Value) -> Self {
+        self.respond = Some(body);
+        self
+    }
+}
+
+fn event(reason: &'static str, type_: &'static str) -> Expect {
+    Expect::new(
+        Method::POST,
+        "/apis/events.k8s.io/v1/namespaces/default/events?",
+    )
+    .check(move |body| {
+        assert_eq!(body["reason"], reason, "event reason");
+        assert_eq!(body["type"], type_, "event type");
+        assert_eq!(body["regarding"]["kind"], "Release");
+        assert_eq!(body["regarding"]["name"], "streams");
+        assert_eq!(body["reportingController"], MANAGER);
+    })
+}
+
+fn status_apply(release: &Release, f: impl FnOnce(&ReleaseStatus) + Send + 'static) -> Expect {
+    let echo = serde_json::to_value(release).unwrap();
+    Expect::new(
+        Method::PATCH,
+        "/apis/meridian.dev/v1alpha1/namespaces/default/releases/streams/status?&force=true&fieldManager=meridian-operator",
+    )
+    .check(move |body| {
+        assert_eq!(body["apiVersion"], "meridian.dev/v1alpha1");
+        assert_eq!(body["kind"], "Release");
+        let status: ReleaseStatus = serde_json::from_value(body["status"].clone()).unwrap();
+        assert_eq!(status.observed_generation, Some(2));
+        f(&status);
+    })
+    .respond(echo)
+}
+
+fn selector_patch(service: &str, colour: &'static str) -> Expect {
+    Expect::new(
+        Method::PATCH,
+        &format!("/api/v1/namespaces/default/services/{service}?"),
+    )
+    .check(move |body| {
+        assert_eq!(
+            body,
+            &json!({ "spec": { "selector": {
+                "meridian.dev/release": "streams",
+                "meridian.dev/colour": colour,
+            } } })
+        );
+    })
+    .respond(json!({ "apiVersion": "v1", "kind": "Service", "metadata": { "name": service } }))
+}
+
+struct ApiServerVerifier(ApiServerHandle);
+
+impl ApiServerVerifier {
+    /// Answers `script` in order; the handle must be awaited (with [`timeout_after_1s`]).
+    fn run(mut self, script: Vec<Expect>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            for (i, expect) in script.into_iter().enumerate() {
+                let (request, send) = self.0.next_request().await.unwrap_or_else(|| {
+                    panic!("request {i} ({} {}) never made", expect.method, expect.uri)
+                });
+                assert_eq!(request.method(), expect.method, "request {i} method");
+                assert_eq!(request.uri().to_string(), expect.uri, "request {i} uri");
+                let bytes = request.into_body().collect_bytes().await.unwrap();
+                let body: Value = if bytes.is_empty() {
+                    Value::Null
+                } else {
+                    serde_json::from_slice(&bytes).expect("JSON request body")
+                };
+                (expect.check)(&body);
+                let response = expect.respond.unwrap_or(body);
+                send.send_response(
+                    Response::builder()
+                        .status(expect.status)
+                        .body(Body::from(serde_json::to_vec(&response).unwrap()))
+                        .unwrap(),
+                );
+            }
+        })
+    }
+}
+
+async fn timeout_after_1s(handle: tokio::task::JoinHandle<()>) {
+    tokio::time::timeout(Duration::from_secs(1), handle)
+        .await
+        .expect("timeout on mock apiserver")
+        .expect("scenario succeeded");
+}
+
+/// A context on a mocked client, a fixed clock, and a probe that passes or breaches.
+fn context(probe_passes: bool) -> (Arc<Context>, ApiServerVerifier) {
+    let (mock_service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(mock_service, "default");
+    let prober: Prober = Arc::new(move |config, thresholds| {
+        Box::pin(async move {
+            assert_eq!(config.url, "http://streams-preview.default.svc:80/healthz");
+            Ok(probe::judge(
+                probe::Measurement {
+                    requests: config.requests,
+                    errors: 0,
+                    http_errors: 0,
+                    transport_errors: 0,
+                    error_rate: 0.0,
+                    p50_ms: 4.0,
+                    p99_ms: if probe_passes { 20.0 } else { 800.0 },
+                    max_ms: 900.0,
+                    elapsed_ms: 100.0,
+                },
+                thresholds,
+            ))
+        })
+    });
+    let ctx = Context {
+        recorder: Recorder::new(client.clone(), reporter()),
+        client,
+        prober,
+        clock: Arc::new(now),
+    };
+    (Arc::new(ctx), ApiServerVerifier(handle))
+}
+
+#[tokio::test]
+async fn new_release_gets_the_finalizer_first() {
+    let (ctx, server) = context(true);
+    let release = Release::test();
+    let finalized = serde_json::to_value(release.clone().finalized()).unwrap();
+    let mocksrv = server.run(vec![
+        Expect::new(
+            Method::PATCH,
+            "/apis/meridian.dev/v1alpha1/namespaces/default/releases/streams?",
+        )
+        .check(|body| {
+            assert_eq!(
+                body,
+                &json!([
+                    { "op": "test", "path": "/metadata/finalizers", "value": null },
+                    { "op": "add", "path": "/metadata/finalizers", "value": [FINALIZER] }
+                ])
+            );
+        })
+        .respond(finalized),
+    ]);
+    reconcile(Arc::new(release), ctx).await.expect("reconciler");
+    timeout_after_1s(mocksrv).await;
+}
+
+#[tokio::test]
+async fn finalized_release_starts_a_cycle_with_event_and_status() {
+    let (ctx, server) = context(true);
+    let release = Release::test().finalized();
+    let mocksrv = server.run(vec![
+        event("ReleaseStarted", "Normal"),
+        status_apply(&release, |s| {
+            assert_eq!(s.phase, Phase::Pending);
+            assert_eq!(
+                s.preview_colour,
+                Some(Colour::Blue),
+                "first release goes to blue"
+            );
+            assert_eq!(s.progress_since, Some(now()));
+        }),
+    ]);
+    reconcile(Arc::new(release), ctx).await.expect("reconciler");
+    timeout_after_1s(mocksrv).await;
+}
+
+#[tokio::test]
+async fn pending_release_creates_the_migration_job() {
+    let (ctx, server) = context(true);
+    let release = Release::test().finalized().in_phase(Phase::Pending);
+    let job_name = state::migration_job_name("streams", &state::spec_hash(&release.spec));
+    let expected_name = job_name.clone();
+    let mocksrv = server.run(vec![
+        Expect::new(Method::POST, "/apis/batch/v1/namespaces/default/jobs?").check(move |job| {
+            assert_eq!(job["metadata"]["name"], expected_name.as_str());
+            assert_eq!(job["metadata"]["ownerReferences"][0]["kind"], "Release");
+            assert_eq!(job["metadata"]["ownerReferences"][0]["controller"], true);
+            assert_eq!(job["spec"]["backoffLimit"], 1);
+            assert_eq!(job["spec"]["activeDeadlineSeconds"], 300);
+            let c = &job["spec"]["template"]["spec"]["containers"][0];
+            assert_eq!(c["image"], "registry/streams:v2");
+            assert_eq!(c["command"], json!(["streams", "migrate"]));
+            assert_eq!(c["envFrom"][0]["secretRef"]["name"], "streams-db");
+            assert_eq!(job["spec"]["template"]["spec"]["restartPolicy"], "Never");
+        }),
+        event("Migrating", "Normal"),
+        status_apply(&release, move |s| {
+            assert_eq!(s.phase, Phase::Migrating);
+            assert_eq!(s.migration.as_ref().unwrap().job_name, job_name);
+            assert_eq!(s.migration.as_ref().unwrap().state, JobState::Running);
+        }),
+    ]);
+    reconcile(Arc::new(release), ctx).await.expect("reconciler");
+    timeout_after_1s(mocksrv).await;
+}
+
+fn job_response(name: &str, succeeded: bool) -> Value {
+    let mut job = Job::default();
+    job.metadata.name = Some(name.to_owned());
+    job.status = Some(if succeeded {
+        JobStatus {
+            succeeded: Some(1),
+            ..JobStatus::default()
+        }
+    } else {
+        JobStatus {
+            failed: Some(2),
+            conditions: Some(vec![JobCondition {
+                type_: "Failed".into(),
+                status: "True".into(),
+                reason: Some("BackoffLimitExceeded".into()),
+                ..JobCondition::default()
+            }]),
+            ..JobStatus::default()
+        }
+    });
+    serde_json::to_value(job).unwrap()
+}
+
+#[tokio::test]
+async fn finished_migration_deploys_the_preview_and_points_the_preview_service_at_it() {
+    let (ctx, server) = context(true);
+    let release = Release::test().finalized().in_phase(Phase::Migrating);
+    let job_name = release
+        .status
+        .as_ref()
+        .unwrap()
+        .migration
+        .as_ref()
+        .unwrap()
+        .job_name
+        .clone();
+    let mocksrv = server.run(vec![
+        Expect::new(Method::GET, &format!("/apis/batch/v1/namespaces/default/jobs/{job_name}"))
+            .respond(job_response(&job_name, true)),
+        event("MigrationSucceeded", "Normal"),
+        Expect::new(
+            Method::PATCH,
+            "/apis/apps/v1/namespaces/default/deployments/streams-green?&force=true&fieldManager=meridian-operator",
+        )
+        .check(|d| {
+            assert_eq!(d["apiVersion"], "apps/v1");
+            assert_eq!(d["kind"], "Deployment");
+            assert_eq!(d["spec"]["replicas"], 1, "preview size");
+            assert_eq!(
+                d["spec"]["selector"]["matchLabels"],
+                json!({ "meridian.dev/release": "streams", "meridian.dev/colour": "green" })
+            );
+            let c = &d["spec"]["template"]["spec"]["containers"][0];
+            assert_eq!(c["image"], "registry/streams:v2");
+            assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+            assert_eq!(d["metadata"]["ownerReferences"][0]["uid"], "0b1e-uid");
+        }),
+        selector_patch("streams-preview", "green"),
+        event("DeployingPreview", "Normal"),
+        status_apply(&release, |s| {
+            assert_eq!(s.phase, Phase::DeployingPreview);
+            assert_eq!(s.migration.as_ref().unwrap().state, JobState::Succeeded);
+            assert_eq!(s.active_colour, Some(Colour::Blue), "no traffic moved");
+        }),
+    ]);
+    reconcile(Arc::new(release), ctx).await.expect("reconciler");
+    timeout_after_1s(mocksrv).await;
+}
+
+#[tokio::test]
+async fn failed_migration_touches_no_deployment_or_service() {
+    let (ctx, server) = context(true);
+    let release = Release::test().finalized().in_phase(Phase::Migrating);
+    let job_name = release
+        .status
+        .as_ref()
+        .unwrap()
+        .migration
+        .as_ref()
+        .unwrap()
+        .job_name
+        .clone();
+    let mocksrv = server.run(vec![
+        Expect::new(
+            Method::GET,
+            &format!("/apis/batch/v1/namespaces/default/jobs/{job_name}"),
+        )
+        .respond(job_response(&job_name, false)),
+        event("MigrationFailed", "Warning"),
+        status_apply(&release, |s| {
+            assert_eq!(s.phase, Phase::Failed);
+            assert_eq!(s.migration.as_ref().unwrap().state, JobState::Failed);
+        }),
+    ]);
+    reconcile(Arc::new(release), ctx).await.expect("reconciler");
+    timeout_after_1s(mocksrv).await;
+}
+
+#[tokio::test]
+async fn analysis_runs_the_probe_and_records_the_measurement() {
+    let (ctx, server) = context(false);
+    let release = Release::test().finalized().in_phase(Phase::Analyzing);
+    let mocksrv = server.run(vec![status_apply(&release, |s| {
+        assert_eq!(s.phase, Phase::Analyzing);
+        assert_eq!(s.analysis.len(), 1);
+        let run = &s.analysis[0];
+        assert!(!run.passed);
+        assert!((run.p99_ms - 800.0).abs() < f64::EPSILON);
+        assert_eq!(run.requests, 50);
+        assert_eq!(run.at, now());
+    })]);
+    reconcile(Arc::new(release), ctx).await.expect("reconciler");
+    timeout_after_1s(mocksrv).await;
+}
+
+#[tokio::test]
+async fn breach_points_active_back_at_the_old_colour_and_scales_the_preview_down() {
+    let (ctx, server) = context(true);
+    let release = Release::test()
+        .finalized()
+        .in_phase(Phase::Analyzing)
+        .with_analysis(false);
+    let mocksrv = server.run(vec![
+        selector_patch("streams", "blue"),
+        Expect::new(
+            Method::PATCH,
+            "/apis/apps/v1/namespaces/default/deployments/streams-green?",
+        )
+        .check(|body| assert_eq!(body, &json!({ "spec": { "replicas": 0 } })))
+        .respond(json!({ "apiVersion": "apps/v1", "kind": "Deployment", "metadata": { "name": "streams-green" } })),
+        event("AnalysisFailed", "Warning"),
+        status_apply(&release, |s| {
+            assert_eq!(s.phase, Phase::RollingBack);
+            assert_eq!(s.active_colour, Some(Colour::Blue));
+        }),
+    ]);
+    reconcile(Arc::new(release), ctx).await.expect("reconciler");
+    timeout_after_1s(mocksrv).await;
+}
+
+fn ready_deployment(colour: &str, image: &str, ready: i32) -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": { "name": format!("streams-{colour}") },
+        "spec": {
+            "replicas": 3,
+            "selector": { "matchLabels": { "meridian.dev/colour": colour } },
+            "template": { "spec": { "containers": [ { "name": "streams", "image": image } ] } }
+        },
+        "status": { "replicas": 3, "updatedReplicas": 3, "readyReplicas": ready }
+    })
+}
+
+#[tokio::test]
+async fn promotion_switches_the_active_selector_once_the_preview_is_fully_ready() {
+    let (ctx, server) = context(true);
+    let release = Release::test()
+        .finalized()
+        .in_phase(Phase::Promoting)
+        .with_analysis(true);
+    let mocksrv = server.run(vec![
+        Expect::new(
+            Method::GET,
+            "/apis/apps/v1/namespaces/default/deployments/streams-green",
+        )
+        .respond(ready_deployment("green", "registry/streams:v2", 3)),
+        selector_patch("streams", "green"),
+        event("Promoted", "Normal"),
+        status_apply(&release, |s| {
+            assert_eq!(s.phase, Phase::Succeeded);
+            assert_eq!(s.active_colour, Some(Colour::Green));
+            assert_eq!(s.active_image.as_deref(), Some("registry/streams:v2"));
+            let p = s.pending_scale_down.as_ref().unwrap();
+            assert_eq!(p.colour, Colour::Blue);
+            assert_eq!(
+                p.after,
+                "2026-11-23T12:05:00Z".parse::<Timestamp>().unwrap()
+            );
+        }),
+    ]);
+    let action = reconcile(Arc::new(release), ctx).await.expect("reconciler");
+    assert_eq!(action, ControllerAction::requeue(Duration::from_mins(5)));
+    timeout_after_1s(mocksrv).await;
+}
+
+#[tokio::test]
+async fn partly_ready_preview_is_not_promoted_and_nothing_is_written() {
+    let (ctx, server) = context(true);
+    let release = Release::test()
+        .finalized()
+        .in_phase(Phase::Promoting)
+        .with_analysis(true);
+    let mocksrv = server.run(vec![
+        Expect::new(
+            Method::GET,
+            "/apis/apps/v1/namespaces/default/deployments/streams-green",
+        )
+        .respond(ready_deployment("green", "registry/streams:v2", 2)),
+    ]);
+    let action = reconcile(Arc::new(release), ctx).await.expect("reconciler");
+    assert_eq!(action, ControllerAction::requeue(state::POLL));
+    timeout_after_1s(mocksrv).await;
+}
+
+#[tokio::test]
+async fn deletion_restores_the_active_selector_then_drops_the_finalizer() {
+    let (ctx, server) = context(true);
+    let release = Release::test()
+        .finalized()
+        .in_phase(Phase::Analyzing)
+        .needs_delete();
+    let removed = {
+        let mut r = release.clone();
+        r.meta_mut().finalizers = None;
+        serde_json::to_value(r).unwrap()
+    };
+    let mocksrv = server.run(vec![
+        selector_patch("streams", "blue"),
+        event("Deleted", "Normal"),
+        Expect::new(
+            Method::PATCH,
+            "/apis/meridian.dev/v1alpha1/namespaces/default/releases/streams?",
+        )
+        .check(|body| {
+            assert_eq!(
+                body,
+                &json!([
+                    { "op": "test", "path": "/metadata/finalizers/0", "value": FINALIZER },
+                    { "op": "remove", "path": "/metadata/finalizers/0" }
+                ])
+            );
+        })
+        .respond(removed),
+    ]);
+    reconcile(Arc::new(release), ctx).await.expect("reconciler");
+    timeout_after_1s(mocksrv).await;
+}
