@@ -69,3 +69,16 @@ pub async fn serve(
         }
     }
 }
+
+/// Disables Nagle's algorithm on accepted connections: responses are small and latency-bound,
+/// and a response split across writes must not wait for the peer's delayed ACK.
+pub fn nodelay(
+    listener: TcpListener,
+) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = std::net::SocketAddr> {
+    use axum::serve::ListenerExt;
+    listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    })
+}

@@ -118,7 +118,7 @@ pub async fn spawn_app(app: axum::Router) -> String {
         .local_addr()
         .unwrap_or_else(|e| panic!("local addr: {e}"));
     tokio::spawn(async move {
-        let _ = axum::serve(listener, app.into_make_service()).await;
+        let _ = axum::serve(crate::shutdown::nodelay(listener), app.into_make_service()).await;
     });
     format!("http://{addr}")
 }
