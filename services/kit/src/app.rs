@@ -51,6 +51,9 @@ pub struct Mounted {
 pub struct HttpSettings {
     pub request_timeout: Duration,
     pub body_limit: usize,
+    /// Fault injection: delay every request whose path starts with the prefix. For proving
+    /// that SLO gates and analyses fail when they should; never set in production.
+    pub fault_delay: Option<(String, Duration)>,
 }
 
 impl Default for HttpSettings {
@@ -58,6 +61,18 @@ impl Default for HttpSettings {
         Self {
             request_timeout: Duration::from_secs(10),
             body_limit: 2 * 1024 * 1024,
+            fault_delay: None,
+        }
+    }
+}
+
+impl HttpSettings {
+    /// From [`CommonConfig`](crate::config::CommonConfig).
+    pub fn from_config(cfg: &crate::config::CommonConfig) -> Self {
+        Self {
+            request_timeout: cfg.request_timeout,
+            fault_delay: cfg.fault_delay.clone(),
+            ..Self::default()
         }
     }
 }
@@ -115,6 +130,10 @@ pub fn build_with_doc(
         .fallback(crate::error::not_found_fallback)
         .method_not_allowed_fallback(crate::error::method_not_allowed_fallback)
         .layer(DefaultBodyLimit::max(http.body_limit))
+        .layer(middleware::from_fn_with_state(
+            http.fault_delay.clone().map(Arc::new),
+            inject_delay,
+        ))
         .layer(middleware::from_fn_with_state(
             http.request_timeout,
             timeout,
@@ -203,10 +222,7 @@ where
             router: parts.router,
         }],
         health.clone(),
-        &HttpSettings {
-            request_timeout: cfg.request_timeout,
-            ..HttpSettings::default()
-        },
+        &HttpSettings::from_config(&cfg),
     );
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", cfg.port)).await?;
     tracing::info!(service = svc.name, addr = %listener.local_addr()?, "listening");
@@ -221,4 +237,17 @@ where
     pool.close().await;
     tracing::info!(service = svc.name, "stopped");
     Ok(())
+}
+
+async fn inject_delay(
+    axum::extract::State(fault): axum::extract::State<Option<Arc<(String, Duration)>>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if let Some(f) = fault.as_deref()
+        && req.uri().path().starts_with(&f.0)
+    {
+        tokio::time::sleep(f.1).await;
+    }
+    next.run(req).await
 }

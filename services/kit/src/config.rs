@@ -103,6 +103,8 @@ impl FromStr for LogFormat {
 /// | `DB_ACQUIRE_TIMEOUT_MS` | 2000 | how long a request waits for a pooled connection |
 /// | `SHUTDOWN_GRACE_SECS` | 20 | how long SIGTERM waits for in-flight requests |
 /// | `REQUEST_TIMEOUT_MS` | 10000 | upper bound for one request |
+/// | `FAULT_DELAY_MS` | — | fault injection for gate tests: delay matching requests (never in production) |
+/// | `FAULT_PATH_PREFIX` | `/` | which paths `FAULT_DELAY_MS` delays |
 #[derive(Clone)]
 pub struct CommonConfig {
     pub port: u16,
@@ -112,6 +114,8 @@ pub struct CommonConfig {
     pub db_acquire_timeout: Duration,
     pub shutdown_grace: Duration,
     pub request_timeout: Duration,
+    /// `(path prefix, delay)` when fault injection is on.
+    pub fault_delay: Option<(String, Duration)>,
 }
 
 impl CommonConfig {
@@ -132,6 +136,13 @@ impl CommonConfig {
             db_acquire_timeout: millis_or("DB_ACQUIRE_TIMEOUT_MS", Duration::from_secs(2))?,
             shutdown_grace: secs_or("SHUTDOWN_GRACE_SECS", Duration::from_secs(20))?,
             request_timeout: millis_or("REQUEST_TIMEOUT_MS", Duration::from_secs(10))?,
+            fault_delay: var_opt::<u64>("FAULT_DELAY_MS")?.map(|ms| {
+                let prefix = var_opt::<String>("FAULT_PATH_PREFIX").ok().flatten();
+                (
+                    prefix.unwrap_or_else(|| "/".to_owned()),
+                    Duration::from_millis(ms),
+                )
+            }),
         })
     }
 }
@@ -150,6 +161,7 @@ impl fmt::Debug for CommonConfig {
             .field("db_acquire_timeout", &self.db_acquire_timeout)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("request_timeout", &self.request_timeout)
+            .field("fault_delay", &self.fault_delay)
             .finish()
     }
 }

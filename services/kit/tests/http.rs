@@ -431,3 +431,49 @@ async fn shutdown_gives_up_after_the_grace_period() {
         "a 30 s request cannot drain in 300 ms"
     );
 }
+
+#[tokio::test]
+async fn fault_injection_delays_only_the_chosen_prefix() {
+    let app = kit::app::build(
+        "kit-test",
+        vec![Mounted {
+            name: "things",
+            router: things_router(Duration::from_millis(1)),
+        }],
+        Health::default(),
+        &HttpSettings {
+            fault_delay: Some(("/things".into(), Duration::from_millis(300))),
+            ..HttpSettings::default()
+        },
+    );
+    let base = kit::testing::spawn_app(app).await;
+    let http = reqwest::Client::new();
+    let t = std::time::Instant::now();
+    assert_eq!(
+        http.get(format!("{base}/things/1"))
+            .send()
+            .await
+            .expect("send")
+            .status(),
+        200
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(300),
+        "delayed: {:?}",
+        t.elapsed()
+    );
+    let t = std::time::Instant::now();
+    assert_eq!(
+        http.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .expect("send")
+            .status(),
+        200
+    );
+    assert!(
+        t.elapsed() < Duration::from_millis(300),
+        "not delayed: {:?}",
+        t.elapsed()
+    );
+}

@@ -23,6 +23,8 @@ Environment (all optional):
   DB_ACQUIRE_TIMEOUT_MS   wait for a pooled connection (default 2000)
   SHUTDOWN_GRACE_SECS     drain time after SIGTERM (default 20)
   REQUEST_TIMEOUT_MS      per-request limit (default 10000)
+  FAULT_DELAY_MS, FAULT_PATH_PREFIX
+                          fault injection for gate tests: delay requests under the prefix
   STREAMS_DEFAULT_LIMIT, STREAMS_LEASE_TTL_SECS, STREAMS_HEARTBEAT_INTERVAL_SECS,
   STREAMS_SWEEP_INTERVAL_SECS, STREAMS_SWEEP_BATCH
                           streams service settings (defaults 3, 90, 30, 10, 1000)
@@ -202,15 +204,15 @@ async fn serve(
         "meridian",
         routers,
         health.clone(),
-        &HttpSettings {
-            request_timeout: cfg.request_timeout,
-            ..HttpSettings::default()
-        },
+        &HttpSettings::from_config(&cfg),
     );
     let listener = tokio::net::TcpListener::bind((bind, port.unwrap_or(cfg.port)))
         .await
         .with_context(|| format!("cannot listen on {bind}:{}", port.unwrap_or(cfg.port)))?;
     let addr = listener.local_addr()?;
+    if let Some((prefix, delay)) = &cfg.fault_delay {
+        tracing::warn!(%prefix, ?delay, "FAULT INJECTION ON: requests under the prefix are delayed");
+    }
     tracing::info!(url = %format!("http://{addr}"), "meridian is serving (Ctrl-C to stop)");
     eprintln!("meridian is serving on http://{addr}  (try: curl http://{addr}/readyz)");
     let drained = kit::shutdown::serve(
