@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The Buildkite latency gate, run here for real: the `slo-gate` step's own command line, taken
+# from buildkite/pipeline.yml, against a locally started `meridian serve`. It must pass, and it
+# must fail when a slow route is injected (FAULT_DELAY_MS on the streams routes).
+#
+#   tests/policy/gate.sh            (tests/run calls it after building the workspace)
+#
+# Needs the debug binaries `meridian` and `slo-gate` in ${CARGO_TARGET_DIR:-target}/debug and
+# the policy venv (tests/policy/delivery.sh creates it) for its YAML parser.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+die() { printf 'gate: FAIL: %s\n' "$*" >&2; exit 1; }
+bin_dir="${CARGO_TARGET_DIR:-target}/debug"
+meridian="$bin_dir/meridian"
+gate_bin="$bin_dir/slo-gate"
+py="${MERIDIAN_CACHE:-$HOME/.cache/meridian}/venv/bin/python"
+[[ -x "$meridian" ]] || die "$meridian missing: cargo build --workspace --bins"
+[[ -x "$gate_bin" ]] || die "$gate_bin missing: cargo build --workspace --bins"
+[[ -x "$py" ]] || die "$py missing: run tests/policy/delivery.sh first (it creates the venv)"
+
+# The command of the step keyed "slo-gate", exactly as Buildkite would run it.
+step_cmd=$("$py" - <<'PY'
+import sys, yaml
+steps = yaml.safe_load(open("buildkite/pipeline.yml"))["steps"]
+cmds = [s.get("command") for s in steps if isinstance(s, dict) and s.get("key") == "slo-gate"]
+if len(cmds) != 1 or not isinstance(cmds[0], str):
+    sys.exit("pipeline.yml must have exactly one step keyed slo-gate with a single command")
+print(cmds[0])
+PY
+) || die "could not read the slo-gate step from buildkite/pipeline.yml"
+staging_url=$(grep -oE 'https?://[^ ]+' <<<"$step_cmd" | head -n1)
+[[ -n "$staging_url" ]] || die "the slo-gate step names no base URL: $step_cmd"
+
+pid=""
+stop() { if [[ -n "$pid" ]]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=""; fi; }
+trap stop EXIT
+
+serve() { # serve [ENV=VALUE ...]: start meridian on a free port, wait until ready, set $base
+  local port
+  port=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  env "$@" RUST_LOG=warn "$meridian" serve --port "$port" --no-sample-data >/dev/null 2>&1 &
+  pid=$!
+  base="http://127.0.0.1:$port"
+  for _ in $(seq 1 300); do
+    curl -fs "$base/readyz" >/dev/null 2>&1 && return 0
+    kill -0 "$pid" 2>/dev/null || die "meridian serve exited during start-up"
+    sleep 0.2
+  done
+  die "meridian serve did not become ready"
+}
+
+run_gate() { # the pipeline's command with the staging URL replaced by the local one
+  local cmd="${step_cmd//$staging_url/$base}"
+  echo "gate: running: SLO_GATE_BIN=$gate_bin $cmd"
+  SLO_GATE_BIN="$gate_bin" bash -c "$cmd"
+}
+
+passed=0 failed=0
+serve
+if run_gate; then passed=$((passed + 1)); echo "gate: ok: passes against a healthy platform"
+else failed=$((failed + 1)); echo "gate: FAIL: breached against a healthy platform"; fi
+stop
+
+serve FAULT_DELAY_MS=250 FAULT_PATH_PREFIX=/streams/
+if out=$(run_gate 2>&1); then
+  failed=$((failed + 1)); echo "$out"; echo "gate: FAIL: passed although /streams/ answers 250 ms slower"
+elif grep -q streams <<<"$out"; then
+  passed=$((passed + 1)); echo "gate: ok: fails with the slow route injected, naming streams"
+else
+  failed=$((failed + 1)); echo "$out"; echo "gate: FAIL: failed, but without naming streams"
+fi
+stop
+
+echo "gate: $passed passed, $failed failed"
+[[ $failed -eq 0 ]]
