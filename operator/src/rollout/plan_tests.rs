@@ -1,0 +1,298 @@
+//! The planner driven through whole Rollouts over a simulated fleet of country clusters, with an
+//! injected clock: each target's Release "runs" when the planner sets its image.
+
+use super::*;
+use crate::crd::{Target, Wave};
+
+const V1: &str = "registry/calls:v1";
+const V2: &str = "registry/calls:v2";
+
+fn spec(policy: HaltPolicy, max_parallel: u32) -> RolloutSpec {
+    let wave = |name: &str, targets: &[&str]| Wave {
+        name: name.into(),
+        targets: targets
+            .iter()
+            .map(|t| Target {
+                name: (*t).into(),
+                kubeconfig_secret: format!("kubeconfig-{t}"),
+            })
+            .collect(),
+        bake_seconds: 600,
+    };
+    RolloutSpec {
+        image: V2.into(),
+        namespace: "calls".into(),
+        release: "calls".into(),
+        waves: vec![
+            wave("canary", &["se"]),
+            wave("nordics", &["no", "dk"]),
+            wave("rest", &["fi"]),
+        ],
+        max_parallel,
+        halt_policy: policy,
+        secret_namespace: "meridian-system".into(),
+        paused: false,
+    }
+}
+
+/// Country clusters; each Release finishes its cycle one tick after its image changes, with
+/// the outcome the test chose for that country.
+struct Fleet {
+    spec: RolloutSpec,
+    status: RolloutStatus,
+    now: Timestamp,
+    releases: BTreeMap<String, TargetObs>,
+    /// Countries whose release of V2 breaches analysis.
+    breaches: Vec<&'static str>,
+    /// Targets whose image was set, in order (image, target).
+    set_images: Vec<(String, String)>,
+    reasons: Vec<String>,
+}
+
+impl Fleet {
+    fn new(policy: HaltPolicy, max_parallel: u32) -> Self {
+        let releases = ["se", "no", "dk", "fi"]
+            .into_iter()
+            .map(|c| {
+                (
+                    c.to_owned(),
+                    TargetObs {
+                        image: V1.into(),
+                        phase: Some(Phase::Succeeded),
+                        active_image: Some(V1.into()),
+                    },
+                )
+            })
+            .collect();
+        Self {
+            spec: spec(policy, max_parallel),
+            status: RolloutStatus::default(),
+            now: "2026-11-23T12:00:00Z".parse().unwrap(),
+            releases,
+            breaches: vec![],
+            set_images: vec![],
+            reasons: vec![],
+        }
+    }
+
+    fn advance(&mut self, secs: i64) {
+        self.now = self
+            .now
+            .checked_add(SignedDuration::from_secs(secs))
+            .unwrap();
+    }
+
+    /// Releases in flight finish, then the planner makes one decision, which is applied.
+    fn tick(&mut self) -> RolloutDecision {
+        for (name, r) in &mut self.releases {
+            if r.phase == Some(Phase::Pending) {
+                if r.image == V2 && self.breaches.contains(&name.as_str()) {
+                    r.phase = Some(Phase::RolledBack);
+                } else {
+                    r.phase = Some(Phase::Succeeded);
+                    r.active_image = Some(r.image.clone());
+                }
+            }
+        }
+        let d = plan(&self.spec, &self.status, &self.releases, self.now);
+        self.status = d.status.clone();
+        for a in &d.actions {
+            match a {
+                RolloutAction::SetImage { target, image } => {
+                    let r = self.releases.get_mut(target).unwrap();
+                    r.image.clone_from(image);
+                    // Reverting to the active image is "already active" in the Release.
+                    r.phase = if r.active_image.as_deref() == Some(image) {
+                        Some(Phase::Succeeded)
+                    } else {
+                        Some(Phase::Pending)
+                    };
+                    self.set_images.push((image.clone(), target.clone()));
+                }
+                RolloutAction::EmitEvent { reason, .. } => self.reasons.push(reason.clone()),
+            }
+        }
+        d
+    }
+
+    fn started(&self) -> Vec<&str> {
+        self.set_images
+            .iter()
+            .filter(|(i, _)| i == V2)
+            .map(|(_, t)| t.as_str())
+            .collect()
+    }
+
+    fn reverted(&self) -> Vec<&str> {
+        self.set_images
+            .iter()
+            .filter(|(i, _)| i == V1)
+            .map(|(_, t)| t.as_str())
+            .collect()
+    }
+}
+
+#[test]
+fn three_waves_in_order_with_bake_time_honoured() {
+    let mut f = Fleet::new(HaltPolicy::Halt, 1);
+    f.tick();
+    assert_eq!(f.started(), vec!["se"]);
+    f.tick(); // se succeeded -> wave 0 baking
+    assert_eq!(f.status.phase, RolloutPhase::Baking);
+    f.advance(599);
+    let d = f.tick();
+    assert_eq!(
+        f.started(),
+        vec!["se"],
+        "wave 1 started before the bake ended"
+    );
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(1)));
+    f.advance(1);
+    f.tick();
+    assert_eq!(
+        f.started(),
+        vec!["se", "no"],
+        "maxParallel 1: one at a time"
+    );
+    f.tick(); // no succeeded, dk starts
+    assert_eq!(f.started(), vec!["se", "no", "dk"]);
+    f.tick(); // dk succeeded -> wave 1 baking
+    assert_eq!(f.status.phase, RolloutPhase::Baking);
+    assert_eq!(f.status.current_wave, 1);
+    f.advance(300);
+    f.tick();
+    assert_eq!(f.started().len(), 3);
+    f.advance(300);
+    f.tick();
+    assert_eq!(f.started(), vec!["se", "no", "dk", "fi"]);
+    f.tick();
+    f.advance(600);
+    f.tick();
+    assert_eq!(f.status.phase, RolloutPhase::Succeeded);
+    assert!(f.reverted().is_empty());
+    assert_eq!(
+        f.reasons.iter().filter(|r| *r == "WaveSucceeded").count(),
+        3
+    );
+    assert!(f.reasons.contains(&"Succeeded".to_owned()));
+    assert!(
+        f.status
+            .targets
+            .iter()
+            .all(|t| t.previous_image.as_deref() == Some(V1))
+    );
+}
+
+#[test]
+fn max_parallel_starts_a_wave_together() {
+    let mut f = Fleet::new(HaltPolicy::Halt, 2);
+    f.tick();
+    f.tick();
+    f.advance(600);
+    f.tick();
+    assert_eq!(f.started(), vec!["se", "no", "dk"]);
+}
+
+/// Drives the fleet until the wave-2 breach is seen; returns it.
+fn breach_in_wave_two(policy: HaltPolicy) -> Fleet {
+    let mut f = Fleet::new(policy, 2);
+    f.breaches = vec!["no"];
+    for _ in 0..4 {
+        f.tick();
+        f.advance(600);
+    }
+    assert_eq!(
+        f.started(),
+        vec!["se", "no", "dk"],
+        "wave 3 must never start"
+    );
+    for _ in 0..3 {
+        f.advance(3600);
+        f.tick();
+    }
+    assert_eq!(
+        f.started(),
+        vec!["se", "no", "dk"],
+        "wave 3 must never start"
+    );
+    assert_eq!(f.status.current_wave, 1);
+    assert!(f.reasons.contains(&"Halted".to_owned()));
+    assert!(
+        f.status
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("no (wave 1) is RolledBack")
+    );
+    f
+}
+
+#[test]
+fn breach_in_wave_two_halts_wave_three_and_touches_nothing_under_halt() {
+    let f = breach_in_wave_two(HaltPolicy::Halt);
+    assert_eq!(f.status.phase, RolloutPhase::Halted);
+    assert!(f.reverted().is_empty());
+    assert_eq!(f.releases["dk"].active_image.as_deref(), Some(V2));
+}
+
+#[test]
+fn breach_in_wave_two_rolls_back_wave_two_under_rollback_wave() {
+    let f = breach_in_wave_two(HaltPolicy::RollbackWave);
+    assert_eq!(f.status.phase, RolloutPhase::RolledBack);
+    assert_eq!(f.reverted(), vec!["no", "dk"]);
+    assert_eq!(f.releases["dk"].image, V1);
+    assert_eq!(f.releases["se"].image, V2, "wave 1 stays");
+    assert_eq!(f.releases["fi"].image, V1, "wave 3 never touched");
+    assert!(f.status.targets.iter().filter(|t| t.rolled_back).count() == 2);
+}
+
+#[test]
+fn breach_in_wave_two_rolls_back_everything_under_rollback_all() {
+    let f = breach_in_wave_two(HaltPolicy::RollbackAll);
+    assert_eq!(f.status.phase, RolloutPhase::RolledBack);
+    assert_eq!(f.reverted(), vec!["se", "no", "dk"]);
+    assert!(f.releases.values().all(|r| r.image == V1));
+}
+
+#[test]
+fn a_release_that_regresses_during_the_bake_halts_the_next_wave() {
+    let mut f = Fleet::new(HaltPolicy::RollbackWave, 1);
+    f.tick();
+    f.tick();
+    assert_eq!(f.status.phase, RolloutPhase::Baking);
+    f.advance(300);
+    // Something (a human, or the Release's own analysis of a later change) moved se off V2.
+    f.releases.get_mut("se").unwrap().phase = Some(Phase::Promoting);
+    f.tick();
+    assert_eq!(f.status.phase, RolloutPhase::RolledBack);
+    assert_eq!(f.reverted(), vec!["se"]);
+    f.advance(3600);
+    f.tick();
+    assert_eq!(f.started(), vec!["se"]);
+}
+
+#[test]
+fn an_unreachable_target_blocks_progress_without_failing() {
+    let mut f = Fleet::new(HaltPolicy::Halt, 2);
+    f.tick();
+    f.tick();
+    f.advance(600);
+    let dk = f.releases.remove("dk").unwrap();
+    f.tick();
+    assert_eq!(f.started(), vec!["se", "no"]);
+    f.tick();
+    assert_eq!(f.status.phase, RolloutPhase::Progressing);
+    f.releases.insert("dk".into(), dk);
+    f.tick();
+    assert_eq!(f.started(), vec!["se", "no", "dk"]);
+}
+
+#[test]
+fn frozen_targets_are_left_to_a_human() {
+    let mut f = Fleet::new(HaltPolicy::RollbackAll, 1);
+    f.tick();
+    f.releases.get_mut("se").unwrap().phase = Some(Phase::Frozen);
+    f.tick();
+    assert_eq!(f.status.phase, RolloutPhase::Halted);
+    assert!(f.reverted().is_empty());
+}
