@@ -18,22 +18,49 @@ struct Cli {
 enum Command {
     /// Print the CRD YAML of Release and Rollout (what deploy/crds.yaml holds).
     Crd,
-    /// Run the Release controller until SIGTERM.
-    Run,
+    /// Run the controllers until SIGTERM: `release` in every country cluster, `rollout` in the
+    /// management cluster (which holds the kubeconfig Secrets).
+    Run {
+        #[arg(long, value_delimiter = ',', default_value = "release")]
+        controllers: Vec<Controller>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Controller {
+    Release,
+    Rollout,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crd => print!("{}", operator::crd::crds_yaml()),
-        Command::Run => {
+        Command::Run { controllers } => {
             init_tracing();
-            // One TLS provider for kube's client and the analysis probe.
+            // One TLS provider for kube's clients and the analysis probe.
             probe::install_tls_provider();
             let client = kube::Client::try_default().await?;
-            tracing::info!("release controller starting");
-            operator::release::reconcile::run(client).await;
-            tracing::info!("release controller stopped");
+            tracing::info!(?controllers, "controllers starting");
+            let release = controllers
+                .contains(&Controller::Release)
+                .then(|| operator::release::reconcile::run(client.clone()));
+            let rollout = controllers
+                .contains(&Controller::Rollout)
+                .then(|| operator::rollout::clusters::run(client.clone()));
+            tokio::join!(
+                async {
+                    if let Some(f) = release {
+                        f.await;
+                    }
+                },
+                async {
+                    if let Some(f) = rollout {
+                        f.await;
+                    }
+                }
+            );
+            tracing::info!("controllers stopped");
         }
     }
     Ok(())
