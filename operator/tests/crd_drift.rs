@@ -75,3 +75,34 @@ fn crds_have_the_expected_names_scopes_and_status() {
         serde_json::json!(["Revert", "Freeze"])
     );
 }
+
+/// The README's example YAML must stay valid for the types it documents.
+#[test]
+fn readme_examples_parse_into_the_types() {
+    let readme = include_str!("../README.md");
+    let blocks: Vec<&str> = readme
+        .split("```yaml\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .collect();
+    let release = blocks
+        .iter()
+        .find(|b| b.contains("kind: Release"))
+        .expect("README has a Release example");
+    let release: operator::crd::Release = serde_saphyr::from_str(release).expect("Release example");
+    assert_eq!(release.spec.migration.unwrap().timeout_seconds, 300);
+    assert_eq!(
+        release.spec.rollback_policy,
+        operator::crd::RollbackPolicy::Revert
+    );
+    let rollout = blocks
+        .iter()
+        .find(|b| b.contains("kind: Rollout"))
+        .expect("README has a Rollout example");
+    let rollout: operator::crd::Rollout = serde_saphyr::from_str(rollout).expect("Rollout example");
+    assert_eq!(rollout.spec.waves.len(), 3);
+    assert_eq!(
+        rollout.spec.halt_policy,
+        operator::crd::HaltPolicy::RollbackWave
+    );
+}
