@@ -45,20 +45,20 @@ fn body(call: u64) -> serde_json::Value {
 }
 
 async fn decide(
-    http: reqwest::Client,
+    http: common::Http,
     base: Arc<str>,
     call: u64,
     want: &'static str,
 ) -> anyhow::Result<()> {
-    let res = http
-        .post(format!("{base}/calls/v1/decisions"))
-        .json(&body(call))
-        .send()
+    let uri = format!("{base}/calls/v1/decisions");
+    let body = serde_json::to_vec(&body(call))?;
+    let (status, bytes) = http
+        .send(hyper::Method::POST, &uri, Some(body.into()))
         .await?;
-    if res.status() != 200 {
-        bail!("decision answered {}", res.status());
+    if status != 200 {
+        bail!("decision answered {status}");
     }
-    let d: serde_json::Value = res.json().await?;
+    let d: serde_json::Value = serde_json::from_slice(&bytes)?;
     let source = d["source"].as_str().context("source")?;
     if source != want {
         bail!("source {source}, expected {want}");
@@ -66,12 +66,13 @@ async fn decide(
     Ok(())
 }
 
-async fn hello(http: reqwest::Client, base: Arc<str>) -> anyhow::Result<()> {
-    let res = http.get(format!("{base}/hello")).send().await?;
-    if res.status() != 200 {
-        bail!("hello answered {}", res.status());
+async fn hello(http: common::Http, base: Arc<str>) -> anyhow::Result<()> {
+    let (status, _) = http
+        .send(hyper::Method::GET, &format!("{base}/hello"), None)
+        .await?;
+    if status != 200 {
+        bail!("hello answered {status}");
     }
-    res.bytes().await?;
     Ok(())
 }
 

@@ -34,23 +34,30 @@ struct Args {
     users: u64,
 }
 
-async fn cycle(http: &reqwest::Client, base: &str, user: u64, device: &str) -> anyhow::Result<()> {
-    let res = http
-        .post(format!("{base}/streams/v1/users/bench-{user}/sessions"))
-        .json(&serde_json::json!({ "device_id": device, "content_id": "film" }))
-        .send()
+async fn cycle(http: &common::Http, base: &str, user: u64, device: &str) -> anyhow::Result<()> {
+    let body =
+        serde_json::to_vec(&serde_json::json!({ "device_id": device, "content_id": "film" }))?;
+    let (status, bytes) = http
+        .send(
+            hyper::Method::POST,
+            &format!("{base}/streams/v1/users/bench-{user}/sessions"),
+            Some(body.into()),
+        )
         .await?;
-    if res.status() != 201 {
-        bail!("start answered {}", res.status());
+    if status != 201 {
+        bail!("start answered {status}");
     }
-    let body: serde_json::Value = res.json().await?;
-    let id = body["session_id"].as_str().context("session_id")?;
-    let res = http
-        .delete(format!("{base}/streams/v1/sessions/{id}"))
-        .send()
+    let started: serde_json::Value = serde_json::from_slice(&bytes)?;
+    let id = started["session_id"].as_str().context("session_id")?;
+    let (status, _) = http
+        .send(
+            hyper::Method::DELETE,
+            &format!("{base}/streams/v1/sessions/{id}"),
+            None,
+        )
         .await?;
-    if res.status() != 204 {
-        bail!("stop answered {}", res.status());
+    if status != 204 {
+        bail!("stop answered {status}");
     }
     Ok(())
 }
@@ -79,23 +86,22 @@ async fn fixed_rate(base: &str, rate: u64, secs: u64, users: u64) -> Stats {
         async move {
             let mut seed = 0xDEAD_BEEF_u64 ^ i;
             let user = common::next_rand(&mut seed) % users;
-            let res = http
-                .post(format!("{base}/streams/v1/users/rate-{user}/sessions"))
-                .json(&serde_json::json!({ "device_id": format!("d{i}"), "content_id": "film" }))
-                .send()
+            let body = serde_json::to_vec(
+                &serde_json::json!({ "device_id": format!("d{i}"), "content_id": "film" }),
+            )?;
+            let uri = format!("{base}/streams/v1/users/rate-{user}/sessions");
+            let (status, bytes) = http
+                .send(hyper::Method::POST, &uri, Some(body.into()))
                 .await?;
-            if res.status() != 201 {
-                bail!("start answered {}", res.status());
+            if status != 201 {
+                bail!("start answered {status}");
             }
-            let body: serde_json::Value = res.json().await?;
-            if let Some(id) = body["session_id"].as_str() {
-                let (http, base, id) = (http.clone(), base.clone(), id.to_owned());
+            let started: serde_json::Value = serde_json::from_slice(&bytes)?;
+            if let Some(id) = started["session_id"].as_str() {
+                let (http, uri) = (http.clone(), format!("{base}/streams/v1/sessions/{id}"));
                 // Stop outside the measured latency.
                 tokio::spawn(async move {
-                    let _ = http
-                        .delete(format!("{base}/streams/v1/sessions/{id}"))
-                        .send()
-                        .await;
+                    let _ = http.send(hyper::Method::DELETE, &uri, None).await;
                 });
             }
             Ok(())
