@@ -13,6 +13,8 @@
 //! - **errors** are non-2xx responses, transport failures (refused, reset, TLS) and timeouts;
 //! - a threshold is breached when the measured value is strictly above it.
 
+pub mod prometheus;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};

@@ -60,6 +60,24 @@ pub fn real_prober() -> Prober {
     Arc::new(|config, thresholds| Box::pin(async move { probe::run(&config, thresholds).await }))
 }
 
+/// Runs one Prometheus instant query (address, query) → value; injected like the probe.
+pub type PromQuerier = Arc<
+    dyn Fn(String, String) -> Pin<Box<dyn Future<Output = Result<f64, String>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// The Prometheus client the operator really uses.
+pub fn real_prom_querier() -> PromQuerier {
+    Arc::new(|address, query| {
+        Box::pin(async move {
+            probe::prometheus::query_scalar(&address, &query, Duration::from_secs(10))
+                .await
+                .map_err(|e| e.to_string())
+        })
+    })
+}
+
 /// The clock; injected so tests are deterministic.
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
@@ -68,6 +86,7 @@ pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
     pub prober: Prober,
+    pub prometheus: PromQuerier,
     pub clock: Clock,
 }
 
@@ -78,6 +97,7 @@ impl Context {
             client,
             recorder,
             prober: real_prober(),
+            prometheus: real_prom_querier(),
             clock: Arc::new(Timestamp::now),
         }
     }
@@ -282,17 +302,6 @@ async fn execute(
 
 async fn run_analysis(spec: &ReleaseSpec, ctx: &Context, ns: &str, status: &mut ReleaseStatus) {
     let now = (ctx.clock)();
-    if spec.analysis.prometheus.is_some() {
-        // Not implemented yet (operator/README.md): fail closed rather than promote on a check
-        // that was asked for and never evaluated.
-        state::record_analysis_error(
-            status,
-            "analysis.prometheus is configured but Prometheus checks are not implemented yet"
-                .into(),
-            now,
-        );
-        return;
-    }
     let p = &spec.analysis.probe;
     let config = probe::ProbeConfig {
         url: format!(
@@ -307,10 +316,25 @@ async fn run_analysis(spec: &ReleaseSpec, ctx: &Context, ns: &str, status: &mut 
         p99_ms: p.p99_ms,
         max_error_rate: p.max_error_rate,
     };
-    match (ctx.prober)(config, thresholds).await {
-        Ok(verdict) => state::record_analysis(status, &verdict, now),
-        Err(e) => state::record_analysis_error(status, format!("probe could not run: {e}"), now),
-    }
+    let verdict = match (ctx.prober)(config, thresholds).await {
+        Ok(verdict) => verdict,
+        Err(e) => {
+            state::record_analysis_error(status, format!("probe could not run: {e}"), now);
+            return;
+        }
+    };
+    let prometheus = match &spec.analysis.prometheus {
+        Some(check) => {
+            let colour = status.preview_colour.map_or("", Colour::as_str);
+            let query = check.query.replace("{{colour}}", colour);
+            Some(state::PromResult {
+                value: (ctx.prometheus)(check.address.clone(), query).await,
+                max_value: check.max_value,
+            })
+        }
+        None => None,
+    };
+    state::record_analysis(status, &verdict, prometheus.as_ref(), now);
 }
 
 async fn switch_selector(

@@ -251,6 +251,15 @@ async fn timeout_after_1s(handle: tokio::task::JoinHandle<()>) {
 
 /// A context on a mocked client, a fixed clock, and a probe that passes or breaches.
 fn context(probe_passes: bool) -> (Arc<Context>, ApiServerVerifier) {
+    context_with_prometheus(probe_passes, 0.0)
+}
+
+/// Like [`context`], with a Prometheus whose every query answers `prom_value` and must be the
+/// preview colour's query.
+fn context_with_prometheus(
+    probe_passes: bool,
+    prom_value: f64,
+) -> (Arc<Context>, ApiServerVerifier) {
     let (mock_service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(mock_service, "default");
     let prober: Prober = Arc::new(move |config, thresholds| {
@@ -276,6 +285,13 @@ fn context(probe_passes: bool) -> (Arc<Context>, ApiServerVerifier) {
         recorder: Recorder::new(client.clone(), reporter()),
         client,
         prober,
+        prometheus: Arc::new(move |address, query| {
+            Box::pin(async move {
+                assert_eq!(address, "http://prometheus.monitoring:9090");
+                assert_eq!(query, "p99{colour=\"green\"}");
+                Ok(prom_value)
+            })
+        }),
         clock: Arc::new(now),
     };
     (Arc::new(ctx), ApiServerVerifier(handle))
@@ -591,6 +607,29 @@ async fn deletion_restores_the_active_selector_then_drops_the_finalizer() {
         })
         .respond(removed),
     ]);
+    reconcile(Arc::new(release), ctx).await.expect("reconciler");
+    timeout_after_1s(mocksrv).await;
+}
+
+#[tokio::test]
+async fn prometheus_check_over_its_maximum_fails_the_analysis() {
+    let (ctx, server) = context_with_prometheus(true, 0.35);
+    let mut release = Release::test().finalized().in_phase(Phase::Analyzing);
+    release.spec.analysis.prometheus = Some(crate::crd::PrometheusCheck {
+        address: "http://prometheus.monitoring:9090".into(),
+        query: "p99{colour=\"{{colour}}\"}".into(),
+        max_value: 0.3,
+    });
+    let mocksrv = server.run(vec![status_apply(&release, |s| {
+        let run = &s.analysis[0];
+        assert!(!run.passed, "probe passed but prometheus breached");
+        assert_eq!(run.prometheus_value, Some(0.35));
+        assert!(
+            run.message.contains("prometheus 0.35 > 0.3"),
+            "{}",
+            run.message
+        );
+    })]);
     reconcile(Arc::new(release), ctx).await.expect("reconciler");
     timeout_after_1s(mocksrv).await;
 }

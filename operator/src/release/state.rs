@@ -124,22 +124,54 @@ pub fn deployment_name(release: &str, colour: Colour) -> String {
     format!("{release}-{colour}")
 }
 
-/// Appends the outcome of a [`Action::RunAnalysis`] to the status.
-pub fn record_analysis(status: &mut ReleaseStatus, verdict: &probe::Verdict, now: Timestamp) {
+/// Outcome of the optional Prometheus check of one analysis run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromResult {
+    /// The query's value, or why there is none (which fails the run).
+    pub value: Result<f64, String>,
+    pub max_value: f64,
+}
+
+/// Appends the outcome of a [`Action::RunAnalysis`] to the status: passed only when the probe
+/// passed and the Prometheus check (if configured) returned a value at most its maximum.
+pub fn record_analysis(
+    status: &mut ReleaseStatus,
+    verdict: &probe::Verdict,
+    prometheus: Option<&PromResult>,
+    now: Timestamp,
+) {
     let Some(hash) = status.preview_hash.clone() else {
         return;
     };
     let m = &verdict.measurement;
+    let mut passed = verdict.passed;
+    let mut message = verdict.summary();
+    let mut prometheus_value = None;
+    if let Some(p) = prometheus {
+        match &p.value {
+            Ok(v) => {
+                prometheus_value = Some(*v);
+                let ok = *v <= p.max_value;
+                passed &= ok;
+                let cmp = if ok { "<=" } else { ">" };
+                message = format!("{message}; prometheus {v} {cmp} {}", p.max_value);
+            }
+            Err(e) => {
+                passed = false;
+                message = format!("{message}; prometheus check failed: {e}");
+            }
+        }
+    }
     status.analysis.push(AnalysisRun {
         hash,
         at: now,
-        passed: verdict.passed,
+        passed,
         requests: m.requests,
         p50_ms: m.p50_ms,
         p99_ms: m.p99_ms,
         error_rate: m.error_rate,
-        prometheus_value: None,
-        message: verdict.summary(),
+        prometheus_value,
+        message,
     });
 }
 

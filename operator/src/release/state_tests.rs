@@ -188,7 +188,7 @@ impl World {
                 }
                 Action::RunAnalysis => {
                     let v = verdict(self.probe_passes);
-                    record_analysis(&mut self.status, &v, self.now);
+                    record_analysis(&mut self.status, &v, None, self.now);
                 }
                 Action::EmitEvent { type_, reason, .. } => {
                     self.events.push((*type_, reason.clone()));
