@@ -9,3 +9,4 @@
 pub mod crd;
 pub mod release;
 pub mod rollout;
+pub mod serve;

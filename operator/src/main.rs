@@ -1,6 +1,8 @@
 //! `operator`: run the controllers against the cluster from the environment (in-cluster service
 //! account or KUBECONFIG), or print the CRD YAML.
 
+use std::sync::Arc;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -41,13 +43,28 @@ async fn main() -> anyhow::Result<()> {
             // One TLS provider for kube's clients and the analysis probe.
             probe::install_tls_provider();
             let client = kube::Client::try_default().await?;
-            tracing::info!(?controllers, "controllers starting");
+            let metrics = Arc::new(operator::serve::Metrics::default());
+            let port: u16 = std::env::var("PORT")
+                .ok()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(8080);
+            let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
+            let app = operator::serve::router(Arc::clone(&metrics));
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "health/metrics server stopped");
+                }
+            });
+            tracing::info!(?controllers, port, "controllers starting");
             let release = controllers
                 .contains(&Controller::Release)
-                .then(|| operator::release::reconcile::run(client.clone()));
+                .then(|| operator::release::reconcile::run(client.clone(), Arc::clone(&metrics)));
             let rollout = controllers
                 .contains(&Controller::Rollout)
-                .then(|| operator::rollout::clusters::run(client.clone()));
+                .then(|| operator::rollout::clusters::run(client.clone(), Arc::clone(&metrics)));
+            metrics
+                .ready
+                .store(true, std::sync::atomic::Ordering::Relaxed);
             tokio::join!(
                 async {
                     if let Some(f) = release {

@@ -143,8 +143,8 @@ pub fn error_policy(_release: Arc<Release>, error: &Error, _ctx: Arc<Context>) -
     ControllerAction::requeue(Duration::from_secs(30))
 }
 
-/// Runs the Release controller until SIGTERM.
-pub async fn run(client: Client) {
+/// Runs the Release controller until SIGTERM, counting outcomes in `metrics`.
+pub async fn run(client: Client, metrics: Arc<crate::serve::Metrics>) {
     let ctx = Arc::new(Context::new(client.clone()));
     Controller::new(
         Api::<Release>::all(client.clone()),
@@ -157,10 +157,12 @@ pub async fn run(client: Client) {
     .owns(Api::<Job>::all(client), watcher::Config::default())
     .shutdown_on_signal()
     .run(reconcile, error_policy, ctx)
-    .for_each(|result| async move {
+    .for_each(|result| {
+        metrics.record("release", result.is_ok());
         if let Err(e) = result {
             tracing::warn!(error = %e, "release reconcile error");
         }
+        async {}
     })
     .await;
 }

@@ -174,8 +174,9 @@ async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Ctx>) -> Result<ControllerAct
     ))
 }
 
-/// Runs the Rollout controller (management cluster) until SIGTERM.
-pub async fn run(client: Client) {
+/// Runs the Rollout controller (management cluster) until SIGTERM, counting outcomes in
+/// `metrics`.
+pub async fn run(client: Client, metrics: Arc<crate::serve::Metrics>) {
     let ctx = Arc::new(Ctx {
         recorder: Recorder::new(
             client.clone(),
@@ -196,7 +197,10 @@ pub async fn run(client: Client) {
             },
             ctx,
         )
-        .for_each(|_| async {})
+        .for_each(|result| {
+            metrics.record("rollout", result.is_ok());
+            async {}
+        })
         .await;
 }
 
