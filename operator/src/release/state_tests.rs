@@ -594,3 +594,39 @@ fn spec_hash_is_stable_and_covers_image_and_migration() {
     d.replicas = 10;
     assert_eq!(spec_hash(&a), spec_hash(&d), "scaling is not a new release");
 }
+
+#[test]
+fn abort_before_the_analysis_result_rolls_back_without_probing() {
+    let mut w = World::established();
+    w.spec.image = "registry/streams:v2".into();
+    for _ in 0..3 {
+        w.tick(); // Pending, Migrating, DeployingPreview
+    }
+    w.tick(); // preview ready -> Analyzing (+ RunAnalysis)
+    assert_eq!(w.status.phase, Phase::Analyzing);
+    w.status.analysis.clear(); // the probe is still running when abort lands
+    w.spec.abort = true;
+    w.settle();
+    assert_eq!(w.status.phase, Phase::RolledBack);
+    assert!(w.status.analysis.is_empty());
+    assert_eq!(w.active_selector, Some(Colour::Blue));
+    assert_eq!(w.green.as_ref().unwrap().replicas, 0);
+}
+
+#[test]
+fn freeze_on_progress_deadline_keeps_both_colours_running() {
+    let mut w = World::established();
+    w.spec.rollback_policy = RollbackPolicy::Freeze;
+    w.pods_get_ready = false;
+    w.spec.image = "registry/streams:v2".into();
+    for _ in 0..3 {
+        w.tick();
+    }
+    w.advance(601);
+    w.tick();
+    assert_eq!(w.status.phase, Phase::Frozen);
+    assert!(w.reasons().contains(&"ProgressDeadlineExceeded"));
+    assert_eq!(w.active_selector, Some(Colour::Blue));
+    assert!(w.scale_downs().is_empty());
+    assert_eq!(w.blue.as_ref().unwrap().replicas, 3);
+}
