@@ -20,7 +20,7 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
-    cargo build --release --locked --bin operator --bin slo-gate \
+    cargo build --release --locked --features meridian-probe/tls --bin operator --bin slo-gate \
  && install -D -m 0755 target/release/operator /out/operator \
  && install -D -m 0755 target/release/slo-gate /out/slo-gate
 

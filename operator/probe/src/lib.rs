@@ -142,6 +142,7 @@ pub enum ProbeError {
 /// second one; every process that probes HTTPS calls this first. Calling it again is harmless.
 pub fn install_tls_provider() {
     // Err means a provider is already installed, which is exactly what we want.
+    #[cfg(feature = "tls")]
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
@@ -165,6 +166,12 @@ pub async fn measure(config: &ProbeConfig) -> Result<Measurement, ProbeError> {
         url: config.url.clone(),
         reason: e.to_string(),
     })?;
+    if url.scheme() == "https" && !cfg!(feature = "tls") {
+        return Err(ProbeError::InvalidUrl {
+            url: config.url.clone(),
+            reason: "this build has no TLS; build with --features meridian-probe/tls".into(),
+        });
+    }
     if !matches!(url.scheme(), "http" | "https") {
         return Err(ProbeError::InvalidUrl {
             url: config.url.clone(),
