@@ -138,7 +138,7 @@ fn pgbench(
         &script,
         format!(
             "\\set uid random(0, {})\n\
-             SELECT session_id AS sid FROM streams.admit_v1(gen_random_uuid(), 'pgb-' || :uid, 'dev', 'film', NULL, 3, 90000) \\gset\n\
+             SELECT session_id AS sid FROM streams.admit_v2(gen_random_uuid(), 'pgb-' || :uid, 'dev', 'film', NULL, 3, 90000) \\gset\n\
              DELETE FROM streams.sessions WHERE session_id = :sid;\n",
             users - 1
         ),

@@ -180,6 +180,15 @@ async fn start_session(
     match admission {
         Admission::Admitted(s) => Ok(Started::Created(SessionView::new(s, &st.settings))),
         Admission::Replayed(s) => Ok(Started::Replayed(SessionView::new(s, &st.settings))),
+        Admission::KeyReused(existing) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency-key-reused",
+            "Idempotency-Key reused for a different stream",
+        )
+        .with_detail(format!(
+            "this key already started session {} on device {} for content {}; use a new key for a new stream",
+            existing.session_id, existing.device_id, existing.content_id
+        ))),
         Admission::Rejected { limit, active } => {
             let active: Vec<SessionView> = active
                 .into_iter()

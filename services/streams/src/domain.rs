@@ -135,6 +135,8 @@ pub enum Admission {
         limit: i32,
         active: Vec<Session>,
     },
+    /// The Idempotency-Key already names a live session of another device or content.
+    KeyReused(Session),
 }
 
 impl Admission {
@@ -144,6 +146,7 @@ impl Admission {
             Self::Admitted(_) => "admitted",
             Self::Replayed(_) => "idempotent_replay",
             Self::Rejected { .. } => "rejected_limit",
+            Self::KeyReused(_) => "idempotency_conflict",
         }
     }
 }
@@ -177,6 +180,9 @@ pub fn interpret(rows: Vec<AdmitRow>) -> Result<Admission, AdmitError> {
                 Admission::Admitted(session)
             })
         }
+        "idempotency_conflict" => Ok(Admission::KeyReused(
+            rows.into_iter().next().ok_or(AdmitError::Empty)?.session,
+        )),
         "rejected_limit" => Ok(Admission::Rejected {
             limit: first.max_streams,
             active: rows.into_iter().map(|r| r.session).collect(),
@@ -227,6 +233,10 @@ mod tests {
         assert_eq!(rejected.outcome(), "rejected_limit");
         assert!(
             matches!(rejected, Admission::Rejected { limit: 3, ref active } if active.len() == 3)
+        );
+        assert_eq!(
+            interpret(vec![row("idempotency_conflict", 4)]),
+            Ok(Admission::KeyReused(session(4)))
         );
         assert_eq!(interpret(vec![]), Err(AdmitError::Empty));
         assert!(matches!(

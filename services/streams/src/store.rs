@@ -21,7 +21,7 @@ pub struct StartRequest<'a> {
 pub async fn admit(pool: &PgPool, req: &StartRequest<'_>) -> Result<Vec<AdmitRow>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT outcome, max_streams, session_id, device_id, content_id, started_at, expires_at \
-         FROM streams.admit_v1($1, $2, $3, $4, $5, $6, $7)",
+         FROM streams.admit_v2($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(req.session_id)
     .bind(req.user_id)

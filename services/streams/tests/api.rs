@@ -262,6 +262,19 @@ async fn retried_starts_return_the_same_session() {
     let b = h.start("idem", "phone", "show").await;
     assert_eq!(b.status(), 200);
     assert_eq!(h.rows().await.0, 2);
+    // The same key for another stream is refused (422) and starts nothing.
+    let reused = start_on(
+        &h.http,
+        &h.base,
+        "idem",
+        "tv",
+        "another-film",
+        Some("key-1"),
+    )
+    .await;
+    assert_eq!(reused.status(), 422);
+    assert_eq!(reused.headers()["content-type"], "application/problem+json");
+    assert_eq!(h.rows().await.0, 2);
     // A new key from the same device is a new stream.
     assert_eq!(
         start_on(&h.http, &h.base, "idem", "phone", "show", Some("key-2"))
