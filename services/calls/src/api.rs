@@ -166,7 +166,7 @@ async fn decide(
         event: format!("{:?}", req.event),
         node: req.node.clone(),
         source: source.to_owned(),
-        actions: serde_json::to_value(&decision.actions).unwrap_or_default(),
+        actions: serde_json::to_string(&decision.actions).unwrap_or_default(),
         decided_at: now,
     });
     Ok(Json(decision))

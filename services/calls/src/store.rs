@@ -175,7 +175,8 @@ pub struct StepRecord {
     pub event: String,
     pub node: Option<String>,
     pub source: String,
-    pub actions: serde_json::Value,
+    /// The answer's actions as JSON text (serialized once, on the writer's side of the queue).
+    pub actions: String,
     pub decided_at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -184,7 +185,7 @@ pub async fn insert_steps(pool: &PgPool, steps: &[StepRecord]) -> Result<(), sql
     let col = |f: fn(&StepRecord) -> String| steps.iter().map(f).collect::<Vec<_>>();
     sqlx::query(
         "INSERT INTO calls.call_steps (call_id, request_id, number, event, node, source, actions, decided_at) \
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::timestamptz[])",
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]::jsonb[], $8::timestamptz[])",
     )
     .bind(col(|s| s.call_id.clone()))
     .bind(col(|s| s.request_id.clone()))

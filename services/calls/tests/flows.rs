@@ -185,6 +185,22 @@ async fn hospital_menu_ring_group_queue_overflow_voicemail() {
     assert_eq!(d["actions"][0]["mailbox"], "ward");
     assert!(d["next"].is_null());
 
+    // Every step was logged asynchronously, actions included.
+    let mut logged = 0;
+    for _ in 0..50 {
+        logged = sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM calls.call_steps WHERE call_id = 'c1' AND jsonb_typeof(actions) = 'array'",
+        )
+        .fetch_one(&h.pool)
+        .await
+        .expect("count steps");
+        if logged >= 5 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(logged, 5, "one call_steps row per decision");
+
     // Invalid digit replays the menu; no input goes to the switchboard.
     let d = h.step(start("c2")).await;
     let d2 = h
