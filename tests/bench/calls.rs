@@ -36,6 +36,25 @@ async fn hello_world() -> String {
     base
 }
 
+/// The same trivial route behind the whole kit stack (request id, metrics, access-log span,
+/// timeout, panic guard, problem+json fallbacks): shows how much of a decision's cost is the
+/// shared middleware rather than call control itself.
+async fn hello_through_kit() -> String {
+    use aide::axum::{ApiRouter, routing::get_with};
+    let router =
+        ApiRouter::new().api_route("/hello", get_with(|| async { "hello, world" }, |op| op));
+    let app = kit::app::build(
+        "hello",
+        vec![kit::app::Mounted {
+            name: "hello",
+            router,
+        }],
+        kit::health::Health::default(),
+        &kit::app::HttpSettings::default(),
+    );
+    kit::testing::spawn_app(app).await
+}
+
 fn body(call: u64) -> serde_json::Value {
     serde_json::json!({
         "request_id": format!("r{call}"), "call_id": format!("c{call}"), "call_type": "pbx",
@@ -61,7 +80,10 @@ async fn decide(
     // A byte search, not a JSON parse: the client should cost as little as the hello-world's.
     let needle = format!("\"source\":\"{want}\"");
     if !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
-        bail!("answer without {needle}: {}", String::from_utf8_lossy(&bytes));
+        bail!(
+            "answer without {needle}: {}",
+            String::from_utf8_lossy(&bytes)
+        );
     }
     Ok(())
 }
@@ -80,6 +102,7 @@ async fn round(
     label: &str,
     base: &Arc<str>,
     hello_base: &Arc<str>,
+    kit_base: &Arc<str>,
     args: &Args,
     want: &'static str,
 ) -> Vec<(Stats, Stats)> {
@@ -89,6 +112,9 @@ async fn round(
         let hb = hello_base.clone();
         let h = closed_loop(c, args.secs, move |http, _, _| hello(http, hb.clone())).await;
         println!("{}", h.line(&format!("axum hello-world     c={c}")));
+        let kb = kit_base.clone();
+        let k = closed_loop(c, args.secs, move |http, _, _| hello(http, kb.clone())).await;
+        println!("{}", k.line(&format!("hello via kit stack  c={c}")));
         let b = base.clone();
         let d = closed_loop(c, args.secs, move |http, w, i| {
             decide(http, b.clone(), (w as u64) << 32 | i, want)
@@ -152,15 +178,24 @@ async fn main() -> anyhow::Result<()> {
     );
     let base: Arc<str> = kit::testing::spawn_app(app).await.into();
     let hello_base: Arc<str> = hello_world().await.into();
+    let kit_base: Arc<str> = hello_through_kit().await.into();
     println!(
         "bench-calls: {} s per run, {} cores; one op = one HTTP request",
         args.secs,
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
     );
-    let up = round("database up", &base, &hello_base, &args, "live").await;
+    let up = round("database up", &base, &hello_base, &kit_base, &args, "live").await;
     server.stop().context("stop PostgreSQL")?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let down = round("database stopped", &base, &hello_base, &args, "snapshot").await;
+    let down = round(
+        "database stopped",
+        &base,
+        &hello_base,
+        &kit_base,
+        &args,
+        "snapshot",
+    )
+    .await;
 
     let best = |rows: &[(Stats, Stats)]| {
         rows[..rows.len() - 1]
