@@ -252,14 +252,17 @@ async fn main() -> anyhow::Result<()> {
         println!("{}", svc.line(&format!("HTTP start+stop     c={c}")));
         let ratio = (svc.ops as f64 / svc.secs) / (pg.ops as f64 / pg.secs);
         println!("{:<28} {:>8.0} %\n", "  service / pgbench", ratio * 100.0);
-        rows.push((c, ratio));
+        rows.push((c, ratio, svc.rate(), pg.rate()));
     }
     let fr = fixed_rate(&base, args.rate, args.secs.max(10), args.users).await;
     println!("{}", fr.line(&format!("fixed rate {} starts/s", args.rate)));
     let best = rows.iter().map(|r| r.1).fold(0.0_f64, f64::max);
+    let svc_peak = rows.iter().map(|r| r.2).fold(0.0_f64, f64::max);
+    let pg_peak = rows.iter().map(|r| r.3).fold(0.0_f64, f64::max);
     println!(
-        "\nsummary: best service/pgbench throughput ratio {:.0} % (target >= 50 %); start p99 at {} /s = {:.2} ms (target <= 5 ms)",
+        "\nsummary: best service/pgbench ratio at equal concurrency {:.0} %, peak vs peak {:.0} % ({svc_peak:.0} vs {pg_peak:.0} /s) (target >= 50 %);\n         start p99 at {} /s = {:.2} ms (target <= 5 ms)",
         best * 100.0,
+        svc_peak / pg_peak * 100.0,
         args.rate,
         fr.hist.value_at_quantile(0.99) as f64 / 1000.0
     );

@@ -125,15 +125,19 @@ pub fn build_with_doc(
             crate::metrics::observe("kit", req, next)
         }));
 
-    let router = app
+    let mut router = app
         .merge(kit_routes)
         .fallback(crate::error::not_found_fallback)
         .method_not_allowed_fallback(crate::error::method_not_allowed_fallback)
-        .layer(DefaultBodyLimit::max(http.body_limit))
-        .layer(middleware::from_fn_with_state(
-            http.fault_delay.clone().map(Arc::new),
+        .layer(DefaultBodyLimit::max(http.body_limit));
+    // Only when asked for: a layer that does nothing still costs a boxed call per request.
+    if let Some(fault) = http.fault_delay.clone() {
+        router = router.layer(middleware::from_fn_with_state(
+            Arc::new(fault),
             inject_delay,
-        ))
+        ));
+    }
+    let router = router
         .layer(middleware::from_fn_with_state(
             http.request_timeout,
             timeout,
@@ -240,14 +244,12 @@ where
 }
 
 async fn inject_delay(
-    axum::extract::State(fault): axum::extract::State<Option<Arc<(String, Duration)>>>,
+    axum::extract::State(fault): axum::extract::State<Arc<(String, Duration)>>,
     req: Request,
     next: Next,
 ) -> Response {
-    if let Some(f) = fault.as_deref()
-        && req.uri().path().starts_with(&f.0)
-    {
-        tokio::time::sleep(f.1).await;
+    if req.uri().path().starts_with(&fault.0) {
+        tokio::time::sleep(fault.1).await;
     }
     next.run(req).await
 }
