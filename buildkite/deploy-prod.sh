@@ -16,21 +16,30 @@ bake="${2:-$(awk -v c="$country" '!/^[[:space:]]*(#|$)/ { for (i = 3; i <= NF; i
 
 mapfile -t services < <(deployable_services)
 ((${#services[@]})) || die "no deployable services"
-manifest="$(render_rollout "$country" "$bake" "${services[@]}")"
-name="$(rollout_name "$country")"
+manifests=""
+for s in "${services[@]}"; do
+  manifests+="---"$'\n'"$(render_rollout "$s" "$country" "$bake")"$'\n'
+done
 
 if [[ "${DRY_RUN:-0}" == "1" ]]; then
-  printf '%s\n' "$manifest"
+  printf '%s' "$manifests"
   exit 0
 fi
 
 kubectl config use-context "${KUBE_CONTEXT:-meridian-management}" >/dev/null
-log "applying Rollout $name (${services[*]} -> meridian-prod-$country, bake $bake)"
-printf '%s\n' "$manifest" | kubectl apply --server-side --field-manager=buildkite -f -
+log "applying ${#services[@]} Rollout(s) (${services[*]} -> $country, bake $bake)"
+printf '%s' "$manifests" | kubectl apply --server-side --field-manager=buildkite -f -
 
-if ! wait_for_phase rollout "$name" "" "${ROLLOUT_TIMEOUT_SECONDS:-5400}" Succeeded Halted Failed; then
-  printf ':octagonal_sign: Rollout `%s` halted in **%s**. Later waves will not start. See runbooks/pages/rollout-halted.md.\n' \
-    "$name" "$country" | annotate error "prod-$country"
+halted=()
+for s in "${services[@]}"; do
+  name="$(rollout_name "$s" "$country")"
+  if ! wait_for_phase rollout "$name" "" "${ROLLOUT_TIMEOUT_SECONDS:-5400}" Succeeded Halted RollingBack RolledBack; then
+    halted+=("$s")
+  fi
+done
+if ((${#halted[@]})); then
+  printf ':octagonal_sign: %s halted in **%s** (`%s`). Later waves will not start. See runbooks/pages/rollout-halted.md.\n' \
+    "${halted[*]}" "$country" "$(git_sha)" | annotate error "prod-$country"
   exit 1
 fi
 printf ':white_check_mark: %s runs `%s` (baked %s)\n' "$country" "$(git_sha)" "$bake" | annotate success "prod-$country"

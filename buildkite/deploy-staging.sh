@@ -35,7 +35,7 @@ printf '%s' "$manifests" | kubectl apply --server-side --field-manager=buildkite
 failed=()
 for s in "${services[@]}"; do
   if ! wait_for_phase release "$s" "$MERIDIAN_NAMESPACE" "${RELEASE_TIMEOUT_SECONDS:-1800}" \
-    Succeeded Failed RollingBack; then
+    Succeeded Failed RollingBack RolledBack Frozen; then
     failed+=("$s")
   fi
 done

@@ -154,6 +154,9 @@ wait_for_phase() {
   return 1
 }
 
+# The manifests below follow the operator's CRDs (operator/src/crd.rs, operator/deploy/crds.yaml);
+# operator/tests/buildkite_manifests.rs renders them and fails on any field the CRDs would prune.
+
 # render_analysis SERVICE INDENT: the spec.analysis block for SERVICE from slo.yaml.
 render_analysis() {
   local service="$1" pad="$2" table row p99 err path requests
@@ -163,16 +166,16 @@ render_analysis() {
   IFS=$'\t' read -r _ p99 err path requests _ <<<"$row"
   cat <<EOF
 ${pad}analysis:
-${pad}  p99LatencyMs: ${p99}
-${pad}  maxErrorRate: ${err}
-${pad}  window: 5m
 ${pad}  probe:
 ${pad}    path: ${path}
 ${pad}    requests: ${requests}
+${pad}    p99Ms: ${p99}
+${pad}    maxErrorRate: ${err}
 EOF
 }
 
-# render_release SERVICE: a Release for the staging cluster (namespaced).
+# render_release SERVICE: a Release for the staging cluster (namespaced). Convention: the
+# active Service is named after the service, the preview Service is <service>-preview.
 render_release() {
   local service="$1" image sha
   image="$(image_ref "$service")"
@@ -193,58 +196,64 @@ spec:
   service: ${service}
   image: ${image}
   replicas: ${STAGING_REPLICAS:-2}
-  strategy: BlueGreen
+  activeService: ${service}
+  previewService: ${service}-preview
   migration:
-    image: ${image}
-    command: ["/usr/local/bin/${service}", "migrate"]
+    command: ["${service}", "migrate"]
 $(render_analysis "$service" "  ")
 EOF
 }
 
-# render_rollout COUNTRY BAKE SERVICE...: a cluster-scoped Rollout with one wave
-# (the country's production cluster) releasing SERVICE... at this commit.
+# duration_seconds 30m|1h|90s|45 -> seconds
+duration_seconds() {
+  local d="$1"
+  case "$d" in
+    *[0-9]h) echo $((${d%h} * 3600)) ;;
+    *[0-9]m) echo $((${d%m} * 60)) ;;
+    *[0-9]s) echo "${d%s}" ;;
+    "" | *[!0-9]*) die "not a duration: $d" ;;
+    *) echo "$d" ;;
+  esac
+}
+
+# render_rollout SERVICE COUNTRY BAKE: a cluster-scoped Rollout releasing SERVICE at this
+# commit to one country's production cluster (one wave: Buildkite orders the waves between
+# countries; the Rollout releases, analyses and bakes inside one country). The Release it drives
+# in the target cluster is named after the service, in $MERIDIAN_NAMESPACE.
 render_rollout() {
-  local country="$1" bake="$2" sha service image
-  shift 2
+  local service="$1" country="$2" bake="$3" sha image
   sha="$(git_sha)"
+  image="$(image_ref "$service")"
   cat <<EOF
 apiVersion: meridian.dev/v1alpha1
 kind: Rollout
 metadata:
-  name: $(rollout_name "$country")
+  name: $(rollout_name "$service" "$country")
   labels:
     app.kubernetes.io/part-of: meridian
+    app.kubernetes.io/name: ${service}
     meridian.dev/country: ${country}
   annotations:
     meridian.dev/commit: "${sha}"
     meridian.dev/build-url: "${BUILDKITE_BUILD_URL:-local}"
 spec:
-  haltPolicy: HaltOnFirstFailure
+  image: ${image}
+  namespace: ${MERIDIAN_NAMESPACE}
+  release: ${service}
+  haltPolicy: RollbackWave
   waves:
     - name: ${country}
-      clusters: [meridian-prod-${country}]
-      bakeTime: ${bake}
-  releases:
+      targets:
+        - name: ${country}
+          kubeconfigSecret: kubeconfig-prod-${country}
+      bakeSeconds: $(duration_seconds "$bake")
 EOF
-  for service in "$@"; do
-    image="$(image_ref "$service")"
-    cat <<EOF
-    - service: ${service}
-      namespace: ${MERIDIAN_NAMESPACE}
-      image: ${image}
-      strategy: BlueGreen
-      migration:
-        image: ${image}
-        command: ["/usr/local/bin/${service}", "migrate"]
-$(render_analysis "$service" "      ")
-EOF
-  done
 }
 
-rollout_name() { # rollout_name COUNTRY -> meridian-<sha12>-<cc>
+rollout_name() { # rollout_name SERVICE COUNTRY -> <service>-<sha12>-<cc>
   local sha
   sha="$(git_sha)"
-  printf 'meridian-%s-%s\n' "${sha:0:12}" "$1"
+  printf '%s-%s-%s\n' "$1" "${sha:0:12}" "$2"
 }
 
 # deployable_services: services from slo.yaml whose crate exists in the workspace.
