@@ -148,6 +148,15 @@ async fn decisions_survive_a_database_outage_and_a_cold_start_during_it() {
         .await
         .expect("readyz");
     assert_eq!(ready.status(), 200, "ready while serving from the snapshot");
+    // Configuration writes need the database: a clear 503 problem, not a 500.
+    let write = http
+        .put(format!("{base}/calls/v1/pbx/{PBX}"))
+        .json(&hospital)
+        .send()
+        .await
+        .expect("put during outage");
+    assert_eq!(write.status(), 503);
+    assert_eq!(write.headers()["content-type"], "application/problem+json");
 
     // A fresh process started while the database is down answers from the file.
     let port = free_port();
