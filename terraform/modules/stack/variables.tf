@@ -1,0 +1,49 @@
+variable "country" {
+  description = "ISO 3166-1 alpha-2 country code, lower case (e.g. \"se\"). Must be registered in the plan registry (modules/plan/main.tf, local.registry), which validates it and derives region, CIDRs, names and the default profile from it."
+  type        = string
+}
+
+variable "environment" {
+  description = "Deployment environment (prod | staging): picks the country's /16 and the name prefix. Validated by the plan module."
+  type        = string
+  default     = "prod"
+}
+
+variable "profile" {
+  description = "Size profile override (small | large). null = the plan registry default for this country."
+  type        = string
+  default     = null
+}
+
+variable "certificate_arn" {
+  description = "ACM certificate of the country's API hostname (e.g. se.api.meridian.example)."
+  type        = string
+}
+
+variable "image_registry" {
+  description = "ECR registry/repository prefix the service images live in."
+  type        = string
+}
+
+variable "image_tag" {
+  description = "Git SHA of the images for the first ECS deploy (later deploys come from Buildkite)."
+  type        = string
+}
+
+variable "alert_email_addresses" {
+  description = "On-call e-mail addresses subscribed to the alert topic."
+  type        = list(string)
+  default     = []
+}
+
+variable "admin_role_arns" {
+  description = "IAM roles with EKS cluster-admin (platform engineers' SSO role, Buildkite deploy role)."
+  type        = list(string)
+  default     = []
+}
+
+variable "api_allowed_cidrs" {
+  description = "CIDRs (VPN, Buildkite agents' VPC) allowed to the private EKS API endpoint."
+  type        = list(string)
+  default     = []
+}
