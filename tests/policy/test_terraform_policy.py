@@ -3,12 +3,15 @@
 
 checkov checks resources, but in this repo the values that matter (deletion protection,
 backup days, instance counts, public endpoints) are passed from terraform/countries/<cc>
-into modules, often through the provider-free plan module. This test parses every .tf
-file with python-hcl2 and follows each country root's inputs into the modules:
+through modules/stack into the resource modules, often by way of the provider-free plan
+module. This test parses every .tf file with python-hcl2 and follows each country root's
+inputs down every level of module calls (root -> stack -> aurora, eks, ...):
 
   resource attribute -> var.x -> the module call's argument (or the variable default)
-  -> the caller's local.y / var.z (terraform.tfvars) / module.<other>.output
-  -> module.plan.* (evaluated for real by running the provider-free plan module offline)
+  -> the caller's local.y / var.z / module.<other>.output, and so on up to the root,
+     whose variables come from its terraform.tfvars (or their defaults)
+  -> module.plan.* wherever plan is called (evaluated for real by running the
+     provider-free plan module offline with the arguments that call resolves to)
 
 Rules, for every country root:
   AURORA_MISSING             the country has no aws_rds_cluster at all
@@ -26,7 +29,7 @@ each with an EXPECT file naming the rules that must fire, and only those): if a 
 fixture passes, this test fails.
 
 Usage: python tests/policy/test_terraform_policy.py [--repo DIR]
-Needs python-hcl2 (tests/policy/requirements-hcl2.txt) and terraform on PATH.
+Needs python-hcl2 (pinned in tests/policy/requirements.txt) and terraform on PATH.
 """
 
 from __future__ import annotations
@@ -288,7 +291,7 @@ class Ctx:
     doc: dict[str, Any]
     args: dict[str, Any] = field(default_factory=dict)
     caller: "Ctx | None" = None
-    plan_outputs: dict[str, Any] = field(default_factory=dict)  # module name -> outputs
+    plan_outputs: dict[str, Any] = field(default_factory=dict)  # plan call label -> outputs
     label: str = "root"
     is_root: bool = False
     depth: int = 0
@@ -369,8 +372,8 @@ def resolve_var(name: str, ctx: Ctx, seen: frozenset) -> Any:
 
 
 def resolve_module_output(name: str, output: str, ctx: Ctx, seen: frozenset) -> Any:
-    if name in ctx.plan_outputs and ctx.is_root:
-        outputs = ctx.plan_outputs[name]
+    if f"{ctx.label}.module.{name}" in ctx.plan_outputs:
+        outputs = ctx.plan_outputs[f"{ctx.label}.module.{name}"]
         if output not in outputs:
             return Unknown(f"module.{name} has no output {output!r}")
         return outputs[output]
@@ -528,22 +531,34 @@ def call(fn: str, args: list[Any]) -> Any:
 # ----------------------------------------------------------------------------- plan module outputs
 
 
-def plan_calls(root: Ctx) -> dict[str, dict[str, Any]]:
-    """Module calls in a root whose source is the provider-free plan module, with evaluated args."""
+def is_plan_source(caller: Path, src: Any) -> bool:
+    """Is this local module source the plan module (../../modules/plan from a root, ../plan from the stack)?"""
+    return isinstance(src, str) and (caller / src).resolve().parts[-2:] == ("modules", "plan")
+
+
+def plan_calls(ctx: Ctx) -> dict[str, dict[str, Any]]:
+    """Calls of the provider-free plan module at any depth under ctx (a root calls the stack,
+    the stack calls plan), keyed by the call's label (countries/se.module.stack.module.plan),
+    with their arguments evaluated through every caller up to the root."""
     calls = {}
-    for name, call_ in root.doc["module"].items():
+    for name, call_ in ctx.doc["module"].items():
         src = call_.get("source", "")
-        if isinstance(src, str) and src.rstrip("/").endswith("modules/plan"):
-            path = (root.path / src).resolve()
-            args = {}
-            for k, v in call_.items():
-                if k in ("source", "count", "for_each", "depends_on", "providers"):
-                    continue
-                val = value_of(v, root)
-                if is_unknown(val) or isinstance(val, Ref):
-                    raise SystemExit(f"{root.path}: module.{name}.{k} must be static for the policy test: {val!r}")
-                args[k] = val
-            calls[name] = {"path": path, "args": args}
+        if not (isinstance(src, str) and src.startswith(".")):
+            continue
+        if not is_plan_source(ctx.path, src):
+            if ctx.depth <= 10:
+                calls.update(plan_calls(ctx.child(name)))
+            continue
+        path = (ctx.path / src).resolve()
+        args = {}
+        for k, v in call_.items():
+            if k in ("source", "count", "for_each", "depends_on", "providers"):
+                continue
+            val = value_of(v, ctx)
+            if is_unknown(val) or isinstance(val, Ref):
+                raise SystemExit(f"{ctx.label} ({ctx.path}): module.{name}.{k} must be static for the policy test: {val!r}")
+            args[k] = val
+        calls[f"{ctx.label}.module.{name}"] = {"path": path, "args": args}
     return calls
 
 
@@ -595,7 +610,7 @@ def walk(ctx: Ctx):
     if ctx.depth > 10:
         return
     for name, call_ in ctx.doc["module"].items():
-        if name in ctx.plan_outputs and ctx.is_root:
+        if f"{ctx.label}.module.{name}" in ctx.plan_outputs:
             continue
         src = call_.get("source")
         if isinstance(src, str) and src.startswith("."):
@@ -732,11 +747,11 @@ def check_tree(repo: Path, countries_dir: Path, workdir: Path) -> dict[str, list
     requests: list[tuple[Path, dict[str, Any]]] = []
     index: list[tuple[Ctx, str]] = []
     for root in roots:
-        for name, pc in plan_calls(root).items():
+        for label, pc in plan_calls(root).items():
             requests.append((pc["path"], pc["args"]))
-            index.append((root, name))
-    for (root, name), outputs in zip(index, evaluate_plans(requests, workdir)):
-        root.plan_outputs = dict(root.plan_outputs, **{name: outputs})
+            index.append((root, label))
+    for (root, label), outputs in zip(index, evaluate_plans(requests, workdir)):
+        root.plan_outputs[label] = outputs
     results = {}
     for root in roots:
         results[root.label] = check_country(root)
