@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Terraform checks, offline. Run from anywhere: bash tests/policy/terraform.sh
 #
-#  1. terraform fmt -check -recursive terraform/      (+ a badly formatted fixture must fail)
+#  1. terraform fmt -check -recursive terraform/      (+ a badly formatted fixture must fail);
+#     country roots are identical thin copies that call modules/stack and carry `moved` blocks
+#     for every module they used to call themselves
 #  2. terraform init -backend=false + terraform test in the provider-free plan module
 #  3. checkov --framework terraform --skip-download over terraform/ (skips are inline, one
 #     resource each, every one listed with its reason in tests/policy/checkov-skips.md)
 #     (+ a bad fixture must fail with the expected check ids)
-#  4. tests/policy/test_terraform_policy.py: Aurora / EKS rules following country inputs into
-#     modules, run on the real stacks and on failing fixtures
+#  4. tests/policy/test_terraform_policy.py: Aurora / EKS rules following country inputs through
+#     modules/stack into the modules, run on the real stacks and on failing fixtures
 #
 # Tools: terraform (>= 1.11) must be on PATH; checkov and python-hcl2 are installed (pinned,
 # tests/policy/requirements.txt) into "${MERIDIAN_CACHE:-$HOME/.cache/meridian}/venv" only when
@@ -145,7 +147,7 @@ roots_are_thin_copies() {
   local ref="$REPO/terraform/countries/se" dir f bad=0 n=0
   for dir in "$REPO"/terraform/countries/*/; do
     n=$((n + 1))
-    for f in main.tf variables.tf outputs.tf versions.tf; do
+    for f in main.tf moved.tf variables.tf outputs.tf versions.tf; do
       if ! cmp -s "$ref/$f" "$dir$f"; then
         echo "${dir#"$REPO"/}$f differs from terraform/countries/se/$f"
         bad=1
@@ -160,6 +162,39 @@ roots_are_thin_copies() {
   ((bad == 0 && n > 0))
 }
 run "country roots differ only in backend.tf and terraform.tfvars" roots_are_thin_copies
+
+# Modules each root called itself before modules/stack existed; their state now lives under
+# module.stack.module.<name>. Without a moved block for each, applying the new layout to an
+# existing country would destroy and recreate that module's resources.
+PRE_STACK_MODULES="plan secrets network aurora eks alb ecs observability"
+
+roots_move_into_stack() {
+  local dir m calls stack_calls bad=0 n=0
+  stack_calls=" $(grep -hoE '^module "[a-z_]+"' "$REPO"/terraform/modules/stack/*.tf | cut -d'"' -f2 | tr '\n' ' ')"
+  for m in $PRE_STACK_MODULES; do
+    if [[ "$stack_calls" != *" $m "* ]]; then
+      echo "terraform/modules/stack no longer calls module \"$m\": the roots' moved blocks for it point nowhere"
+      bad=1
+    fi
+  done
+  for dir in "$REPO"/terraform/countries/*/; do
+    n=$((n + 1))
+    calls="$(grep -hoE '^module "[a-z_]+"' "$dir"*.tf | cut -d'"' -f2 | tr '\n' ' ')"
+    if [[ "$calls" != "stack " ]]; then
+      echo "${dir#"$REPO"/}: must call only module \"stack\" (found: ${calls:-nothing})"
+      bad=1
+    fi
+    for m in $PRE_STACK_MODULES; do
+      if ! grep -Pzq "(?m)^moved \\{\n  from = module\\.$m\n  to   = module\\.stack\\.module\\.$m\n\\}" "$dir"*.tf; then
+        echo "${dir#"$REPO"/}: no \`moved { from = module.$m to = module.stack.module.$m }\`"
+        bad=1
+      fi
+    done
+  done
+  echo "$n country roots call modules/stack and move: $PRE_STACK_MODULES"
+  ((bad == 0 && n > 0))
+}
+run "country roots call modules/stack and move every pre-stack module into it" roots_move_into_stack
 
 # ----------------------------------------------------------------------------- 2. terraform test (offline)
 

@@ -14,10 +14,10 @@ terraform {
 }
 
 provider "aws" {
-  region              = module.plan.region
+  region              = module.stack.region
   allowed_account_ids = [var.aws_account_id]
 
   default_tags {
-    tags = module.plan.tags
+    tags = module.stack.tags
   }
 }
