@@ -43,6 +43,11 @@ output "database_secret_arns" {
   value       = module.stack.database_secret_arns
 }
 
+output "target_group_arns" {
+  description = "Service => ALB target group ARN (check with aws elbv2 describe-target-health)."
+  value       = module.stack.target_group_arns
+}
+
 output "target_group_bindings" {
   description = "TargetGroupBinding YAML per service (EKS countries; applied by Buildkite)."
   value       = module.stack.target_group_bindings

@@ -55,6 +55,11 @@ output "database_secret_arns" {
   value       = module.secrets.db_secret_arns
 }
 
+output "target_group_arns" {
+  description = "Service => ALB target group ARN (check with aws elbv2 describe-target-health)."
+  value       = module.alb.target_group_arns
+}
+
 output "target_group_bindings" {
   description = "TargetGroupBinding YAML per service (EKS countries; applied by Buildkite)."
   value       = local.eks ? module.alb.target_group_bindings : {}
