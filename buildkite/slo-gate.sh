@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Staging latency SLO gate: one `slo-gate` probe per service, thresholds from slo.yaml.
+# Latency SLO gate (the pipeline runs it against staging): one `slo-gate` probe per service,
+# thresholds from slo.yaml.
 #
-#   buildkite/slo-gate.sh [--print] [--file SLO_YAML] BASE_URL [SERVICE...]
+#   buildkite/slo-gate.sh [--print] [--file SLO_YAML] [--label NAME] BASE_URL [SERVICE...]
 #
 # BASE_URL  where the services answer, e.g. https://staging.meridian.internal or
 #           http://127.0.0.1:8080 for a local `meridian serve` (all services behind one
 #           path router, like the ALB). Default: $SLO_GATE_BASE_URL.
 # SERVICE   limit the gate to these services (default: every service in slo.yaml).
+# --label   name of the gated environment for the result line, e.g. "staging"
+#           (default: $SLO_GATE_LABEL). The line always names BASE_URL too, so a local run
+#           never reads as a staging result.
 # --print   print the exact commands, one per line, shell-quoted, and run nothing.
 #
 # Runs, per service:
@@ -19,10 +23,12 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 print_only=false
+label="${SLO_GATE_LABEL:-}"
 while (($#)); do
   case "$1" in
     --print) print_only=true; shift ;;
     --file) SLO_FILE="$2"; shift 2 ;;
+    --label) (($# >= 2)) || die "--label needs a NAME"; label="$2"; shift 2 ;;
     -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit 0 ;;
     --) shift; break ;;
     -*) die "unknown option $1" ;;
@@ -31,10 +37,13 @@ while (($#)); do
 done
 
 base="${1:-${SLO_GATE_BASE_URL:-}}"
-[[ -n "$base" ]] || die "usage: slo-gate.sh [--print] [--file SLO_YAML] BASE_URL [SERVICE...]"
+[[ -n "$base" ]] || die "usage: slo-gate.sh [--print] [--file SLO_YAML] [--label NAME] BASE_URL [SERVICE...]"
 [[ "$base" =~ ^https?://[^[:space:]]+$ ]] || die "BASE_URL must be an http(s) URL: $base"
 base="${base%/}"
 shift || true
+# What the result line says was gated: "staging (https://...)" with a label, else the URL.
+target="$base"
+[[ -z "$label" ]] || target="$label ($base)"
 wanted=("$@")
 
 table="$(slo_table)"
@@ -92,8 +101,8 @@ for i in "${!commands[@]}"; do
 done
 
 if ((${#failed[@]})); then
-  printf ':rotating_light: SLO gate breached on staging for: **%s** (thresholds: buildkite/slo.yaml)\n' "${failed[*]}" |
+  printf ':rotating_light: SLO gate breached on %s for: **%s** (thresholds: buildkite/slo.yaml)\n' "$target" "${failed[*]}" |
     annotate error slo-gate
   exit 1
 fi
-printf ':white_check_mark: SLO gate passed on staging for: %s\n' "${found[*]}" | annotate success slo-gate
+printf ':white_check_mark: SLO gate passed on %s for: %s\n' "$target" "${found[*]}" | annotate success slo-gate
