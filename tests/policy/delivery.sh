@@ -224,7 +224,7 @@ expect_fail "slo.yaml service without p99_ms" "no p99_ms" \
 # 11b. the gate aggregates probe results: passes when all pass, fails naming the breaching service
 check "slo-gate.sh passes when every probe is within its threshold" \
   env FAKE_MEASURED_P99=20 SLO_GATE_BIN="$FIX/fake-slo-gate" bash buildkite/slo-gate.sh http://127.0.0.1:8080
-expect_fail "a probe breaching calls' 50 ms p99" "breached on staging for: \\*\\*calls\\*\\*" \
+expect_fail "a probe breaching calls' 50 ms p99" "breached on http://127\\.0\\.0\\.1:8080 for: \\*\\*calls\\*\\*" \
   env FAKE_MEASURED_P99=60 SLO_GATE_BIN="$FIX/fake-slo-gate" bash buildkite/slo-gate.sh http://127.0.0.1:8080
 
 # 12. the fixtures themselves are all used (a new fixture must get an assertion)
