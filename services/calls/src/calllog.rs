@@ -5,10 +5,14 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 
-use crate::store::{self, StepRecord};
+use crate::{
+    domain::engine::{Decision, DecisionRequest},
+    store::{self, StepRecord},
+};
 
 #[derive(Clone)]
 pub struct CallLog {
@@ -23,10 +27,23 @@ impl CallLog {
         Self { tx }
     }
 
-    pub fn record(&self, step: StepRecord) {
-        if self.tx.try_send(step).is_err() {
-            metrics::counter!("calls_log_queue_dropped_total").increment(1);
-        }
+    /// Queues one decision for the step log, or counts it dropped if the queue is full. The
+    /// record is only built once a slot is reserved: under an outage it costs nothing.
+    pub fn record(&self, req: &DecisionRequest, d: &Decision, at: DateTime<Utc>) {
+        let Ok(permit) = self.tx.try_reserve() else {
+            crate::metrics::log_dropped(1);
+            return;
+        };
+        permit.send(StepRecord {
+            call_id: req.call_id.clone(),
+            request_id: req.request_id.clone(),
+            number: req.to.clone(),
+            event: req.event.as_str(),
+            node: req.node.clone(),
+            source: d.source.as_str(),
+            actions: serde_json::to_string(&d.actions).unwrap_or_default(),
+            decided_at: at,
+        });
     }
 }
 
@@ -36,7 +53,7 @@ async fn writer(pool: PgPool, mut rx: mpsc::Receiver<StepRecord>) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         if let Err(e) = store::insert_steps(&pool, &batch).await {
-            metrics::counter!("calls_log_queue_dropped_total").increment(batch.len() as u64);
+            crate::metrics::log_dropped(batch.len() as u64);
             tracing::warn!(error = %e, dropped = batch.len(), "call log batch not written");
             // Back off so a down database is not hammered while records queue (and drop).
             tokio::time::sleep(Duration::from_millis(500)).await;

@@ -14,6 +14,7 @@
 pub mod api;
 pub mod calllog;
 pub mod domain;
+pub mod metrics;
 pub mod settings;
 pub mod snapshot;
 pub mod store;
@@ -77,6 +78,7 @@ pub async fn start(pool: PgPool, settings: Settings, clock: Arc<dyn Clock>) -> C
         .load_initial(&pool, std::time::Duration::from_secs(2))
         .await;
     snapshots.spawn_refresher(pool.clone(), settings.refresh_interval);
+    crate::metrics::register();
     let log = calllog::CallLog::spawn(pool.clone(), settings.log_queue);
     let state = AppState {
         pool,

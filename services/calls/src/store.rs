@@ -172,10 +172,10 @@ pub struct StepRecord {
     pub call_id: String,
     pub request_id: String,
     pub number: String,
-    pub event: String,
+    pub event: &'static str,
     pub node: Option<String>,
-    pub source: String,
-    /// The answer's actions as JSON text (serialized once, on the writer's side of the queue).
+    pub source: &'static str,
+    /// The answer's actions as JSON text.
     pub actions: String,
     pub decided_at: chrono::DateTime<chrono::Utc>,
 }
@@ -190,9 +190,9 @@ pub async fn insert_steps(pool: &PgPool, steps: &[StepRecord]) -> Result<(), sql
     .bind(col(|s| s.call_id.clone()))
     .bind(col(|s| s.request_id.clone()))
     .bind(col(|s| s.number.clone()))
-    .bind(col(|s| s.event.clone()))
+    .bind(steps.iter().map(|s| s.event).collect::<Vec<_>>())
     .bind(steps.iter().map(|s| s.node.clone()).collect::<Vec<_>>())
-    .bind(col(|s| s.source.clone()))
+    .bind(steps.iter().map(|s| s.source).collect::<Vec<_>>())
     .bind(steps.iter().map(|s| s.actions.clone()).collect::<Vec<_>>())
     .bind(steps.iter().map(|s| s.decided_at).collect::<Vec<_>>())
     .execute(pool)

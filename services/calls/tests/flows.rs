@@ -49,13 +49,17 @@ fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
 }
 
 async fn harness() -> H {
+    harness_with(Settings::default()).await
+}
+
+async fn harness_with(settings: Settings) -> H {
     let db = TestDb::new().await;
     let pool = db.service_pool(&calls::SERVICE).await;
     let clock = Arc::new(FixedClock(Mutex::new(utc(2026, 11, 24, 9, 0))));
     let dir = std::env::temp_dir().join(format!("calls-test-{}", uuid::Uuid::new_v4()));
     let settings = Settings {
         snapshot_path: Some(dir.join("snapshot.json")),
-        ..Settings::default()
+        ..settings
     };
     let c = calls::start(pool.clone(), settings, clock.clone()).await;
     let app = kit::app::build(
@@ -436,31 +440,47 @@ async fn unknown_pbx_number_gets_the_static_fallback() {
 }
 
 #[tokio::test]
-async fn watchdog_answers_the_fallback_when_a_decision_overruns() {
+async fn a_decision_over_its_budget_answers_the_static_fallback() {
+    // A zero budget is spent before the engine reaches its first node: the real engine's check,
+    // through HTTP, must cut the decision short and answer the PBX's fallback target.
+    let h = harness_with(Settings {
+        decision_budget: std::time::Duration::ZERO,
+        ..Settings::default()
+    })
+    .await;
+    let flow: Value = serde_json::from_str(HOSPITAL).expect("fixture");
+    h.configure(&flow).await;
+    let d = h.step(start("slow")).await;
+    assert_eq!(d["source"], "static_fallback", "{d}");
+    assert_eq!(types(&d), ["connect"]);
+    assert_eq!(d["actions"][0]["targets"][0], flow["fallback_target"]);
+    assert_eq!(d["notes"][0], calls::domain::engine::OVER_BUDGET);
+
+    // The same flow with the default budget answers live.
+    let h = harness().await;
+    h.configure(&flow).await;
+    assert_eq!(h.step(start("fast")).await["source"], "live");
+}
+
+#[test]
+fn a_panicking_decision_answers_the_static_fallback() {
     use calls::domain::engine::{Decision, Source};
-    let slow = || {
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        Decision {
-            actions: vec![],
-            next: None,
-            source: Source::Live,
-            snapshot_version: 1,
-            notes: vec![],
-        }
-    };
-    let fallback = |why: &str| Decision {
+    let answer = |source| Decision {
         actions: vec![],
         next: None,
-        source: Source::StaticFallback,
+        source,
         snapshot_version: 1,
-        notes: vec![why.to_owned()],
+        notes: vec![],
     };
-    let (d, on_time) =
-        calls::api::with_watchdog(std::time::Duration::from_millis(50), slow, fallback).await;
-    assert!(!on_time);
+    let fallback = |why: &str| Decision {
+        notes: vec![why.to_owned()],
+        ..answer(Source::StaticFallback)
+    };
+    let (d, ok) = calls::api::guarded(|| panic!("engine bug"), fallback);
+    assert!(!ok);
     assert_eq!(d.source, Source::StaticFallback);
-    let (d, on_time) =
-        calls::api::with_watchdog(std::time::Duration::from_secs(2), slow, fallback).await;
-    assert!(on_time);
+    assert_eq!(d.notes, ["decision failed"]);
+    let (d, ok) = calls::api::guarded(|| answer(Source::Live), fallback);
+    assert!(ok);
     assert_eq!(d.source, Source::Live);
 }

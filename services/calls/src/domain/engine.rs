@@ -1,7 +1,10 @@
 //! The decision engine: (routing configuration, request, state token, now) → what the call does
 //! next. Pure and allocation-light; it runs on every call step, so it must never wait on I/O.
 
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::Instant,
+};
 
 use chrono::{DateTime, Datelike, NaiveTime, Utc};
 use schemars::JsonSchema;
@@ -41,6 +44,17 @@ pub enum Event {
     ActionResult,
     Digits,
     QueueTick,
+}
+
+impl Event {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CallStarted => "call_started",
+            Self::ActionResult => "action_result",
+            Self::Digits => "digits",
+            Self::QueueTick => "queue_tick",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -142,6 +156,18 @@ pub enum Source {
     StaticFallback,
 }
 
+impl Source {
+    pub const ALL: [Self; 3] = [Self::Live, Self::Snapshot, Self::StaticFallback];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Live => "live",
+            Self::Snapshot => "snapshot",
+            Self::StaticFallback => "static_fallback",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Decision {
     pub actions: Vec<Action>,
@@ -161,7 +187,20 @@ pub struct Ctx<'a> {
     pub token_max_age_secs: i64,
     /// Last-resort target when the number has no configuration at all.
     pub emergency_target: Option<&'a str>,
+    /// The decision budget: past this instant the engine stops and answers the static fallback.
+    /// Checked between nodes, so the overrun is bounded by one node's work (a hash lookup and a
+    /// few clones); `None` means unbounded (tests, tooling).
+    pub deadline: Option<Instant>,
 }
+
+impl Ctx<'_> {
+    fn over_budget(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+}
+
+/// Note on answers cut short by the budget.
+pub const OVER_BUDGET: &str = "decision exceeded its time budget";
 
 /// Runaway guard: no call takes more steps than this.
 const MAX_STEPS: u32 = 200;
@@ -193,6 +232,9 @@ pub fn decide(ctx: &Ctx<'_>, req: &DecisionRequest) -> Decision {
             None
         }
     };
+    if ctx.over_budget() {
+        return static_fallback(ctx, req, OVER_BUDGET);
+    }
     let mut d = match req.call_type {
         CallType::Mobile => mobile(ctx, req, state.as_ref()),
         CallType::Pbx => pbx(ctx, req, state.as_ref()),
@@ -518,6 +560,9 @@ fn run_from(
     let mut actions = Vec::new();
     let mut id = start;
     for _ in 0..MAX_INLINE {
+        if ctx.over_budget() {
+            return static_fallback(ctx, req, OVER_BUDGET);
+        }
         let Some(node) = flow.nodes.get(id) else {
             return static_fallback(ctx, req, &format!("flow references missing node `{id}`"));
         };
