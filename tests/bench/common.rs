@@ -149,16 +149,24 @@ where
     total
 }
 
-/// Open loop: `op` starts every 1/rate s whether or not earlier ones finished; latency counts
-/// from the *scheduled* start, so a stall is not hidden by the client waiting (coordinated
-/// omission).
-pub async fn fixed_rate<F, Fut>(rate: u64, secs: u64, op: F) -> Stats
+/// An open-loop run's latencies, two ways.
+pub struct FixedRate {
+    /// From each operation's scheduled start: counts any lag of the generator itself (tokio's
+    /// timer fires on millisecond ticks, so up to 1 ms is the generator's), and never hides a
+    /// stall behind a waiting client (coordinated omission). The conservative figure.
+    pub scheduled: Stats,
+    /// From when the request was actually sent: the service's own latency.
+    pub sent: Stats,
+}
+
+/// Open loop: `op` starts every 1/rate s whether or not earlier ones finished.
+pub async fn fixed_rate<F, Fut>(rate: u64, secs: u64, op: F) -> FixedRate
 where
     F: Fn(Http, u64) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
 {
     let http = client(512);
-    let hist = Arc::new(Mutex::new(new_hist()));
+    let hists = Arc::new(Mutex::new((new_hist(), new_hist())));
     let errors = Arc::new(AtomicU64::new(0));
     let interval = Duration::from_nanos(1_000_000_000 / rate.max(1));
     let total = rate * secs;
@@ -166,14 +174,20 @@ where
     let mut tasks = Vec::with_capacity(total as usize);
     for i in 0..total {
         let scheduled = started + interval * i as u32;
-        tokio::time::sleep_until(scheduled.into()).await;
-        let (http, op, hist, errors) = (http.clone(), op.clone(), hist.clone(), errors.clone());
+        // Only sleep when ahead: a sleep whose deadline has passed still waits for the timer
+        // driver's next turn, so a generator that fell behind would never catch up.
+        if scheduled > Instant::now() {
+            tokio::time::sleep_until(scheduled.into()).await;
+        }
+        let (http, op, hists, errors) = (http.clone(), op.clone(), hists.clone(), errors.clone());
         tasks.push(tokio::spawn(async move {
+            let sent = Instant::now();
             match op(http, i).await {
                 Ok(()) => {
-                    let latency = scheduled.elapsed();
-                    if let Ok(h) = hist.lock().as_mut() {
-                        let _ = h.record(latency.as_micros() as u64);
+                    let (from_schedule, from_send) = (scheduled.elapsed(), sent.elapsed());
+                    if let Ok((h, s)) = hists.lock().as_deref_mut() {
+                        let _ = h.record(from_schedule.as_micros() as u64);
+                        let _ = s.record(from_send.as_micros() as u64);
                     }
                 }
                 Err(_) => {
@@ -183,17 +197,22 @@ where
         }));
     }
     futures_util::future::join_all(tasks).await;
-    let hist = Arc::try_unwrap(hist).map_or_else(
-        |_| new_hist(),
+    let (scheduled, sent) = Arc::try_unwrap(hists).map_or_else(
+        |_| (new_hist(), new_hist()),
         |m| {
             m.into_inner()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
         },
     );
-    Stats {
+    let errors = errors.load(Ordering::Relaxed);
+    let stats = |hist: Histogram<u64>| Stats {
         ops: hist.len(),
-        errors: errors.load(Ordering::Relaxed),
+        errors,
         secs: secs as f64,
         hist,
+    };
+    FixedRate {
+        scheduled: stats(scheduled),
+        sent: stats(sent),
     }
 }

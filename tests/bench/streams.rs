@@ -79,7 +79,7 @@ async fn closed_loop(base: &str, concurrency: usize, secs: u64, users: u64) -> S
 
 /// Starts at a fixed rate (latency of the start, from its scheduled time); each admitted session
 /// is stopped afterwards, outside the measured latency.
-async fn fixed_rate(base: &str, rate: u64, secs: u64, users: u64) -> Stats {
+async fn fixed_rate(base: &str, rate: u64, secs: u64, users: u64) -> common::FixedRate {
     let base: Arc<str> = base.into();
     common::fixed_rate(rate, secs, move |http, i| {
         let base = base.clone();
@@ -255,7 +255,12 @@ async fn main() -> anyhow::Result<()> {
         rows.push((c, ratio, svc.rate(), pg.rate()));
     }
     let fr = fixed_rate(&base, args.rate, args.secs.max(10), args.users).await;
-    println!("{}", fr.line(&format!("fixed rate {} starts/s", args.rate)));
+    println!(
+        "{}",
+        fr.scheduled
+            .line(&format!("fixed rate {} starts/s", args.rate))
+    );
+    println!("{}", fr.sent.line("  (from send, generator lag excluded)"));
     let best = rows.iter().map(|r| r.1).fold(0.0_f64, f64::max);
     let svc_peak = rows.iter().map(|r| r.2).fold(0.0_f64, f64::max);
     let pg_peak = rows.iter().map(|r| r.3).fold(0.0_f64, f64::max);
@@ -264,7 +269,7 @@ async fn main() -> anyhow::Result<()> {
         best * 100.0,
         svc_peak / pg_peak * 100.0,
         args.rate,
-        fr.hist.value_at_quantile(0.99) as f64 / 1000.0
+        fr.scheduled.p(0.99)
     );
     Ok(())
 }

@@ -31,7 +31,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            token_key: TokenKey::new(b"meridian-dev-only-token-key".to_vec()),
+            token_key: TokenKey::new(b"meridian-dev-only-token-key"),
             token_max_age_secs: 4 * 3600,
             refresh_interval: Duration::from_secs(2),
             stale_after: Duration::from_secs(6),

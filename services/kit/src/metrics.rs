@@ -8,16 +8,18 @@
 //! path, so series stay bounded no matter how many users exist.
 
 use std::{
-    sync::OnceLock,
+    collections::HashMap,
+    sync::{LazyLock, OnceLock, PoisonError, RwLock},
     time::{Duration, Instant},
 };
 
 use axum::{
     extract::{MatchedPath, Request},
-    http::{HeaderValue, header},
+    http::{HeaderValue, Method, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing::Instrument;
 
@@ -76,45 +78,92 @@ pub async fn render() -> Response {
     res
 }
 
+/// The two SLO series of one (service, route, method), with a counter per status seen so far.
+struct RouteSeries {
+    duration: Histogram,
+    statuses: Vec<(u16, Counter)>,
+}
+
+type SeriesKey = (&'static str, Method);
+type ByRoute = HashMap<String, Vec<(SeriesKey, RouteSeries)>>;
+
+/// Handles of every series recorded so far, by route template. Building a series from labels
+/// allocates its label strings and hashes them in the recorder's registry; a read lock and a
+/// short scan here cost a fraction of that, on every request of every service.
+static SERIES: LazyLock<RwLock<ByRoute>> = LazyLock::new(Default::default);
+
+fn record(service: &'static str, route: &str, method: &Method, status: u16, secs: f64) {
+    let hit = |by_route: &ByRoute| {
+        let series = by_route
+            .get(route)?
+            .iter()
+            .find(|((s, m), _)| *s == service && m == method)
+            .map(|(_, series)| series)?;
+        let counter = series.statuses.iter().find(|(s, _)| *s == status)?;
+        series.duration.record(secs);
+        counter.1.increment(1);
+        Some(())
+    };
+    if hit(&SERIES.read().unwrap_or_else(PoisonError::into_inner)).is_some() {
+        return;
+    }
+    // First request of this route, method or status: register the series, then record.
+    let mut by_route = SERIES.write().unwrap_or_else(PoisonError::into_inner);
+    let labels = [
+        ("service", service.to_owned()),
+        ("route", route.to_owned()),
+        ("method", method.as_str().to_owned()),
+    ];
+    let entries = by_route.entry(route.to_owned()).or_default();
+    let idx = match entries
+        .iter()
+        .position(|((s, m), _)| *s == service && m == method)
+    {
+        Some(i) => i,
+        None => {
+            entries.push((
+                (service, method.clone()),
+                RouteSeries {
+                    duration: metrics::histogram!("http_request_duration_seconds", &labels),
+                    statuses: Vec::new(),
+                },
+            ));
+            entries.len() - 1
+        }
+    };
+    let series = &mut entries[idx].1;
+    if !series.statuses.iter().any(|(s, _)| *s == status) {
+        let [service_l, route_l, method_l] = labels;
+        let counter = metrics::counter!(
+            "http_requests_total",
+            &[service_l, route_l, method_l, ("status", status.to_string())]
+        );
+        series.statuses.push((status, counter));
+    }
+    hit(&by_route);
+}
+
 /// Records the SLO series and writes one access-log line per request, inside a span that carries
 /// the request id so every log line a handler writes can be correlated.
 pub async fn observe(service: &'static str, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     let request_id = req
         .headers()
         .get(crate::app::REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let span = tracing::info_span!("request", %request_id, service, %route);
+    let span = tracing::info_span!("request", %request_id, service, route);
     let res = next.run(req).instrument(span.clone()).await;
     let elapsed = start.elapsed();
     let status = res.status().as_u16();
-    let labels = [
-        ("service", service.to_owned()),
-        ("route", route),
-        ("method", method.as_str().to_owned()),
-    ];
-    metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
-    let [service_l, route_l, method_l] = labels;
-    metrics::counter!(
-        "http_requests_total",
-        &[
-            service_l,
-            route_l.clone(),
-            method_l.clone(),
-            ("status", status.to_string())
-        ]
-    )
-    .increment(1);
+    record(service, route, &method, status, elapsed.as_secs_f64());
     span.in_scope(|| {
         tracing::info!(
-            method = %method_l.1,
+            method = %method,
             status,
             latency_ms = elapsed.as_secs_f64() * 1000.0,
             "request"

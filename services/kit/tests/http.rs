@@ -92,6 +92,13 @@ async fn metrics_label_by_route_template_not_raw_path() {
             .expect("request");
         assert_eq!(res.status(), 200);
     }
+    // Same route, another status: a second counter series, the same histogram series.
+    let res = http
+        .get(format!("{base}/things/abc"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 400);
     let metrics = http
         .get(format!("{base}/metrics"))
         .send()
@@ -101,18 +108,26 @@ async fn metrics_label_by_route_template_not_raw_path() {
         .await
         .expect("body");
     let counters = series_count(&metrics, "http_requests_total{service=\"things\"");
-    assert_eq!(counters.len(), 1, "one series for both ids: {counters:?}");
+    assert_eq!(counters.len(), 2, "one series per status: {counters:?}");
+    let with_status = |status: &str| {
+        counters
+            .iter()
+            .find(|c| c.contains(&format!("status=\"{status}\"")))
+            .unwrap_or_else(|| panic!("no {status} series in {counters:?}"))
+    };
+    let ok = with_status("200");
     assert!(
-        counters[0].contains("route=\"/things/{id}\"") && counters[0].ends_with(" 2"),
-        "{counters:?}"
+        ok.contains("route=\"/things/{id}\"") && ok.ends_with(" 2"),
+        "both ids count in one series: {counters:?}"
     );
+    assert!(with_status("400").ends_with(" 1"), "{counters:?}");
     assert!(!metrics.contains("/things/123") && !metrics.contains("/things/456"));
     let histogram = series_count(
         &metrics,
         "http_request_duration_seconds_count{service=\"things\"",
     );
     assert_eq!(histogram.len(), 1, "{histogram:?}");
-    assert!(histogram[0].ends_with(" 2"), "{histogram:?}");
+    assert!(histogram[0].ends_with(" 3"), "{histogram:?}");
 }
 
 async fn problem(res: reqwest::Response) -> (u16, serde_json::Value) {
