@@ -484,3 +484,48 @@ fn a_panicking_decision_answers_the_static_fallback() {
     assert!(ok);
     assert_eq!(d.source, Source::Live);
 }
+
+#[tokio::test]
+async fn step_log_copy_keeps_reserved_characters_exactly() {
+    let h = harness().await;
+    let actions =
+        json!([{ "type": "say", "text": "tab\there \\ back\\slash \"quoted\"\nnew line, år" }]);
+    let step = calls::store::StepRecord {
+        call_id: "c\t1\\N".into(),
+        request_id: "r\r\n1".into(),
+        number: PBX.into(),
+        event: "digits",
+        node: Some("menu\\x".into()),
+        source: "live",
+        actions: actions.to_string(),
+        decided_at: utc(2026, 11, 24, 9, 0),
+    };
+    let unlogged = calls::store::StepRecord {
+        call_id: "c2".into(),
+        node: None,
+        ..step.clone()
+    };
+    calls::store::insert_steps(&h.pool, &[step.clone(), unlogged])
+        .await
+        .expect("copy");
+    let rows: Vec<(
+        String,
+        String,
+        Option<String>,
+        sqlx::types::Json<Value>,
+        DateTime<Utc>,
+    )> = sqlx::query_as(
+        "SELECT call_id, request_id, node, actions, decided_at FROM calls.call_steps ORDER BY id",
+    )
+    .fetch_all(&h.pool)
+    .await
+    .expect("read back");
+    assert_eq!(rows.len(), 2);
+    let (call_id, request_id, node, logged, at) = &rows[0];
+    assert_eq!(call_id, &step.call_id);
+    assert_eq!(request_id, &step.request_id);
+    assert_eq!(node, &step.node);
+    assert_eq!(logged.0, actions);
+    assert_eq!(*at, step.decided_at);
+    assert_eq!(rows[1].2, None, "no node is NULL, not the text \\N");
+}
