@@ -485,6 +485,15 @@ fn a_panicking_decision_answers_the_static_fallback() {
     assert_eq!(d.source, Source::Live);
 }
 
+/// call_id, request_id, node, actions, decided_at
+type LoggedStep = (
+    String,
+    String,
+    Option<String>,
+    sqlx::types::Json<Value>,
+    DateTime<Utc>,
+);
+
 #[tokio::test]
 async fn step_log_copy_keeps_reserved_characters_exactly() {
     let h = harness().await;
@@ -508,13 +517,7 @@ async fn step_log_copy_keeps_reserved_characters_exactly() {
     calls::store::insert_steps(&h.pool, &[step.clone(), unlogged])
         .await
         .expect("copy");
-    let rows: Vec<(
-        String,
-        String,
-        Option<String>,
-        sqlx::types::Json<Value>,
-        DateTime<Utc>,
-    )> = sqlx::query_as(
+    let rows: Vec<LoggedStep> = sqlx::query_as(
         "SELECT call_id, request_id, node, actions, decided_at FROM calls.call_steps ORDER BY id",
     )
     .fetch_all(&h.pool)
