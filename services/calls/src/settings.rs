@@ -9,6 +9,7 @@ use crate::domain::{token::TokenKey, validate};
 /// | variable | default | meaning |
 /// |---|---|---|
 /// | `CALLS_TOKEN_KEY` | dev key (warns) | HMAC key of state tokens; the same in every replica and region |
+/// | `CALLS_TOKEN_KEY_ALSO_ACCEPT` | — | a second key whose tokens are accepted (never signed with): key rotation |
 /// | `CALLS_TOKEN_MAX_AGE_SECS` | 14400 | a call step older than this restarts the flow |
 /// | `CALLS_REFRESH_INTERVAL_MS` | 2000 | periodic snapshot check (NOTIFY is immediate) |
 /// | `CALLS_STALE_AFTER_MS` | 6000 | unconfirmed longer than this, answers say `source: snapshot` |
@@ -46,21 +47,27 @@ impl Default for Settings {
 impl Settings {
     pub fn from_env() -> Result<Self, ConfigError> {
         let d = Self::default();
-        let token_key = match var_opt::<String>("CALLS_TOKEN_KEY")? {
-            Some(k) if k.len() >= 32 => TokenKey::new(k.into_bytes()),
-            Some(_) => {
-                return Err(ConfigError {
-                    name: "CALLS_TOKEN_KEY".into(),
-                    value: "***".into(),
-                    reason: "must be at least 32 characters".into(),
-                });
-            }
+        let key = |name: &str| match var_opt::<String>(name)? {
+            Some(k) if k.len() >= 32 => Ok(Some(k)),
+            Some(_) => Err(ConfigError {
+                name: name.into(),
+                value: "***".into(),
+                reason: "must be at least 32 characters".into(),
+            }),
+            None => Ok(None),
+        };
+        let token_key = match key("CALLS_TOKEN_KEY")? {
+            Some(k) => TokenKey::new(k),
             None => {
                 tracing::warn!(
                     "CALLS_TOKEN_KEY unset: using the development key (never in production)"
                 );
                 d.token_key
             }
+        };
+        let token_key = match key("CALLS_TOKEN_KEY_ALSO_ACCEPT")? {
+            Some(k) => token_key.also_accepting(k),
+            None => token_key,
         };
         let emergency_target: Option<String> = var_opt("CALLS_EMERGENCY_TARGET")?;
         if let Some(t) = &emergency_target

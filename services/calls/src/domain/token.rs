@@ -39,8 +39,14 @@ pub enum TokenError {
 /// The HMAC key. Every replica of every region must share it. Kept as the keyed HMAC state
 /// (inner and outer pads already hashed), so signing or checking a token clones it instead of
 /// hashing the key again.
+///
+/// A second key may be *accepted* without being used to sign: that is how the key rotates
+/// without failing calls in flight (see docs/calls.md, "Rotating the token key").
 #[derive(Clone)]
-pub struct TokenKey(Hmac<Sha256>);
+pub struct TokenKey {
+    signing: Hmac<Sha256>,
+    also_accepted: Option<Hmac<Sha256>>,
+}
 
 impl std::fmt::Debug for TokenKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -48,17 +54,30 @@ impl std::fmt::Debug for TokenKey {
     }
 }
 
+fn keyed(bytes: &[u8]) -> Hmac<Sha256> {
+    // HMAC accepts keys of any length.
+    <Hmac<Sha256> as KeyInit>::new_from_slice(bytes).unwrap_or_else(|_| unreachable!())
+}
+
 impl TokenKey {
     pub fn new(bytes: impl AsRef<[u8]>) -> Self {
-        // HMAC accepts keys of any length.
-        Self(
-            <Hmac<Sha256> as KeyInit>::new_from_slice(bytes.as_ref())
-                .unwrap_or_else(|_| unreachable!()),
-        )
+        Self {
+            signing: keyed(bytes.as_ref()),
+            also_accepted: None,
+        }
+    }
+
+    /// Also accepts tokens signed with `bytes` (never signs with it).
+    #[must_use]
+    pub fn also_accepting(self, bytes: impl AsRef<[u8]>) -> Self {
+        Self {
+            also_accepted: Some(keyed(bytes.as_ref())),
+            ..self
+        }
     }
 
     fn mac(&self) -> Hmac<Sha256> {
-        self.0.clone()
+        self.signing.clone()
     }
 
     pub fn sign(&self, state: &CallState) -> String {
@@ -88,10 +107,14 @@ impl TokenKey {
         let sig = URL_SAFE_NO_PAD
             .decode(sig_b64)
             .map_err(|_| TokenError::Malformed)?;
-        let mut mac = self.mac();
-        mac.update(&payload);
-        mac.verify_slice(&sig)
-            .map_err(|_| TokenError::BadSignature)?;
+        let valid = |key: &Hmac<Sha256>| {
+            let mut mac = key.clone();
+            mac.update(&payload);
+            mac.verify_slice(&sig).is_ok()
+        };
+        if !valid(&self.signing) && !self.also_accepted.as_ref().is_some_and(valid) {
+            return Err(TokenError::BadSignature);
+        }
         let state: CallState =
             serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
         if state.call_id != call_id {
@@ -150,6 +173,30 @@ mod tests {
         assert_eq!(
             key.verify("a.b", "c1", 1010, 60),
             Err(TokenError::Malformed)
+        );
+    }
+
+    #[test]
+    fn rotation_accepts_the_second_key_but_signs_with_the_first() {
+        let (old, new) = (TokenKey::new(b"old"), TokenKey::new(b"new"));
+        let from_old = old.sign(&state());
+        let from_new = new.sign(&state());
+        // Step 1: still signing with the old key, already accepting the new one.
+        let step1 = TokenKey::new(b"old").also_accepting(b"new");
+        assert_eq!(step1.verify(&from_new, "c1", 1010, 60), Ok(state()));
+        assert_eq!(step1.sign(&state()), from_old);
+        // Step 2: signing with the new key, still accepting calls started under the old one.
+        let step2 = TokenKey::new(b"new").also_accepting(b"old");
+        assert_eq!(step2.verify(&from_old, "c1", 1010, 60), Ok(state()));
+        assert_eq!(step2.sign(&state()), from_new);
+        // Step 3: the old key is gone.
+        assert_eq!(
+            new.verify(&from_old, "c1", 1010, 60),
+            Err(TokenError::BadSignature)
+        );
+        assert_eq!(
+            step2.verify(&TokenKey::new(b"other").sign(&state()), "c1", 1010, 60),
+            Err(TokenError::BadSignature)
         );
     }
 }
