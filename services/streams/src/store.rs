@@ -188,8 +188,8 @@ pub async fn sweeper_lag_seconds(pool: &PgPool) -> Result<f64, sqlx::Error> {
 }
 
 /// Live sessions across all users (for the sampled gauge).
-pub async fn count_live(pool: &PgPool) -> Result<i64, sqlx::Error> {
+pub async fn count_live(conn: &mut sqlx::PgConnection) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT count(*) FROM streams.sessions WHERE expires_at > clock_timestamp()")
-        .fetch_one(pool)
+        .fetch_one(conn)
         .await
 }

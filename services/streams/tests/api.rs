@@ -246,6 +246,40 @@ async fn sweeper_deletes_expired_leases_in_batches() {
 }
 
 #[tokio::test]
+async fn one_replica_samples_the_active_sessions_gauge_and_another_takes_over() {
+    use streams::sweeper::GaugeSampler;
+    let h = harness(Settings::default()).await;
+    for d in ["d1", "d2"] {
+        assert_eq!(h.start("gauge-user", d, "x").await.status(), 201);
+    }
+    // Two replicas' samplers on one database: the first to try becomes the sampler.
+    let (mut a, mut b) = (GaugeSampler::default(), GaugeSampler::default());
+    assert_eq!(a.sample(&h.pool).await.expect("a"), Some(2));
+    assert_eq!(
+        b.sample(&h.pool).await.expect("b"),
+        None,
+        "one sampler only"
+    );
+    assert_eq!(a.sample(&h.pool).await.expect("a again"), Some(2));
+    assert!(a.is_leader() && !b.is_leader());
+    // The sampling replica goes away (its connection closes): the other takes over.
+    drop(a);
+    let mut took_over = None;
+    for _ in 0..100 {
+        took_over = b.sample(&h.pool).await.expect("b");
+        if took_over.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        took_over,
+        Some(2),
+        "the lock was released with the connection"
+    );
+}
+
+#[tokio::test]
 async fn retried_starts_return_the_same_session() {
     let h = harness(Settings::default()).await;
     let first = start_on(&h.http, &h.base, "idem", "tv", "film", Some("key-1")).await;
