@@ -2,6 +2,8 @@
 //! returns; a writer inserts batches. When the queue is full (database slow or down) records are
 //! dropped and counted (`calls_log_queue_dropped_total`) — a call is never made to wait for its
 //! own log line.
+//!
+//! Steps older than the retention period are deleted in batches ([`spawn_retention`]).
 
 use std::time::Duration;
 
@@ -71,4 +73,58 @@ async fn writer(pool: PgPool, mut rx: mpsc::Receiver<StepRecord>) {
         }
         batch.clear();
     }
+}
+
+/// Deletes steps decided before `cutoff`, `batch` rows at a time until a batch comes back short.
+/// `SKIP LOCKED`: every replica runs this, and they share the work instead of queueing.
+pub async fn purge_before(
+    pool: &PgPool,
+    cutoff: DateTime<Utc>,
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
+    let mut total = 0;
+    loop {
+        let n = sqlx::query(
+            "DELETE FROM calls.call_steps WHERE id IN ( \
+               SELECT id FROM calls.call_steps WHERE decided_at < $1 \
+                LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(cutoff)
+        .bind(batch)
+        .execute(pool)
+        .await?
+        .rows_affected();
+        total += n;
+        if n < batch.unsigned_abs() {
+            return Ok(total);
+        }
+        // Give the decisions' own writes room between full batches.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every `interval`, deletes steps older than `retention` (none when `retention` is `None`).
+pub fn spawn_retention(pool: PgPool, retention: Option<chrono::Duration>, interval: Duration) {
+    let Some(retention) = retention else {
+        return;
+    };
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if pool.is_closed() {
+                return;
+            }
+            match purge_before(&pool, Utc::now() - retention, 5_000).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    metrics::counter!("calls_steps_purged_total").increment(n);
+                    tracing::info!(deleted = n, "call steps past retention deleted");
+                }
+                // Routine while the database is away; the next tick retries.
+                Err(e) => tracing::warn!(error = %e, "step-log retention failed"),
+            }
+        }
+    });
 }

@@ -80,6 +80,11 @@ pub async fn start(pool: PgPool, settings: Settings, clock: Arc<dyn Clock>) -> C
     snapshots.spawn_refresher(pool.clone(), settings.refresh_interval);
     crate::metrics::register();
     let log = calllog::CallLog::spawn(pool.clone(), settings.log_queue);
+    calllog::spawn_retention(
+        pool.clone(),
+        settings.step_retention,
+        std::time::Duration::from_mins(1),
+    );
     let state = AppState {
         pool,
         settings: Arc::new(settings),

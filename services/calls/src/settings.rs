@@ -17,6 +17,7 @@ use crate::domain::{token::TokenKey, validate};
 /// | `CALLS_DECISION_BUDGET_MS` | 500 | watchdog: slower decisions answer the static fallback |
 /// | `CALLS_EMERGENCY_TARGET` | — | last-resort number when a PBX has no configuration at all |
 /// | `CALLS_LOG_QUEUE` | 10000 | call-step records buffered while the database is slow |
+/// | `CALLS_STEP_RETENTION_DAYS` | 90 | call steps older than this are deleted; 0 keeps them forever |
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub token_key: TokenKey,
@@ -27,6 +28,8 @@ pub struct Settings {
     pub decision_budget: Duration,
     pub emergency_target: Option<String>,
     pub log_queue: usize,
+    /// `None`: keep call steps forever.
+    pub step_retention: Option<chrono::Duration>,
 }
 
 impl Default for Settings {
@@ -40,6 +43,7 @@ impl Default for Settings {
             decision_budget: Duration::from_millis(500),
             emergency_target: None,
             log_queue: 10_000,
+            step_retention: Some(chrono::Duration::days(90)),
         }
     }
 }
@@ -88,6 +92,11 @@ impl Settings {
             decision_budget: millis_or("CALLS_DECISION_BUDGET_MS", d.decision_budget)?,
             emergency_target,
             log_queue: var_or("CALLS_LOG_QUEUE", d.log_queue)?,
+            step_retention: match var_opt::<u32>("CALLS_STEP_RETENTION_DAYS")? {
+                Some(0) => None,
+                Some(days) => Some(chrono::Duration::days(i64::from(days))),
+                None => d.step_retention,
+            },
         })
     }
 }

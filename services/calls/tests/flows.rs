@@ -532,3 +532,52 @@ async fn step_log_copy_keeps_reserved_characters_exactly() {
     assert_eq!(*at, step.decided_at);
     assert_eq!(rows[1].2, None, "no node is NULL, not the text \\N");
 }
+
+#[tokio::test]
+async fn step_log_retention_deletes_only_steps_past_the_cutoff() {
+    let h = harness().await;
+    let step = |call: &str, at| calls::store::StepRecord {
+        call_id: call.into(),
+        request_id: format!("{call}-0"),
+        number: PBX.into(),
+        event: "call_started",
+        node: None,
+        source: "live",
+        actions: "[]".into(),
+        decided_at: at,
+    };
+    let old: Vec<_> = (0..7)
+        .map(|i| step(&format!("old{i}"), utc(2026, 8, 1, 9, 0)))
+        .collect();
+    let recent = step("recent", utc(2026, 11, 24, 9, 0));
+    calls::store::insert_steps(&h.pool, &old)
+        .await
+        .expect("old");
+    calls::store::insert_steps(&h.pool, &[recent])
+        .await
+        .expect("recent");
+    // Batches of 3: three rounds (3, 3, 1) delete exactly the seven old steps.
+    let deleted = calls::calllog::purge_before(&h.pool, utc(2026, 9, 1, 0, 0), 3)
+        .await
+        .expect("purge");
+    assert_eq!(deleted, 7);
+    let left: Vec<String> = sqlx::query_scalar("SELECT call_id FROM calls.call_steps")
+        .fetch_all(&h.pool)
+        .await
+        .expect("left");
+    assert_eq!(left, ["recent"]);
+    let indexed: bool = sqlx::query_scalar(
+        "SELECT indisvalid FROM pg_index WHERE indexrelid = 'calls.call_steps_decided_at'::regclass",
+    )
+    .fetch_one(&h.pool)
+    .await
+    .expect("retention index");
+    assert!(indexed, "the concurrent index build completed");
+    assert_eq!(
+        calls::calllog::purge_before(&h.pool, utc(2026, 9, 1, 0, 0), 3)
+            .await
+            .expect("again"),
+        0,
+        "idempotent"
+    );
+}
