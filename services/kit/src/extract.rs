@@ -60,17 +60,29 @@ pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "the request body is empty; expected a JSON document",
         ));
     }
+    let fast = match serde_json::from_slice(bytes) {
+        Ok(value) => return Ok(value),
+        Err(e) => e,
+    };
+    // Only a failed body is parsed again with path tracking, to name the field: the tracking
+    // wrapper costs on every request, and bad bodies are rare.
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(de).map_err(|err| {
-        let path = err.path().to_string();
-        let inner = err.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            return ApiError::field("body", format!("malformed JSON: {inner}"));
+    match serde_path_to_error::deserialize::<_, T>(de) {
+        // The document parses but has something after it.
+        Ok(_) => Err(ApiError::field("body", format!("malformed JSON: {fast}"))),
+        Err(err) => {
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            if inner.is_syntax() || inner.is_eof() {
+                return Err(ApiError::field("body", format!("malformed JSON: {inner}")));
+            }
+            let message = strip_position(&inner.to_string());
+            Err(ApiError::validation(vec![FieldError::new(
+                field_name(&path, &message),
+                message,
+            )]))
         }
-        let message = strip_position(&inner.to_string());
-        ApiError::validation(vec![FieldError::new(field_name(&path, &message), message)])
-    })?;
-    Ok(value)
+    }
 }
 
 /// serde reports a missing or unknown field at the *parent* path; name the field itself.
@@ -339,6 +351,9 @@ mod tests {
         );
         assert_eq!(field_of(r#"{"name": "#), "body");
         assert_eq!(field_of(""), "body");
+        // A whole document followed by more: rejected, though the first part alone parses.
+        assert_eq!(field_of(r#"{"name": "a", "count": 3} {"#), "body");
+        assert_eq!(field_of(r#"{"name": "a", "count": 3}x"#), "body");
     }
 
     #[test]
