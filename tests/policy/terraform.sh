@@ -2,8 +2,10 @@
 # Terraform checks, offline. Run from anywhere: bash tests/policy/terraform.sh
 #
 #  1. terraform fmt -check -recursive terraform/      (+ a badly formatted fixture must fail);
-#     country roots are identical thin copies that call modules/stack and carry `moved` blocks
-#     for every module they used to call themselves
+#     country roots are thin: every file but backend.tf/terraform.tfvars is a symlink to the one
+#     canonical copy in terraform/countries/_shared/ (+ a self-check that a real file or a
+#     foreign link fails), they call modules/stack and carry `moved` blocks for every module
+#     they used to call themselves
 #  2. terraform init -backend=false + terraform test in the provider-free plan module
 #  3. checkov --framework terraform --skip-download over terraform/ (skips are inline, one
 #     resource each, every one listed with its reason in tests/policy/checkov-skips.md)
@@ -142,26 +144,97 @@ fmt_fixture_rejected() {
 }
 run "terraform fmt -check rejects a badly formatted fixture (tests/policy/fixtures/fmt)" fmt_fixture_rejected
 
-roots_are_thin_copies() {
-  # Country roots differ only in backend.tf (state key, country) and terraform.tfvars.
-  local ref="$REPO/terraform/countries/se" dir f bad=0 n=0
-  for dir in "$REPO"/terraform/countries/*/; do
-    n=$((n + 1))
-    for f in main.tf moved.tf variables.tf outputs.tf versions.tf; do
-      if ! cmp -s "$ref/$f" "$dir$f"; then
-        echo "${dir#"$REPO"/}$f differs from terraform/countries/se/$f"
-        bad=1
-      fi
-    done
-    grep -q "key *= *\"countries/$(basename "$dir")/terraform.tfstate\"" "$dir/backend.tf" || {
-      echo "${dir#"$REPO"/}backend.tf: state key must be countries/$(basename "$dir")/terraform.tfstate"
+# Country roots share one copy of everything but backend.tf and terraform.tfvars: the canonical
+# files live in terraform/countries/_shared/ (not a root: no backend, no local.country; the
+# policy test skips it and .checkov.yaml's skip-path keeps checkov from scanning it a fifth
+# time) and each root's copy is a relative symlink to it, so a change is made once.
+SHARED_FILES="main.tf moved.tf variables.tf outputs.tf versions.tf"
+
+# country_dirs COUNTRIES_DIR: the roots, i.e. every directory except _shared (and any _*/.*).
+country_dirs() {
+  local dir
+  for dir in "$1"/*/; do
+    case "$(basename "$dir")" in _* | .*) continue ;; esac
+    printf '%s\n' "${dir%/}"
+  done
+}
+
+# roots_link_shared COUNTRIES_DIR: every root's shared file is a symlink to ../_shared/<file>;
+# the only real .tf file in a root is backend.tf, with the root's own state key.
+roots_link_shared() {
+  local countries="$1" shared="$1/_shared" dir cc f tf bad=0 n=0
+  for f in $SHARED_FILES; do
+    if [[ -L "$shared/$f" || ! -f "$shared/$f" ]]; then
+      echo "$shared/$f: the canonical copy must be a regular file"
+      bad=1
+    fi
+  done
+  for f in backend.tf terraform.tfvars; do
+    [[ ! -e "$shared/$f" ]] || {
+      echo "$shared/$f: per-country file in _shared (it would make _shared look like a root)"
       bad=1
     }
   done
-  echo "$n country roots checked"
+  while read -r dir; do
+    [[ -n "$dir" ]] || continue
+    n=$((n + 1))
+    cc="$(basename "$dir")"
+    for f in $SHARED_FILES; do
+      if [[ ! -L "$dir/$f" ]]; then
+        echo "$dir/$f: must be a symlink to the canonical copy (ln -sfn ../_shared/$f $f), found a real file or nothing"
+        bad=1
+      elif [[ "$(readlink "$dir/$f")" != "../_shared/$f" ]]; then
+        echo "$dir/$f: links to '$(readlink "$dir/$f")', must link to '../_shared/$f'"
+        bad=1
+      elif [[ ! -f "$dir/$f" ]]; then
+        echo "$dir/$f: dangling link (no $shared/$f)"
+        bad=1
+      fi
+    done
+    for tf in "$dir"/*.tf; do
+      [[ -e "$tf" || -L "$tf" ]] || continue
+      f="$(basename "$tf")"
+      if [[ "$f" != backend.tf && " $SHARED_FILES " != *" $f "* ]]; then
+        echo "$dir/$f: per-country .tf file; only backend.tf may differ between roots (shared code goes in _shared/)"
+        bad=1
+      fi
+    done
+    for f in backend.tf terraform.tfvars; do
+      if [[ -L "$dir/$f" || ! -f "$dir/$f" ]]; then
+        echo "$dir/$f: must be the country's own regular file"
+        bad=1
+      fi
+    done
+    grep -qs "key *= *\"countries/$cc/terraform.tfstate\"" "$dir/backend.tf" || {
+      echo "$dir/backend.tf: state key must be countries/$cc/terraform.tfstate"
+      bad=1
+    }
+  done < <(country_dirs "$countries")
+  echo "$n country roots link $SHARED_FILES to $shared"
   ((bad == 0 && n > 0))
 }
-run "country roots differ only in backend.tf and terraform.tfvars" roots_are_thin_copies
+run "country roots link their shared files to terraform/countries/_shared (only backend.tf, terraform.tfvars differ)" \
+  roots_link_shared terraform/countries
+
+roots_link_check_rejects_copies() {
+  # Self-check on a scratch copy of the real roots (cp -a keeps the links): a root whose shared
+  # file is a real file again (cp -L, an editor that replaced the link) or a link to another
+  # root must fail, naming that file.
+  local tmp out rc=0 ok=1
+  tmp="$(mktemp -d)"
+  cp -a terraform/countries "$tmp/countries"
+  cp --remove-destination "$tmp/countries/_shared/variables.tf" "$tmp/countries/se/variables.tf"
+  ln -sfn ../se/outputs.tf "$tmp/countries/dk/outputs.tf"
+  out="$(roots_link_shared "$tmp/countries" 2>&1)" || rc=$?
+  echo "$out"
+  [[ $rc -ne 0 ]] || ok=0
+  [[ "$out" == *"countries/se/variables.tf: must be a symlink"* ]] || ok=0
+  [[ "$out" == *"countries/dk/outputs.tf: links to '../se/outputs.tf'"* ]] || ok=0
+  rm -rf "$tmp"
+  ((ok == 1))
+}
+run "the link check rejects a root with a real file or a foreign link instead of ../_shared/<file>" \
+  roots_link_check_rejects_copies
 
 # Modules each root called itself before modules/stack existed; their state now lives under
 # module.stack.module.<name>. Without a moved block for each, applying the new layout to an
@@ -177,7 +250,9 @@ roots_move_into_stack() {
       bad=1
     fi
   done
-  for dir in "$REPO"/terraform/countries/*/; do
+  while read -r dir; do
+    [[ -n "$dir" ]] || continue
+    dir="$dir/"
     n=$((n + 1))
     calls="$(grep -hoE '^module "[a-z_]+"' "$dir"*.tf | cut -d'"' -f2 | tr '\n' ' ')"
     if [[ "$calls" != "stack " ]]; then
@@ -190,7 +265,7 @@ roots_move_into_stack() {
         bad=1
       fi
     done
-  done
+  done < <(country_dirs "$REPO/terraform/countries")
   echo "$n country roots call modules/stack and move: $PRE_STACK_MODULES"
   ((bad == 0 && n > 0))
 }

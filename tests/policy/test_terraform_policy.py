@@ -737,7 +737,12 @@ def check_aurora(ctx: Ctx, rid: str, body: dict[str, Any], where: str) -> list[V
 
 
 def country_roots(countries_dir: Path) -> list[Path]:
-    return sorted(p for p in countries_dir.iterdir() if p.is_dir() and any(p.glob("*.tf")))
+    # countries/_shared holds the canonical files every root links to (main.tf, variables.tf,
+    # ...): it is not a root itself (no backend.tf, no local.country). Any directory whose
+    # name starts with "_" or "." is skipped; a root's symlinked files are read through the link.
+    return sorted(
+        p for p in countries_dir.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")) and any(p.glob("*.tf"))
+    )
 
 
 def check_tree(repo: Path, countries_dir: Path, workdir: Path) -> dict[str, list[Violation]]:

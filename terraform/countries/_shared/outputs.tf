@@ -1,0 +1,69 @@
+output "platform" {
+  description = "eks or ecs."
+  value       = module.stack.platform
+}
+
+output "vpc_cidr" {
+  description = "The country's VPC CIDR."
+  value       = module.stack.vpc_cidr
+}
+
+output "alb_dns_name" {
+  description = "Point the country's API hostname (Route 53 alias) here."
+  value       = module.stack.alb_dns_name
+}
+
+output "alb_zone_id" {
+  description = "Hosted zone of the ALB for the alias record."
+  value       = module.stack.alb_zone_id
+}
+
+output "eks_cluster_name" {
+  description = "EKS cluster (null on ECS countries)."
+  value       = module.stack.eks_cluster_name
+}
+
+output "ecs_cluster_name" {
+  description = "ECS cluster (null on EKS countries)."
+  value       = module.stack.ecs_cluster_name
+}
+
+output "aurora_endpoint" {
+  description = "Aurora writer endpoint."
+  value       = module.stack.aurora_endpoint
+}
+
+output "aurora_master_secret_arn" {
+  description = "RDS-managed master secret (db-bootstrap step only)."
+  value       = module.stack.aurora_master_secret_arn
+}
+
+output "database_secret_arns" {
+  description = "Service => DATABASE_SECRET_ARN."
+  value       = module.stack.database_secret_arns
+}
+
+output "target_group_arns" {
+  description = "Service => ALB target group ARN (check with aws elbv2 describe-target-health)."
+  value       = module.stack.target_group_arns
+}
+
+output "target_group_bindings" {
+  description = "TargetGroupBinding YAML per service (EKS countries; applied by Buildkite)."
+  value       = module.stack.target_group_bindings
+}
+
+output "lb_controller_role_arn" {
+  description = "AWS Load Balancer Controller role (pod identity)."
+  value       = module.stack.lb_controller_role_arn
+}
+
+output "alert_topic_arn" {
+  description = "SNS alert topic."
+  value       = module.stack.alert_topic_arn
+}
+
+output "prometheus_endpoint" {
+  description = "AMP query endpoint (EKS countries)."
+  value       = module.stack.prometheus_endpoint
+}

@@ -1,0 +1,48 @@
+variable "aws_account_id" {
+  description = "The country's AWS account; the provider refuses to run against any other."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[0-9]{12}$", var.aws_account_id))
+    error_message = "aws_account_id must be 12 digits."
+  }
+}
+
+variable "profile" {
+  description = "Size profile override (small | large). null = the plan registry default for this country."
+  type        = string
+  default     = null
+}
+
+variable "certificate_arn" {
+  description = "ACM certificate of the country's API hostname (e.g. se.api.meridian.example)."
+  type        = string
+}
+
+variable "image_registry" {
+  description = "ECR registry/repository prefix the service images live in."
+  type        = string
+}
+
+variable "image_tag" {
+  description = "Git SHA of the images for the first ECS deploy (later deploys come from Buildkite)."
+  type        = string
+}
+
+variable "alert_email_addresses" {
+  description = "On-call e-mail addresses subscribed to the alert topic."
+  type        = list(string)
+  default     = []
+}
+
+variable "admin_role_arns" {
+  description = "IAM roles with EKS cluster-admin (platform engineers' SSO role, Buildkite deploy role)."
+  type        = list(string)
+  default     = []
+}
+
+variable "api_allowed_cidrs" {
+  description = "CIDRs (VPN, Buildkite agents' VPC) allowed to the private EKS API endpoint."
+  type        = list(string)
+  default     = []
+}
