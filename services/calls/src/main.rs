@@ -12,13 +12,17 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let run = kit::app::run_single(&calls::SERVICE, |pool| async move {
-        let c = calls::start(pool, settings, Arc::new(calls::SystemClock)).await;
-        kit::app::ServiceParts {
-            router: c.router,
-            readiness: c.readiness,
-        }
-    });
+    let run = kit::app::run_single_with(
+        &calls::SERVICE,
+        kit_aws::database_from_env,
+        |pool| async move {
+            let c = calls::start(pool, settings, Arc::new(calls::SystemClock)).await;
+            kit::app::ServiceParts {
+                router: c.router,
+                readiness: c.readiness,
+            }
+        },
+    );
     match run.await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

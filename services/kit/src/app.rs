@@ -178,6 +178,9 @@ async fn timeout(
 /// With the single argument `migrate` it only applies migrations and exits: that is the command
 /// of the Release's migration Job.
 ///
+/// The database is `DATABASE_URL`; binaries that also accept `DATABASE_SECRET_ARN` (AWS) call
+/// [`run_single_with`] instead.
+///
 /// [`CommonConfig`]: crate::config::CommonConfig
 pub async fn run_single<F>(
     svc: &'static Service,
@@ -186,24 +189,54 @@ pub async fn run_single<F>(
 where
     F: std::future::Future<Output = ServiceParts>,
 {
+    run_single_with(svc, || async { Ok::<_, BoxError>(None) }, make).await
+}
+
+/// The error type of a [`run_single_with`] database resolver.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// [`run_single`] with a fallback for when `DATABASE_URL` is unset: `database` resolves the
+/// connection options some other way (`kit_aws::database_from_env` reads `DATABASE_SECRET_ARN`
+/// from Secrets Manager) or returns `None`, and then the binary fails naming both variables.
+/// It runs after telemetry is initialised, so its logs are JSON like the rest. Keeping the
+/// resolver a closure keeps kit itself free of the AWS SDK.
+pub async fn run_single_with<D, DF, E, F>(
+    svc: &'static Service,
+    database: D,
+    make: impl FnOnce(sqlx::PgPool) -> F,
+) -> Result<(), BoxError>
+where
+    D: FnOnce() -> DF,
+    DF: std::future::Future<Output = Result<Option<sqlx::postgres::PgConnectOptions>, E>>,
+    E: Into<BoxError>,
+    F: std::future::Future<Output = ServiceParts>,
+{
     let cfg = crate::config::CommonConfig::from_env()?;
     crate::telemetry::init(cfg.log_format);
-    let url = cfg
-        .database_url
-        .clone()
-        .ok_or_else(|| crate::config::ConfigError {
-            name: "DATABASE_URL".into(),
-            value: String::new(),
-            reason: "required: the PostgreSQL URL of this service's database".into(),
-        })?;
-    let pool = crate::db::pool(
-        &url,
+    let options = match cfg.database_url.as_deref() {
+        Some(url) => crate::db::connect_options(url)?,
+        None => {
+            database()
+                .await
+                .map_err(Into::into)?
+                .ok_or_else(|| crate::config::ConfigError {
+                    name: "DATABASE_URL".into(),
+                    value: String::new(),
+                    reason:
+                        "required (or, in AWS, DATABASE_SECRET_ARN): the PostgreSQL URL of this \
+                     service's database"
+                            .into(),
+                })?
+        }
+    };
+    let pool = crate::db::pool_with(
+        options,
         svc.schema,
         &crate::db::PoolSettings {
             max_connections: cfg.db_max_connections,
             acquire_timeout: cfg.db_acquire_timeout,
         },
-    )?;
+    );
     let migrate_only = std::env::args().nth(1).as_deref() == Some("migrate");
     match crate::db::migrate(&pool, svc.schema, svc.migrator).await {
         Ok(()) if migrate_only => {

@@ -98,7 +98,11 @@ impl FromStr for LogFormat {
 /// | `PORT` | 8080 | TCP port to listen on (all interfaces) |
 /// | `LOG_FORMAT` | json | `json` or `pretty` |
 /// | `RUST_LOG` | info | tracing filter |
-/// | `DATABASE_URL` | — | PostgreSQL URL; required by per-service binaries |
+/// | `DATABASE_URL` | — | PostgreSQL URL; per-service binaries need it or `DATABASE_SECRET_ARN` |
+/// | `DATABASE_SECRET_ARN` | — | AWS: Secrets Manager secret with the database credentials (JSON `username`, `password`, `host`, `port`, `dbname`, `sslmode`), read at start when `DATABASE_URL` is unset (`kit-aws`) |
+/// | `AWS_REGION` | — | AWS region of that secret (set by terraform) |
+/// | `AWS_ENDPOINT_URL` | — | AWS API endpoint override (tests: a moto server); never set in AWS |
+/// | `DATABASE_SSL_ROOT_CERT` | — | PEM CA bundle for the secret's `sslmode` `verify-ca`/`verify-full` (the RDS bundle); unset: Mozilla's roots |
 /// | `DB_MAX_CONNECTIONS` | 10 | pool size per service |
 /// | `DB_ACQUIRE_TIMEOUT_MS` | 2000 | how long a request waits for a pooled connection |
 /// | `SHUTDOWN_GRACE_SECS` | 20 | how long SIGTERM waits for in-flight requests |

@@ -9,7 +9,7 @@ use std::{str::FromStr, time::Duration};
 use sqlx::{
     PgPool,
     migrate::Migrator,
-    postgres::{PgConnectOptions, PgPoolOptions},
+    postgres::{PgConnectOptions, PgPoolOptions, PgSslMode},
 };
 
 /// Pool settings; see [`crate::config::CommonConfig`] for the environment variables.
@@ -46,11 +46,36 @@ pub enum DbError {
 /// The pool connects lazily so a service can start (and report not-ready) while the database is
 /// still coming up; [`migrate`] is the first real use.
 pub fn pool(url: &str, schema: &str, settings: &PoolSettings) -> Result<PgPool, DbError> {
-    let options = PgConnectOptions::from_str(url)
-        .map_err(DbError::Url)?
+    Ok(pool_with(connect_options(url)?, schema, settings))
+}
+
+/// Parses a `postgres://` URL (the `DATABASE_URL` form) into connection options.
+///
+/// A URL without `sslmode` (and no `PGSSLMODE`) connects without TLS, as it did before sqlx was
+/// built with TLS (for the AWS secret's `verify-full`): libpq's default, `prefer`, would now
+/// negotiate TLS with every local server that has it on, changing connect latency under tests.
+/// `?sslmode=require` (or `verify-full` with `sslrootcert=`) opts in.
+pub fn connect_options(url: &str) -> Result<PgConnectOptions, DbError> {
+    let options = PgConnectOptions::from_str(url).map_err(DbError::Url)?;
+    let explicit = url.split_once('?').is_some_and(|(_, query)| {
+        query
+            .split('&')
+            .any(|kv| kv.starts_with("sslmode=") || kv.starts_with("ssl-mode="))
+    }) || std::env::var_os("PGSSLMODE").is_some();
+    Ok(if explicit {
+        options
+    } else {
+        options.ssl_mode(PgSslMode::Disable)
+    })
+}
+
+/// [`pool`] from connection options resolved elsewhere (e.g. from a Secrets Manager secret by
+/// `kit-aws`); the pool still sets its own `application_name` and `search_path`.
+pub fn pool_with(options: PgConnectOptions, schema: &str, settings: &PoolSettings) -> PgPool {
+    let options = options
         .application_name(schema)
         .options([("search_path", schema)]);
-    Ok(PgPoolOptions::new()
+    PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .min_connections(0)
         .acquire_timeout(settings.acquire_timeout)
@@ -58,7 +83,7 @@ pub fn pool(url: &str, schema: &str, settings: &PoolSettings) -> Result<PgPool, 
         // when they have been idle a while, to keep the hot path free of extra round trips.
         .test_before_acquire(false)
         .idle_timeout(Some(Duration::from_mins(5)))
-        .connect_lazy_with(options))
+        .connect_lazy_with(options)
 }
 
 /// Applies `migrator` (from `sqlx::migrate!`) inside `schema`, creating the schema if needed.
@@ -120,4 +145,19 @@ pub fn spawn_pool_metrics(service: &'static str, pool: PgPool) {
                 .set(f64::from(pool.options().get_max_connections()));
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_sslmode_is_honoured_and_defaults_to_no_tls() {
+        let opts = connect_options("postgres://u:p@h:5433/d?sslmode=require").unwrap();
+        assert!(matches!(opts.get_ssl_mode(), PgSslMode::Require));
+        if std::env::var_os("PGSSLMODE").is_none() {
+            let opts = connect_options("postgres://u:p@h:5433/d").unwrap();
+            assert!(matches!(opts.get_ssl_mode(), PgSslMode::Disable));
+        }
+    }
 }

@@ -11,11 +11,20 @@ use kit::{
     health::{DbReady, Health, ReadinessCheck},
     pg::PgServer,
 };
+use sqlx::postgres::PgConnectOptions;
 
 const ENV_HELP: &str = "\
 Environment (all optional):
-  DATABASE_URL            PostgreSQL URL. Unset: start a throwaway local server (initdb + pg_ctl
-                          from the system's PostgreSQL, deleted on exit)
+  DATABASE_URL            PostgreSQL URL. Unset (and no DATABASE_SECRET_ARN): start a throwaway
+                          local server (initdb + pg_ctl from the system's PostgreSQL, deleted on
+                          exit); migrate needs one of the two
+  DATABASE_SECRET_ARN     AWS: Secrets Manager secret with the database credentials (JSON
+                          username, password, host, port, dbname, sslmode), read at start when
+                          DATABASE_URL is unset
+  AWS_REGION              region of that secret; AWS_ENDPOINT_URL overrides the AWS endpoint
+                          (tests: a moto server); credentials from the usual AWS SDK chain
+  DATABASE_SSL_ROOT_CERT  PEM CA bundle (the RDS bundle) for the secret's sslmode
+                          verify-ca/verify-full
   PORT                    listen port (default 8080; --port wins)
   LOG_FORMAT              json | pretty (default json)
   RUST_LOG                log filter (default info)
@@ -53,7 +62,8 @@ enum Command {
         #[arg(long)]
         no_sample_data: bool,
     },
-    /// Apply every service's migrations to DATABASE_URL and exit.
+    /// Apply every service's migrations to DATABASE_URL (or DATABASE_SECRET_ARN's database) and
+    /// exit.
     Migrate,
     /// Start a throwaway PostgreSQL, print `DATABASE_URL=...` on stdout, and keep it running
     /// until SIGTERM/Ctrl-C (or until the process --watch-pid names exits); then delete it.
@@ -80,17 +90,16 @@ async fn main() -> anyhow::Result<()> {
             no_sample_data,
         } => serve(cfg, port, &bind, !no_sample_data).await,
         Command::Migrate => {
-            let url = cfg
-                .database_url
-                .clone()
-                .context("DATABASE_URL must be set for migrate")?;
-            let pools = connect_all(&cfg, &url)?;
+            let options = configured_database(&cfg)
+                .await?
+                .context("DATABASE_URL or DATABASE_SECRET_ARN must be set for migrate")?;
+            let pools = connect_all(&cfg, options);
             migrate_all(&pools).await
         }
         Command::Postgres { watch_pid } => run_postgres(watch_pid).await,
         Command::Openapi => {
             let url = "postgres://unused@127.0.0.1:1/unused";
-            let pools = connect_all(&cfg, url)?;
+            let pools = connect_all(&cfg, kit::db::connect_options(url)?);
             let (routers, _) = mounted(&pools, false).await?;
             let (_app, doc) = kit::app::build_with_doc(
                 "meridian",
@@ -110,15 +119,24 @@ struct Pools {
     calls: sqlx::PgPool,
 }
 
-fn connect_all(cfg: &CommonConfig, url: &str) -> anyhow::Result<Pools> {
+/// The database the environment names: `DATABASE_URL`, else `DATABASE_SECRET_ARN` read from
+/// Secrets Manager (AWS), else `None`.
+async fn configured_database(cfg: &CommonConfig) -> anyhow::Result<Option<PgConnectOptions>> {
+    if let Some(url) = cfg.database_url.as_deref() {
+        return Ok(Some(kit::db::connect_options(url)?));
+    }
+    Ok(kit_aws::database_from_env().await?)
+}
+
+fn connect_all(cfg: &CommonConfig, options: PgConnectOptions) -> Pools {
     let settings = kit::db::PoolSettings {
         max_connections: cfg.db_max_connections,
         acquire_timeout: cfg.db_acquire_timeout,
     };
-    Ok(Pools {
-        streams: kit::db::pool(url, streams::SERVICE.schema, &settings)?,
-        calls: kit::db::pool(url, calls::SERVICE.schema, &settings)?,
-    })
+    Pools {
+        streams: kit::db::pool_with(options.clone(), streams::SERVICE.schema, &settings),
+        calls: kit::db::pool_with(options, calls::SERVICE.schema, &settings),
+    }
 }
 
 async fn migrate_all(pools: &Pools) -> anyhow::Result<()> {
@@ -182,11 +200,23 @@ async fn serve(
     bind: &str,
     sample: bool,
 ) -> anyhow::Result<()> {
-    let server = PgServer::ensure(cfg.database_url.as_deref()).await?;
-    if server.is_throwaway() {
-        tracing::info!(url = %server.url(), "started a throwaway PostgreSQL (deleted on exit)");
-    }
-    let pools = connect_all(&cfg, server.url())?;
+    // DATABASE_URL (checked reachable), else DATABASE_SECRET_ARN, else a throwaway local server
+    // kept until exit.
+    let secret = match cfg.database_url {
+        Some(_) => None,
+        None => kit_aws::database_from_env().await?,
+    };
+    let (options, server) = match secret {
+        Some(options) => (options, None),
+        None => {
+            let server = PgServer::ensure(cfg.database_url.as_deref()).await?;
+            if server.is_throwaway() {
+                tracing::info!(url = %server.url(), "started a throwaway PostgreSQL (deleted on exit)");
+            }
+            (kit::db::connect_options(server.url())?, Some(server))
+        }
+    };
+    let pools = connect_all(&cfg, options);
     migrate_all(&pools).await?;
     if sample {
         streams::load_sample_data(&pools.streams).await?;
