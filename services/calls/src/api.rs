@@ -55,18 +55,15 @@ pub struct AppState {
 /// An earlier version ran each decision on the blocking pool under `tokio::time::timeout`; the
 /// thread hand-off cost more than the decision (about half the service's throughput) and bought
 /// nothing a bounded engine needs: its work between two budget checks is one node.
-pub fn guarded<F, G>(decide: F, fallback: G) -> (Decision, bool)
+pub fn guarded<F, G>(decide: F, fallback: G) -> Decision
 where
     F: FnOnce() -> Decision,
     G: FnOnce(&str) -> Decision,
 {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(decide)) {
-        Ok(d) => (d, true),
-        Err(_) => {
-            tracing::error!("decision panicked; static fallback");
-            (fallback("decision failed"), false)
-        }
-    }
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(decide)).unwrap_or_else(|_| {
+        tracing::error!("decision panicked; static fallback");
+        fallback("decision failed")
+    })
 }
 
 fn outcome(d: &Decision) -> &'static str {
@@ -125,7 +122,7 @@ async fn decide(
         emergency_target: st.settings.emergency_target.as_deref(),
         deadline: Some(deadline),
     };
-    let (mut decision, _) = guarded(
+    let mut decision = guarded(
         || {
             if snap.is_none() {
                 engine::static_fallback(&ctx, &req, "no routing snapshot loaded")

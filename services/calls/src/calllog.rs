@@ -109,7 +109,8 @@ pub fn spawn_retention(pool: PgPool, retention: Option<chrono::Duration>, interv
         return;
     };
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
+        // First run one interval after start: a starting replica has better things to do.
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
