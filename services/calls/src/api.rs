@@ -17,7 +17,7 @@ use sqlx::PgPool;
 use crate::{
     calllog::CallLog,
     domain::{
-        engine::{self, Action, Ctx, Decision, DecisionRequest, Event, Routing, Source},
+        engine::{self, Ctx, Decision, DecisionRequest, Event, Routing, Source},
         model::{PbxConfig, SubscriberConfig},
         validate,
     },
@@ -64,19 +64,6 @@ where
         tracing::error!("decision panicked; static fallback");
         fallback("decision failed")
     })
-}
-
-fn outcome(d: &Decision) -> &'static str {
-    match d.actions.first() {
-        Some(Action::Play { .. } | Action::Say { .. }) => "announce",
-        Some(Action::Menu { .. }) => "menu",
-        Some(Action::Connect { .. }) => "connect",
-        Some(Action::Enqueue { .. }) => "enqueue",
-        Some(Action::Voicemail { .. }) => "voicemail",
-        Some(Action::Continue) => "continue",
-        Some(Action::Hangup { .. }) => "hangup",
-        None => "wait",
-    }
 }
 
 fn check_request(req: &DecisionRequest) -> ApiResult<()> {
@@ -136,8 +123,7 @@ async fn decide(
         decision.source = Source::Snapshot;
     }
     let source = decision.source;
-    let outcome = outcome(&decision);
-    crate::metrics::decision(source, outcome);
+    let outcome = crate::metrics::decision(&decision);
     if decision.notes.iter().any(|n| n == engine::OVER_BUDGET) {
         tracing::error!(budget = ?st.settings.decision_budget, "decision over budget; static fallback");
     }

@@ -82,25 +82,20 @@ pub async fn purge_before(
     cutoff: DateTime<Utc>,
     batch: i64,
 ) -> Result<u64, sqlx::Error> {
-    let mut total = 0;
-    loop {
-        let n = sqlx::query(
+    // The pause gives the decisions' own step writes room between full batches.
+    kit::db::in_batches(batch, Duration::from_millis(20), |n| async move {
+        Ok(sqlx::query(
             "DELETE FROM calls.call_steps WHERE id IN ( \
                SELECT id FROM calls.call_steps WHERE decided_at < $1 \
                 LIMIT $2 FOR UPDATE SKIP LOCKED)",
         )
         .bind(cutoff)
-        .bind(batch)
+        .bind(n)
         .execute(pool)
         .await?
-        .rows_affected();
-        total += n;
-        if n < batch.unsigned_abs() {
-            return Ok(total);
-        }
-        // Give the decisions' own writes room between full batches.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        .rows_affected())
+    })
+    .await
 }
 
 /// Every `interval`, deletes steps older than `retention` (none when `retention` is `None`).

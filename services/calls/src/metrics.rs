@@ -6,10 +6,11 @@ use std::sync::OnceLock;
 
 use metrics::Counter;
 
-use crate::domain::engine::Source;
+use crate::domain::engine::{Action, Decision, Source};
 
-/// What the first action of an answer does (the `outcome` label).
-pub const OUTCOMES: [&str; 8] = [
+/// What the first action of an answer does (the `outcome` label); the index into `OUTCOMES`
+/// is the counter's place among the pre-registered handles.
+const OUTCOMES: [&str; 8] = [
     "announce",
     "menu",
     "connect",
@@ -20,6 +21,19 @@ pub const OUTCOMES: [&str; 8] = [
     "wait",
 ];
 
+fn outcome_index(d: &Decision) -> usize {
+    match d.actions.first() {
+        Some(Action::Play { .. } | Action::Say { .. }) => 0,
+        Some(Action::Menu { .. }) => 1,
+        Some(Action::Connect { .. }) => 2,
+        Some(Action::Enqueue { .. }) => 3,
+        Some(Action::Voicemail { .. }) => 4,
+        Some(Action::Continue) => 5,
+        Some(Action::Hangup { .. }) => 6,
+        None => 7,
+    }
+}
+
 struct Handles {
     decisions: Vec<Counter>,
     dropped: Counter,
@@ -27,7 +41,11 @@ struct Handles {
 
 fn handles() -> &'static Handles {
     static H: OnceLock<Handles> = OnceLock::new();
-    H.get_or_init(|| Handles {
+    H.get_or_init(|| {
+        // A handle belongs to the recorder installed when it is created: install the kit's now,
+        // or these would count into the no-op recorder (services start before the app is built).
+        kit::metrics::install();
+        Handles {
         decisions: Source::ALL
             .iter()
             .flat_map(|s| {
@@ -37,16 +55,18 @@ fn handles() -> &'static Handles {
             })
             .collect(),
         dropped: metrics::counter!("calls_log_queue_dropped_total"),
+    }
     })
 }
 
-/// Counts one decision (`calls_decisions_total{source,outcome}`).
-pub fn decision(source: Source, outcome: &'static str) {
-    let s = Source::ALL.iter().position(|x| *x == source).unwrap_or(0);
-    let o = OUTCOMES.iter().position(|x| *x == outcome).unwrap_or(0);
+/// Counts one decision (`calls_decisions_total{source,outcome}`) and returns its outcome label.
+pub fn decision(d: &Decision) -> &'static str {
+    let s = Source::ALL.iter().position(|x| *x == d.source).unwrap_or(0);
+    let o = outcome_index(d);
     if let Some(c) = handles().decisions.get(s * OUTCOMES.len() + o) {
         c.increment(1);
     }
+    OUTCOMES[o]
 }
 
 /// Counts call-log records dropped because the queue was full or the database refused a batch.

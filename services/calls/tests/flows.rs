@@ -584,3 +584,43 @@ async fn step_log_retention_deletes_only_steps_past_the_cutoff() {
         "idempotent"
     );
 }
+
+#[tokio::test]
+async fn decisions_are_counted_by_source_and_outcome() {
+    let h = harness().await;
+    h.configure(&serde_json::from_str(HOSPITAL).expect("fixture"))
+        .await;
+    h.step(start("m1")).await;
+    h.step(start("m2")).await;
+    h.step(
+        json!({ "request_id": "u-0", "call_id": "u", "call_type": "pbx", "direction": "inbound",
+            "from": "+46700000001", "to": "+46109999999", "event": "call_started" }),
+    )
+    .await;
+    let metrics = h
+        .http
+        .get(format!("{}/metrics", h.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    let value = |source: &str, outcome: &str| {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("calls_decisions_total{")
+                    && l.contains(&format!("source=\"{source}\""))
+                    && l.contains(&format!("outcome=\"{outcome}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .unwrap_or_else(|| panic!("no {source}/{outcome} series in\n{metrics}"))
+            .to_owned()
+    };
+    // The hospital's entry is a greeting then a menu: the first action is the announcement.
+    assert_eq!(value("live", "announce"), "2");
+    assert_eq!(value("static_fallback", "hangup"), "1", "unknown number");
+    // Registered at start, so alerts see the series before the first such answer.
+    assert_eq!(value("snapshot", "voicemail"), "0");
+}

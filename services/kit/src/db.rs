@@ -126,6 +126,29 @@ pub async fn applied_version(pool: &PgPool, schema: &str) -> Result<Option<i64>,
     .await
 }
 
+/// Runs `batch_op(batch)` (a bounded DELETE, say) until it affects fewer than `batch` rows,
+/// pausing `pause` between full batches so a large backlog cannot monopolise the pool or the
+/// writer. Returns the rows affected in total.
+pub async fn in_batches<F, Fut>(
+    batch: i64,
+    pause: Duration,
+    mut batch_op: F,
+) -> Result<u64, sqlx::Error>
+where
+    F: FnMut(i64) -> Fut,
+    Fut: std::future::Future<Output = Result<u64, sqlx::Error>>,
+{
+    let mut total = 0;
+    loop {
+        let n = batch_op(batch).await?;
+        total += n;
+        if n < batch.unsigned_abs() {
+            return Ok(total);
+        }
+        tokio::time::sleep(pause).await;
+    }
+}
+
 /// Samples pool usage into `db_pool_connections{service,state}` and `db_pool_max_connections`.
 pub fn spawn_pool_metrics(service: &'static str, pool: PgPool) {
     tokio::spawn(async move {

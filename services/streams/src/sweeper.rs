@@ -13,16 +13,10 @@ use crate::{domain::Settings, store};
 
 /// Runs one sweep: batches until a batch comes back short. Returns rows deleted.
 pub async fn sweep_once(pool: &PgPool, batch: i64) -> Result<u64, sqlx::Error> {
-    let mut total = 0;
-    loop {
-        let n = store::sweep_batch(pool, batch).await?;
-        total += n;
-        if n < batch.unsigned_abs() {
-            return Ok(total);
-        }
-        // Yield between full batches so a large backlog cannot monopolise the pool.
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    kit::db::in_batches(batch, Duration::from_millis(10), |n| {
+        store::sweep_batch(pool, n)
+    })
+    .await
 }
 
 /// Advisory-lock key of the gauge sampler ("streams gauge"): one replica at a time holds it.
