@@ -4,11 +4,7 @@ terraform {
   required_providers {
     aws = {
       source  = "hashicorp/aws"
-      version = ">= 6.0, < 7.0"
-    }
-    tls = {
-      source  = "hashicorp/tls"
-      version = ">= 4.0, < 5.0"
+      version = ">= 5.100, < 7.0"
     }
   }
 }

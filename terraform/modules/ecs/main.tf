@@ -8,7 +8,7 @@ data "aws_region" "current" {}
 
 locals {
   partition = data.aws_partition.current.partition
-  region    = data.aws_region.current.region
+  region    = data.aws_region.current.id
 }
 
 resource "aws_ecs_cluster" "this" {

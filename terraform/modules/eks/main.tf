@@ -156,15 +156,12 @@ resource "aws_eks_access_policy_association" "admin" {
 # Both are offered: EKS Pod Identity (agent add-on below) is the default for new roles
 # (the alb module uses it); the OIDC provider keeps IRSA available for charts that need it.
 
-data "tls_certificate" "oidc" {
-  url = aws_eks_cluster.this.identity[0].oidc[0].issuer
-}
-
+# No thumbprint_list: IAM obtains it itself when none is given and verifies the EKS issuer
+# against its own trusted root CAs, so fetching the certificate here (tls provider) added nothing.
 resource "aws_iam_openid_connect_provider" "this" {
-  url             = aws_eks_cluster.this.identity[0].oidc[0].issuer
-  client_id_list  = ["sts.amazonaws.com"]
-  thumbprint_list = [data.tls_certificate.oidc.certificates[0].sha1_fingerprint]
-  tags            = var.tags
+  url            = aws_eks_cluster.this.identity[0].oidc[0].issuer
+  client_id_list = ["sts.amazonaws.com"]
+  tags           = var.tags
 }
 
 # ----------------------------------------------------------------------------- nodes

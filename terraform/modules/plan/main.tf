@@ -107,6 +107,13 @@ locals {
     }
   ]...)
 
+  # Admin routes of each service, as ALB path patterns (at most 5 per service: one listener rule).
+  # The public listener answers them 404 before the service's forward rule; only the internal
+  # ALB forwards them (the service still requires an admin scope on every one of them).
+  admin_path_patterns = {
+    calls = ["/calls/v1/pbx*", "/calls/v1/subscribers*", "/calls/v1/audit*", "/calls/v1/snapshot*"]
+  }
+
   services = {
     for i, s in var.services : s => {
       path_prefix  = "/${s}"
@@ -118,6 +125,7 @@ locals {
       metrics_path = "/metrics"
       priority     = 100 + i * 10
       critical     = s == "calls"
+      admin_path_patterns = lookup(local.admin_path_patterns, s, [])
     }
   }
 

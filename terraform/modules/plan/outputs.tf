@@ -90,7 +90,7 @@ output "all_country_cidrs" {
 }
 
 output "services" {
-  description = "Per-service routing: path prefix, port, schema, health check path, listener rule priority."
+  description = "Per-service routing: path prefix, port, schema, health check path, listener rule priority, admin path patterns (internal ALB only)."
   value       = local.services
 }
 

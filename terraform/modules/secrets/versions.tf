@@ -4,7 +4,11 @@ terraform {
   required_providers {
     aws = {
       source  = "hashicorp/aws"
-      version = ">= 6.0, < 7.0"
+      version = ">= 5.100, < 7.0"
+      # Generates secret values (ephemeral, module ./generated). The same configuration as the
+      # default in a stack; a separate name so that offline tests can mock everything else
+      # (mocked providers cannot open ephemeral resources).
+      configuration_aliases = [aws.generator]
     }
   }
 }

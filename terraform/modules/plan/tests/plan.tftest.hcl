@@ -138,6 +138,14 @@ run "services_routing" {
   }
 
   assert {
+    condition = (
+      toset(output.services.calls.admin_path_patterns) == toset(["/calls/v1/pbx*", "/calls/v1/subscribers*", "/calls/v1/audit*", "/calls/v1/snapshot*"])
+      && alltrue([for k, s in output.services : length(s.admin_path_patterns) == 0 if k != "calls"])
+    )
+    error_message = "calls' admin routes (pbx, subscribers, audit, snapshot) are its admin path patterns; no other service has any yet."
+  }
+
+  assert {
     condition     = alltrue([for k, v in output.tags : length(v) > 0]) && output.tags.Country == "SE"
     error_message = "default tags must be non-empty."
   }
