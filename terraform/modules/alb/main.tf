@@ -8,8 +8,20 @@ data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}
 
 locals {
-  partition  = data.aws_partition.current.partition
-  log_prefix = "alb"
+  partition           = data.aws_partition.current.partition
+  log_prefix          = "alb"
+  internal_log_prefix = "alb-internal"
+
+  # Services with admin routes: the public listener answers those paths 404; the internal ALB
+  # (scheme internal, reachable from the VPC and var.admin_ingress_cidrs only) forwards them.
+  admin_services = { for k, s in var.services : k => s if length(s.admin_path_patterns) > 0 }
+  internal       = length(local.admin_services) > 0
+
+  not_found = {
+    content_type = "application/json"
+    status_code  = "404"
+    message_body = "{\"type\":\"about:blank\",\"title\":\"Not Found\",\"status\":404}"
+  }
 }
 
 # ----------------------------------------------------------------------------- security group
@@ -111,9 +123,12 @@ resource "aws_s3_bucket_lifecycle_configuration" "logs" {
 
 data "aws_iam_policy_document" "logs" {
   statement {
-    sid       = "ElbLogDelivery"
-    actions   = ["s3:PutObject"]
-    resources = ["${aws_s3_bucket.logs.arn}/${local.log_prefix}/AWSLogs/${data.aws_caller_identity.current.account_id}/*"]
+    sid     = "ElbLogDelivery"
+    actions = ["s3:PutObject"]
+    resources = [
+      for prefix in [local.log_prefix, local.internal_log_prefix] :
+      "${aws_s3_bucket.logs.arn}/${prefix}/AWSLogs/${data.aws_caller_identity.current.account_id}/*"
+    ]
     principals {
       type        = "AWS"
       identifiers = ["arn:${local.partition}:iam::${var.elb_log_delivery_account_id}:root"]
@@ -207,13 +222,40 @@ resource "aws_lb_listener" "https" {
   default_action {
     type = "fixed-response"
     fixed_response {
-      content_type = "application/json"
-      status_code  = "404"
-      message_body = "{\"type\":\"about:blank\",\"title\":\"Not Found\",\"status\":404}"
+      content_type = local.not_found.content_type
+      status_code  = local.not_found.status_code
+      message_body = local.not_found.message_body
     }
   }
 
   tags = var.tags
+}
+
+# Admin routes are not on the internet: answered 404 here, one priority before the service's
+# forward rule (a listener evaluates rules in priority order, first match wins). Same body as
+# the default action, so the public side does not learn that the path exists.
+resource "aws_lb_listener_rule" "admin_not_public" {
+  for_each = local.admin_services
+
+  listener_arn = aws_lb_listener.https.arn
+  priority     = each.value.priority - 1
+
+  condition {
+    path_pattern {
+      values = each.value.admin_path_patterns
+    }
+  }
+
+  action {
+    type = "fixed-response"
+    fixed_response {
+      content_type = local.not_found.content_type
+      status_code  = local.not_found.status_code
+      message_body = local.not_found.message_body
+    }
+  }
+
+  tags = merge(var.tags, { Service = each.key })
 }
 
 resource "aws_lb_listener_rule" "service" {
@@ -231,6 +273,154 @@ resource "aws_lb_listener_rule" "service" {
   action {
     type             = "forward"
     target_group_arn = aws_lb_target_group.this[each.key].arn
+  }
+
+  tags = merge(var.tags, { Service = each.key })
+}
+
+# ----------------------------------------------------------------------------- internal ALB (admin routes)
+# Bearer-token API clients (operators' tooling, the pipeline) call the admin routes; ALB
+# authenticate-oidc would turn them into browser redirects, so they get a separate internal
+# ALB instead of an authenticating rule on the public one. The service still checks the
+# token's admin scope on every request: this is the network layer in front of it.
+
+resource "aws_security_group" "internal" {
+  count = local.internal ? 1 : 0
+
+  name        = "${var.name}-alb-internal"
+  description = "Internal ALB ${var.name}: HTTPS from the VPC and admin networks, service ports out"
+  vpc_id      = var.vpc_id
+  tags        = merge(var.tags, { Name = "${var.name}-alb-internal" })
+}
+
+resource "aws_vpc_security_group_ingress_rule" "internal_https" {
+  for_each = local.internal ? toset(distinct(concat([var.vpc_cidr], var.admin_ingress_cidrs))) : toset([])
+
+  security_group_id = aws_security_group.internal[0].id
+  description       = "HTTPS from ${each.key}"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  cidr_ipv4         = each.key
+}
+
+resource "aws_vpc_security_group_egress_rule" "internal_targets" {
+  for_each = toset([for s in values(local.admin_services) : tostring(s.port)])
+
+  security_group_id = aws_security_group.internal[0].id
+  description       = "To admin service targets on ${each.key}"
+  ip_protocol       = "tcp"
+  from_port         = tonumber(each.key)
+  to_port           = tonumber(each.key)
+  cidr_ipv4         = var.vpc_cidr
+}
+
+resource "aws_lb" "internal" {
+  # checkov:skip=CKV2_AWS_76:internal ALB, unreachable from the internet (private subnets, security group admits the VPC and admin CIDRs); its callers are operators' tooling with admin tokens, the WAF's public-traffic rules (anonymous IPs, Log4j payloads) protect the public ALB
+  count = local.internal ? 1 : 0
+
+  name               = "${var.name}-int"
+  load_balancer_type = "application"
+  internal           = true
+  subnets            = var.private_subnet_ids
+  security_groups    = [aws_security_group.internal[0].id]
+
+  drop_invalid_header_fields = true
+  enable_deletion_protection = true
+  idle_timeout               = var.idle_timeout
+
+  access_logs {
+    bucket  = aws_s3_bucket.logs.id
+    prefix  = local.internal_log_prefix
+    enabled = true
+  }
+
+  tags = var.tags
+
+  lifecycle {
+    precondition {
+      condition     = length(var.private_subnet_ids) >= 2
+      error_message = "services with admin paths need the internal ALB: pass private_subnet_ids (two AZs at least)."
+    }
+  }
+
+  depends_on = [aws_s3_bucket_policy.logs]
+}
+
+# A target group belongs to one load balancer, so the admin routes get their own, registered
+# with the same tasks/pods as the service's public one (ECS: a second load_balancer block; EKS:
+# a second TargetGroupBinding, output target_group_bindings).
+resource "aws_lb_target_group" "admin" {
+  # checkov:skip=CKV_AWS_378:TLS terminates at the internal ALB (TLS 1.3 policy); ALB -> pod/task is HTTP inside the VPC, restricted by security groups
+  for_each = local.admin_services
+
+  name                 = "${var.name}-${each.key}-adm"
+  vpc_id               = var.vpc_id
+  target_type          = "ip"
+  protocol             = "HTTP"
+  port                 = each.value.port
+  deregistration_delay = var.deregistration_delay
+
+  health_check {
+    enabled             = true
+    path                = each.value.health_path
+    protocol            = "HTTP"
+    port                = "traffic-port"
+    matcher             = "200"
+    interval            = 10
+    timeout             = 5
+    healthy_threshold   = 2
+    unhealthy_threshold = 2
+  }
+
+  tags = merge(var.tags, { Service = each.key, Listener = "internal" })
+
+  lifecycle {
+    create_before_destroy = true
+
+    precondition {
+      condition     = length("${var.name}-${each.key}-adm") <= 32
+      error_message = "target group name ${var.name}-${each.key}-adm is longer than 32 characters."
+    }
+  }
+}
+
+resource "aws_lb_listener" "internal_https" {
+  count = local.internal ? 1 : 0
+
+  load_balancer_arn = aws_lb.internal[0].arn
+  port              = 443
+  protocol          = "HTTPS"
+  ssl_policy        = var.ssl_policy
+  certificate_arn   = coalesce(var.admin_certificate_arn, var.certificate_arn)
+
+  default_action {
+    type = "fixed-response"
+    fixed_response {
+      content_type = local.not_found.content_type
+      status_code  = local.not_found.status_code
+      message_body = local.not_found.message_body
+    }
+  }
+
+  tags = var.tags
+}
+
+resource "aws_lb_listener_rule" "admin" {
+  for_each = local.admin_services
+
+  listener_arn = aws_lb_listener.internal_https[0].arn
+  priority     = each.value.priority
+
+  condition {
+    path_pattern {
+      values = each.value.admin_path_patterns
+    }
+  }
+
+  action {
+    type             = "forward"
+    target_group_arn = aws_lb_target_group.admin[each.key].arn
   }
 
   tags = merge(var.tags, { Service = each.key })
@@ -386,7 +576,7 @@ data "aws_iam_policy_document" "lbc" {
   statement {
     sid       = "RegisterPodsInOurTargetGroups"
     actions   = ["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"]
-    resources = [for tg in aws_lb_target_group.this : tg.arn]
+    resources = concat([for tg in aws_lb_target_group.this : tg.arn], [for tg in aws_lb_target_group.admin : tg.arn])
   }
 
   statement {

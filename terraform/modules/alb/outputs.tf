@@ -38,24 +38,64 @@ output "lb_controller_role_arn" {
   value       = try(aws_iam_role.lbc[0].arn, null)
 }
 
+output "admin_target_group_arns" {
+  description = "Service name => target group of its admin routes on the internal ALB (only services with admin_path_patterns)."
+  value       = { for s, tg in aws_lb_target_group.admin : s => tg.arn }
+}
+
+output "internal_dns_name" {
+  description = "Internal ALB DNS name (admin routes; null without admin paths): point the admin hostname (private record) here."
+  value       = try(aws_lb.internal[0].dns_name, null)
+}
+
+output "internal_zone_id" {
+  description = "Internal ALB hosted zone ID for alias records."
+  value       = try(aws_lb.internal[0].zone_id, null)
+}
+
+output "internal_security_group_id" {
+  description = "Internal ALB security group: allow it into the admin services' tasks/pods on their port (null without admin paths)."
+  value       = try(aws_security_group.internal[0].id, null)
+}
+
 output "target_group_bindings" {
-  description = "TargetGroupBinding manifests (YAML) that the Buildkite cluster-addons step applies on EKS: each binds the service's active Service to its target group."
-  value = {
-    for s, tg in aws_lb_target_group.this : s => yamlencode({
-      apiVersion = "elbv2.k8s.aws/v1beta1"
-      kind       = "TargetGroupBinding"
-      metadata   = { name = s, namespace = var.kubernetes_namespace }
-      spec = {
-        serviceRef     = { name = s, port = var.services[s].port }
-        targetGroupARN = tg.arn
-        targetType     = "ip"
-        networking = {
-          ingress = [{
-            from  = [{ securityGroup = { groupID = aws_security_group.alb.id } }]
-            ports = [{ protocol = "TCP", port = var.services[s].port }]
-          }]
+  description = "TargetGroupBinding manifests (YAML) that the Buildkite cluster-addons step applies on EKS: each binds the service's active Service to its target group (<service>), and to its admin target group on the internal ALB (<service>-admin)."
+  value = merge(
+    {
+      for s, tg in aws_lb_target_group.this : s => yamlencode({
+        apiVersion = "elbv2.k8s.aws/v1beta1"
+        kind       = "TargetGroupBinding"
+        metadata   = { name = s, namespace = var.kubernetes_namespace }
+        spec = {
+          serviceRef     = { name = s, port = var.services[s].port }
+          targetGroupARN = tg.arn
+          targetType     = "ip"
+          networking = {
+            ingress = [{
+              from  = [{ securityGroup = { groupID = aws_security_group.alb.id } }]
+              ports = [{ protocol = "TCP", port = var.services[s].port }]
+            }]
+          }
         }
-      }
-    })
-  }
+      })
+    },
+    {
+      for s, tg in aws_lb_target_group.admin : "${s}-admin" => yamlencode({
+        apiVersion = "elbv2.k8s.aws/v1beta1"
+        kind       = "TargetGroupBinding"
+        metadata   = { name = "${s}-admin", namespace = var.kubernetes_namespace }
+        spec = {
+          serviceRef     = { name = s, port = var.services[s].port }
+          targetGroupARN = tg.arn
+          targetType     = "ip"
+          networking = {
+            ingress = [{
+              from  = [{ securityGroup = { groupID = aws_security_group.internal[0].id } }]
+              ports = [{ protocol = "TCP", port = var.services[s].port }]
+            }]
+          }
+        }
+      })
+    },
+  )
 }

@@ -61,12 +61,13 @@ variable "ingress_cidrs" {
 }
 
 variable "services" {
-  description = "Service routing from the plan module: name => {path_pattern, port, health_path, priority}."
+  description = "Service routing from the plan module: name => {path_pattern, port, health_path, priority, admin_path_patterns}. Admin path patterns are answered 404 on the public listener and forwarded only by the internal ALB."
   type = map(object({
-    path_pattern = list(string)
-    port         = number
-    health_path  = string
-    priority     = number
+    path_pattern        = list(string)
+    port                = number
+    health_path         = string
+    priority            = number
+    admin_path_patterns = optional(list(string), [])
   }))
 
   validation {
@@ -77,6 +78,53 @@ variable "services" {
   validation {
     condition     = alltrue([for s in values(var.services) : s.health_path == "/readyz"])
     error_message = "the ALB health check must be /readyz (DB reachable, migrations applied), never /healthz."
+  }
+
+  validation {
+    condition = alltrue([
+      for s in values(var.services) :
+      length(s.admin_path_patterns) <= 5 && alltrue([for p in s.admin_path_patterns : can(regex("^/[A-Za-z0-9._~/*?-]{1,127}$", p))])
+    ])
+    error_message = "admin_path_patterns: at most 5 per service (one listener rule), each an absolute ALB path pattern."
+  }
+
+  validation {
+    # The public listener's 404 rule for a service's admin paths takes priority - 1: it must be
+    # free, so that the rule is evaluated before the service's forward rule and no other.
+    condition = alltrue([
+      for s in values(var.services) :
+      !contains([for o in values(var.services) : o.priority], s.priority - 1) && s.priority > 1
+      if length(s.admin_path_patterns) > 0
+    ])
+    error_message = "a service with admin paths needs priority - 1 free (listener priorities are spaced; see modules/plan)."
+  }
+}
+
+variable "private_subnet_ids" {
+  description = "Private subnets (one per AZ) for the internal ALB that serves the admin paths. Required when any service has admin_path_patterns."
+  type        = list(string)
+  default     = []
+}
+
+variable "admin_ingress_cidrs" {
+  description = "CIDRs (VPN, operators' network) allowed to the internal ALB besides the VPC itself. Never the internet."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.admin_ingress_cidrs : can(cidrhost(c, 0)) && !endswith(c, "/0")])
+    error_message = "admin_ingress_cidrs must be IPv4 CIDRs, never a /0: the internal ALB serves the admin API."
+  }
+}
+
+variable "admin_certificate_arn" {
+  description = "ACM certificate of the internal (admin) hostname, e.g. admin.se.api.example.com. null = certificate_arn (it must then cover that hostname too)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.admin_certificate_arn == null || can(regex("^arn:aws[a-z-]*:acm:", coalesce(var.admin_certificate_arn, "x")))
+    error_message = "admin_certificate_arn must be an ACM certificate ARN."
   }
 }
 
