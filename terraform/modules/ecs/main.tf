@@ -9,6 +9,18 @@ data "aws_region" "current" {}
 locals {
   partition = data.aws_partition.current.partition
   region    = data.aws_region.current.id
+
+  # Names that must never be plain environment (variable validations use it): secrets reach a
+  # task only through `secrets` (valueFrom), resolved by ECS at start.
+  secret_name_pattern = "(^CALLS_TOKEN_KEY|^CALLS_WEBHOOK_SECRETS|(KEY|SECRETS?|PASSWORD|PASSWD|TOKEN|CREDENTIALS?)$)"
+
+  # ECS valueFrom: the secret ARN (current version) or "<arn>::<version stage>:" (no JSON key).
+  secret_refs = {
+    for name, s in var.services : name => {
+      for env, ref in s.secrets : env => ref.version_stage == "AWSCURRENT" ? ref.arn : "${ref.arn}::${ref.version_stage}:"
+    }
+  }
+  admin_services = { for name, s in var.services : name => s if s.admin_target_group_arn != null }
 }
 
 resource "aws_ecs_cluster" "this" {
@@ -44,15 +56,50 @@ data "aws_iam_policy_document" "tasks_assume" {
   }
 }
 
+# One execution role per service (ECS pulls the image, writes logs and resolves `secrets` with
+# it): a service's secrets are readable by its own execution role only.
 resource "aws_iam_role" "execution" {
-  name               = "${var.name}-ecs-execution"
+  for_each = var.services
+
+  name               = "${var.name}-${each.key}-execution"
   assume_role_policy = data.aws_iam_policy_document.tasks_assume.json
-  tags               = var.tags
+  tags               = merge(var.tags, { Service = each.key })
 }
 
 resource "aws_iam_role_policy_attachment" "execution" {
-  role       = aws_iam_role.execution.name
+  for_each = var.services
+
+  role       = aws_iam_role.execution[each.key].name
   policy_arn = "arn:${local.partition}:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
+}
+
+data "aws_iam_policy_document" "execution_secrets" {
+  for_each = { for name, s in var.services : name => s if length(s.secrets) > 0 }
+
+  statement {
+    sid       = "ReadOwnRuntimeSecrets"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = distinct([for ref in values(each.value.secrets) : ref.arn])
+  }
+
+  statement {
+    sid       = "DecryptSecret"
+    actions   = ["kms:Decrypt"]
+    resources = [var.secrets_kms_key_arn]
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["secretsmanager.${local.region}.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "execution_secrets" {
+  for_each = data.aws_iam_policy_document.execution_secrets
+
+  name   = "runtime-secrets"
+  role   = aws_iam_role.execution[each.key].id
+  policy = each.value.json
 }
 
 # One task role per service: it may read only its own DB secret.
@@ -122,6 +169,17 @@ resource "aws_vpc_security_group_egress_rule" "https" {
   cidr_ipv4         = "0.0.0.0/0"
 }
 
+resource "aws_vpc_security_group_ingress_rule" "from_internal_alb" {
+  for_each = var.admin_alb_security_group_id == null ? toset([]) : toset([for s in values(local.admin_services) : tostring(s.port)])
+
+  security_group_id            = aws_security_group.tasks.id
+  description                  = "Service port ${each.key} from the internal (admin) ALB"
+  ip_protocol                  = "tcp"
+  from_port                    = tonumber(each.key)
+  to_port                      = tonumber(each.key)
+  referenced_security_group_id = var.admin_alb_security_group_id
+}
+
 data "aws_vpc" "this" {
   id = var.vpc_id
 }
@@ -154,7 +212,7 @@ resource "aws_ecs_task_definition" "service" {
   network_mode             = "awsvpc"
   cpu                      = each.value.cpu
   memory                   = each.value.memory
-  execution_role_arn       = aws_iam_role.execution.arn
+  execution_role_arn       = aws_iam_role.execution[each.key].arn
   task_role_arn            = aws_iam_role.task[each.key].arn
 
   runtime_platform {
@@ -171,7 +229,7 @@ resource "aws_ecs_task_definition" "service" {
     user                   = "10001:10001"
     stopTimeout            = 60
     portMappings           = [{ containerPort = each.value.port, protocol = "tcp" }]
-    environment = [for k, v in merge(var.environment, {
+    environment = [for k, v in merge(var.environment, each.value.environment, {
       PORT                = tostring(each.value.port)
       LOG_FORMAT          = "json"
       RUST_LOG            = "info"
@@ -179,6 +237,7 @@ resource "aws_ecs_task_definition" "service" {
       AWS_REGION          = local.region
       SERVICE_NAME        = each.key
     }) : { name = k, value = v }]
+    secrets = [for k, ref in local.secret_refs[each.key] : { name = k, valueFrom = ref }]
     logConfiguration = {
       logDriver = "awslogs"
       options = {
@@ -223,6 +282,16 @@ resource "aws_ecs_service" "service" {
     target_group_arn = each.value.target_group_arn
     container_name   = each.key
     container_port   = each.value.port
+  }
+
+  # Admin routes: the same tasks behind the internal ALB's target group.
+  dynamic "load_balancer" {
+    for_each = each.value.admin_target_group_arn == null ? [] : [each.value.admin_target_group_arn]
+    content {
+      target_group_arn = load_balancer.value
+      container_name   = each.key
+      container_port   = each.value.port
+    }
   }
 
   tags = merge(var.tags, { Service = each.key })

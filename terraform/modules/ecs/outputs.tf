@@ -27,3 +27,13 @@ output "task_role_arns" {
   description = "Service name => task role ARN."
   value       = { for s, r in aws_iam_role.task : s => r.arn }
 }
+
+output "execution_role_arns" {
+  description = "Service name => execution role ARN (the only principal that reads that service's runtime secrets)."
+  value       = { for s, r in aws_iam_role.execution : s => r.arn }
+}
+
+output "containers" {
+  description = "Service name => its container definition as registered (image, environment, secrets as ARNs, never values): the base Buildkite registers new revisions from."
+  value       = { for s, td in aws_ecs_task_definition.service : s => one(jsondecode(td.container_definitions)) }
+}

@@ -49,15 +49,27 @@ variable "image_tag" {
 }
 
 variable "services" {
-  description = "name => {port, target_group_arn, database_secret_arn, cpu, memory, desired_count, max_count}."
+  description = <<-EOT
+    name => {port, target_group_arn, admin_target_group_arn, database_secret_arn, cpu, memory,
+    desired_count, max_count, environment, secrets}.
+    environment: plain settings of that service (e.g. the AUTH_* from the identity module).
+    secrets: environment variable => {arn, version_stage} in Secrets Manager, injected by ECS at
+    task start (container `secrets`, read by the service's own execution role); never values.
+  EOT
   type = map(object({
-    port                = number
-    target_group_arn    = string
-    database_secret_arn = string
-    cpu                 = number
-    memory              = number
-    desired_count       = number
-    max_count           = number
+    port                   = number
+    target_group_arn       = string
+    admin_target_group_arn = optional(string)
+    database_secret_arn    = string
+    cpu                    = number
+    memory                 = number
+    desired_count          = number
+    max_count              = number
+    environment            = optional(map(string), {})
+    secrets = optional(map(object({
+      arn           = string
+      version_stage = optional(string, "AWSCURRENT")
+    })), {})
   }))
 
   validation {
@@ -66,6 +78,22 @@ variable "services" {
       contains([256, 512, 1024, 2048, 4096], s.cpu) && s.memory >= 512 && s.desired_count >= 2 && s.desired_count <= s.max_count
     ])
     error_message = "each service needs a Fargate cpu size, memory >= 512 and 2 <= desired_count <= max_count (one task per AZ at least)."
+  }
+
+  validation {
+    condition     = alltrue([for s in values(var.services) : alltrue([for k in keys(s.environment) : !can(regex(local.secret_name_pattern, k))])])
+    error_message = "a service's plain environment has a secret-looking name (…KEY, …SECRET(S), …PASSWORD, …TOKEN, CALLS_TOKEN_KEY*): pass it in secrets (Secrets Manager ARN), never as a value."
+  }
+
+  validation {
+    condition = alltrue([
+      for s in values(var.services) : alltrue([
+        for k, v in s.secrets :
+        can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+$", v.arn)) && contains(["AWSCURRENT", "AWSPENDING", "AWSPREVIOUS"], v.version_stage)
+        && can(regex("^[A-Z][A-Z0-9_]*$", k)) && !contains(keys(s.environment), k)
+      ])
+    ])
+    error_message = "secrets: variable names in upper case, each a Secrets Manager secret ARN with a version stage (AWSCURRENT | AWSPENDING | AWSPREVIOUS), none also in environment."
   }
 }
 
@@ -81,9 +109,20 @@ variable "cpu_architecture" {
 }
 
 variable "environment" {
-  description = "Extra plain environment variables for every service (never secrets)."
+  description = "Extra plain environment variables for every service (never secrets: secret-looking names are refused)."
   type        = map(string)
   default     = {}
+
+  validation {
+    condition     = alltrue([for k in keys(var.environment) : !can(regex(local.secret_name_pattern, k))])
+    error_message = "environment has a secret-looking name (…KEY, …SECRET(S), …PASSWORD, …TOKEN, CALLS_TOKEN_KEY*): secrets go in services[*].secrets, from Secrets Manager."
+  }
+}
+
+variable "admin_alb_security_group_id" {
+  description = "Security group of the internal ALB (admin routes) allowed into the tasks of services with an admin_target_group_arn. null without admin routes."
+  type        = string
+  default     = null
 }
 
 variable "logs_kms_key_arn" {

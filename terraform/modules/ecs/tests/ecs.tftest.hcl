@@ -1,0 +1,189 @@
+# Offline, with a mocked aws provider: what every task definition carries (AUTH_* for every
+# service, calls' secrets only by reference), and who may read those secrets.
+
+mock_provider "aws" {
+  mock_data "aws_iam_policy_document" {
+    defaults = { json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}" }
+  }
+  mock_data "aws_partition" {
+    defaults = { partition = "aws" }
+  }
+  mock_data "aws_region" {
+    defaults = { id = "eu-north-1" }
+  }
+  mock_data "aws_vpc" {
+    defaults = { cidr_block = "10.12.0.0/16" }
+  }
+  mock_resource "aws_iam_role" {
+    defaults = { arn = "arn:aws:iam::111111111111:role/mock" }
+  }
+  mock_resource "aws_ecs_cluster" {
+    defaults = { arn = "arn:aws:ecs:eu-north-1:111111111111:cluster/mock" }
+  }
+  mock_resource "aws_ecs_task_definition" {
+    defaults = { arn = "arn:aws:ecs:eu-north-1:111111111111:task-definition/mock:1" }
+  }
+}
+
+variables {
+  name                        = "meridian-prod-dk"
+  vpc_id                      = "vpc-0123456789abcdef0"
+  private_subnet_ids          = ["subnet-a", "subnet-b", "subnet-c"]
+  alb_security_group_id       = "sg-0123456789abcdef0"
+  admin_alb_security_group_id = "sg-0fedcba9876543210"
+  image_registry              = "999999999999.dkr.ecr.eu-north-1.amazonaws.com/meridian"
+  image_tag                   = "0000000"
+  logs_kms_key_arn            = "arn:aws:kms:eu-north-1:111111111111:key/00000000-0000-0000-0000-000000000000"
+  secrets_kms_key_arn         = "arn:aws:kms:eu-north-1:111111111111:key/00000000-0000-0000-0000-000000000000"
+
+  auth = {
+    AUTH_ISSUER       = "https://cognito-idp.eu-north-1.amazonaws.com/eu-north-1_Test"
+    AUTH_AUDIENCE     = "client-a,client-b"
+    AUTH_JWKS_URL     = "https://cognito-idp.eu-north-1.amazonaws.com/eu-north-1_Test/.well-known/jwks.json"
+    AUTH_SCOPE_PREFIX = "meridian/"
+  }
+  token_key_arn = "arn:aws:secretsmanager:eu-north-1:111111111111:secret:meridian-prod-dk/calls/token-key-AbCdEf"
+  webhook_arn   = "arn:aws:secretsmanager:eu-north-1:111111111111:secret:meridian-prod-dk/calls/webhook-secrets-AbCdEf"
+
+  services = {
+    streams = {
+      port                = 8080
+      target_group_arn    = "arn:aws:elasticloadbalancing:eu-north-1:111111111111:targetgroup/streams/0123456789abcdef"
+      database_secret_arn = "arn:aws:secretsmanager:eu-north-1:111111111111:secret:meridian-prod-dk/db/streams-AbCdEf"
+      cpu                 = 256
+      memory              = 512
+      desired_count       = 2
+      max_count           = 6
+      environment = {
+        AUTH_ISSUER       = "https://cognito-idp.eu-north-1.amazonaws.com/eu-north-1_Test"
+        AUTH_AUDIENCE     = "client-a,client-b"
+        AUTH_JWKS_URL     = "https://cognito-idp.eu-north-1.amazonaws.com/eu-north-1_Test/.well-known/jwks.json"
+        AUTH_SCOPE_PREFIX = "meridian/"
+      }
+    }
+    calls = {
+      port                   = 8080
+      target_group_arn       = "arn:aws:elasticloadbalancing:eu-north-1:111111111111:targetgroup/calls/0123456789abcdef"
+      admin_target_group_arn = "arn:aws:elasticloadbalancing:eu-north-1:111111111111:targetgroup/calls-adm/0123456789abcdef"
+      database_secret_arn    = "arn:aws:secretsmanager:eu-north-1:111111111111:secret:meridian-prod-dk/db/calls-AbCdEf"
+      cpu                    = 256
+      memory                 = 512
+      desired_count          = 3
+      max_count              = 6
+      environment = {
+        AUTH_ISSUER       = "https://cognito-idp.eu-north-1.amazonaws.com/eu-north-1_Test"
+        AUTH_AUDIENCE     = "client-a"
+        AUTH_JWKS_URL     = "https://cognito-idp.eu-north-1.amazonaws.com/eu-north-1_Test/.well-known/jwks.json"
+        AUTH_SCOPE_PREFIX = "meridian/"
+      }
+      secrets = {
+        CALLS_TOKEN_KEY             = { arn = "arn:aws:secretsmanager:eu-north-1:111111111111:secret:meridian-prod-dk/calls/token-key-AbCdEf" }
+        CALLS_TOKEN_KEY_ALSO_ACCEPT = { arn = "arn:aws:secretsmanager:eu-north-1:111111111111:secret:meridian-prod-dk/calls/token-key-AbCdEf", version_stage = "AWSPREVIOUS" }
+        CALLS_WEBHOOK_SECRETS       = { arn = "arn:aws:secretsmanager:eu-north-1:111111111111:secret:meridian-prod-dk/calls/webhook-secrets-AbCdEf" }
+      }
+    }
+  }
+}
+
+run "task_definitions" {
+  command = apply
+
+  assert {
+    condition = alltrue([
+      for s, c in output.containers : alltrue([
+        for k, v in var.auth : contains([for e in c.environment : e.name if e.value != ""], k)
+      ])
+    ]) && length(output.containers) == 2
+    error_message = "every service's container carries AUTH_ISSUER, AUTH_AUDIENCE, AUTH_JWKS_URL and AUTH_SCOPE_PREFIX."
+  }
+
+  assert {
+    condition = (
+      one([for x in output.containers.calls.secrets : x.valueFrom if x.name == "CALLS_TOKEN_KEY"]) == var.token_key_arn
+      && one([for x in output.containers.calls.secrets : x.valueFrom if x.name == "CALLS_WEBHOOK_SECRETS"]) == var.webhook_arn
+      && one([for x in output.containers.calls.secrets : x.valueFrom if x.name == "CALLS_TOKEN_KEY_ALSO_ACCEPT"]) == "${var.token_key_arn}::AWSPREVIOUS:"
+    )
+    error_message = "calls gets its token key and webhook secrets from Secrets Manager (container secrets, valueFrom), the rotation key from the AWSPREVIOUS stage."
+  }
+
+  assert {
+    condition = alltrue([
+      for s, c in output.containers : alltrue([
+        for e in c.environment : !can(regex("^CALLS_TOKEN_KEY|^CALLS_WEBHOOK_SECRETS", e.name))
+      ])
+    ]) && length(output.containers.streams.secrets) == 0
+    error_message = "no calls secret is plain environment, and no other service gets one."
+  }
+
+  assert {
+    condition = (
+      toset(data.aws_iam_policy_document.execution_secrets["calls"].statement[0].resources) == toset([var.token_key_arn, var.webhook_arn])
+      && !contains(keys(data.aws_iam_policy_document.execution_secrets), "streams")
+      && aws_iam_role_policy.execution_secrets["calls"].role == aws_iam_role.execution["calls"].id
+      && aws_ecs_task_definition.service["calls"].execution_role_arn == aws_iam_role.execution["calls"].arn
+    )
+    error_message = "only calls' own execution role may read calls' secrets."
+  }
+
+  assert {
+    condition     = length(aws_ecs_service.service["calls"].load_balancer) == 2 && length(aws_ecs_service.service["streams"].load_balancer) == 1
+    error_message = "calls' tasks are registered behind the public and the internal (admin) target groups."
+  }
+
+  assert {
+    condition     = [for r in aws_vpc_security_group_ingress_rule.from_internal_alb : r.referenced_security_group_id] == [var.admin_alb_security_group_id]
+    error_message = "the internal ALB may reach the admin service's port."
+  }
+}
+
+run "rejects_a_secret_as_plain_environment" {
+  command = plan
+
+  variables {
+    services = {
+      calls = {
+        port                = 8080
+        target_group_arn    = "arn:aws:elasticloadbalancing:eu-north-1:111111111111:targetgroup/calls/0123456789abcdef"
+        database_secret_arn = "arn:aws:secretsmanager:eu-north-1:111111111111:secret:meridian-prod-dk/db/calls-AbCdEf"
+        cpu                 = 256
+        memory              = 512
+        desired_count       = 3
+        max_count           = 6
+        environment         = { CALLS_TOKEN_KEY = "0123456789abcdef0123456789abcdef" }
+      }
+    }
+  }
+
+  expect_failures = [var.services]
+}
+
+run "rejects_a_secret_in_the_shared_environment" {
+  command = plan
+
+  variables {
+    environment = { CALLS_WEBHOOK_SECRETS = "telephony:0123456789abcdef0123456789abcdef" }
+  }
+
+  expect_failures = [var.environment]
+}
+
+run "rejects_a_secret_reference_that_is_not_secrets_manager" {
+  command = plan
+
+  variables {
+    services = {
+      calls = {
+        port                = 8080
+        target_group_arn    = "arn:aws:elasticloadbalancing:eu-north-1:111111111111:targetgroup/calls/0123456789abcdef"
+        database_secret_arn = "arn:aws:secretsmanager:eu-north-1:111111111111:secret:meridian-prod-dk/db/calls-AbCdEf"
+        cpu                 = 256
+        memory              = 512
+        desired_count       = 3
+        max_count           = 6
+        secrets             = { CALLS_TOKEN_KEY = { arn = "0123456789abcdef0123456789abcdef" } }
+      }
+    }
+  }
+
+  expect_failures = [var.services]
+}
