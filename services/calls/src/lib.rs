@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod settings;
 pub mod snapshot;
 pub mod store;
+pub mod webhook;
 
 use std::sync::Arc;
 
@@ -73,6 +74,14 @@ pub struct Calls {
 
 /// Loads the first snapshot (database, else file), starts the refresher and the call log.
 pub async fn start(pool: PgPool, settings: Settings, clock: Arc<dyn Clock>) -> Calls {
+    for note in &settings.dev_notes {
+        tracing::warn!(
+            "DEVELOPMENT MODE (MERIDIAN_DEV=1): {note}; never run like this in production"
+        );
+    }
+    if settings.webhook_keys.is_empty() {
+        tracing::error!("no webhook secrets configured: every call decision will be refused (401)");
+    }
     let snapshots = Snapshots::new(settings.stale_after, settings.snapshot_path.clone());
     snapshots
         .load_initial(&pool, std::time::Duration::from_secs(2))
@@ -109,7 +118,8 @@ pub async fn load_sample_data(
     pool: &PgPool,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let hospital: domain::model::PbxConfig = serde_json::from_str(SAMPLE_HOSPITAL)?;
-    store::put_pbx(pool, SAMPLE_PBX_NUMBER, &hospital).await?;
+    let actor = store::Actor("sample-data");
+    store::put_pbx(pool, actor, SAMPLE_PBX_NUMBER, &hospital).await?;
     let subscriber = domain::model::SubscriberConfig {
         rules: domain::model::MobileRules {
             forward_busy: Some("+46705550000".into()),
@@ -117,7 +127,7 @@ pub async fn load_sample_data(
         },
         fallback_target: "+46705550000".into(),
     };
-    store::put_subscriber(pool, "+46701234567", &subscriber).await?;
+    store::put_subscriber(pool, actor, "+46701234567", &subscriber).await?;
     Ok(())
 }
 

@@ -85,11 +85,100 @@ pub async fn load_routing(pool: &PgPool) -> Result<(Routing, usize), sqlx::Error
     ))
 }
 
+/// Who makes a configuration change: recorded in `calls.config_audit` in the same transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct Actor<'a>(pub &'a str);
+
+/// One row of the configuration audit log.
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub actor: String,
+    pub action: String,
+    pub kind: String,
+    pub number: String,
+    pub version_before: i64,
+    pub version_after: i64,
+}
+
+/// Starts a configuration change: locks the version row (config writes serialize on it anyway,
+/// through the bump trigger) and reads the version before the change.
+async fn begin_change(
+    pool: &PgPool,
+) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, i64), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let before: i64 = sqlx::query_scalar("SELECT version FROM calls.config_version FOR UPDATE")
+        .fetch_one(&mut *tx)
+        .await?;
+    Ok((tx, before))
+}
+
+/// Records the change with the version the bump trigger produced, then commits.
+async fn finish_change(
+    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    actor: Actor<'_>,
+    action: &str,
+    kind: &str,
+    number: &str,
+    before: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO calls.config_audit \
+             (actor, action, kind, number, version_before, version_after) \
+         SELECT $1, $2, $3, $4, $5, version FROM calls.config_version",
+    )
+    .bind(actor.0)
+    .bind(action)
+    .bind(kind)
+    .bind(number)
+    .bind(before)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}
+
+/// The audit log, optionally of one number, in id order after `after`.
+pub async fn audit(
+    pool: &PgPool,
+    number: Option<&str>,
+    after: Option<i64>,
+    fetch: i64,
+) -> Result<Vec<AuditEntry>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, at, actor, action, kind, number, version_before, version_after \
+           FROM calls.config_audit \
+          WHERE ($1::text IS NULL OR number = $1) AND ($2::bigint IS NULL OR id > $2) \
+          ORDER BY id LIMIT $3",
+    )
+    .bind(number)
+    .bind(after)
+    .bind(fetch)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(AuditEntry {
+                id: r.try_get("id")?,
+                at: r.try_get("at")?,
+                actor: r.try_get("actor")?,
+                action: r.try_get("action")?,
+                kind: r.try_get("kind")?,
+                number: r.try_get("number")?,
+                version_before: r.try_get("version_before")?,
+                version_after: r.try_get("version_after")?,
+            })
+        })
+        .collect()
+}
+
 pub async fn put_subscriber(
     pool: &PgPool,
+    actor: Actor<'_>,
     number: &str,
     cfg: &SubscriberConfig,
 ) -> Result<(), sqlx::Error> {
+    let (mut tx, before) = begin_change(pool).await?;
     sqlx::query(
         "INSERT INTO calls.subscribers (number, rules, fallback_target) VALUES ($1, $2, $3) \
          ON CONFLICT (number) DO UPDATE SET rules = EXCLUDED.rules, \
@@ -98,9 +187,9 @@ pub async fn put_subscriber(
     .bind(number)
     .bind(sqlx::types::Json(&cfg.rules))
     .bind(&cfg.fallback_target)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
-    Ok(())
+    finish_change(tx, actor, "put", "subscriber", number, before).await
 }
 
 pub async fn get_subscriber(
@@ -121,15 +210,27 @@ pub async fn get_subscriber(
     .transpose()
 }
 
-pub async fn delete_subscriber(pool: &PgPool, number: &str) -> Result<bool, sqlx::Error> {
+pub async fn delete_subscriber(
+    pool: &PgPool,
+    actor: Actor<'_>,
+    number: &str,
+) -> Result<bool, sqlx::Error> {
+    let (mut tx, before) = begin_change(pool).await?;
     let res = sqlx::query("DELETE FROM calls.subscribers WHERE number = $1")
         .bind(number)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
+    finish_change(tx, actor, "delete", "subscriber", number, before).await?;
     Ok(res.rows_affected() > 0)
 }
 
-pub async fn put_pbx(pool: &PgPool, number: &str, cfg: &PbxConfig) -> Result<(), sqlx::Error> {
+pub async fn put_pbx(
+    pool: &PgPool,
+    actor: Actor<'_>,
+    number: &str,
+    cfg: &PbxConfig,
+) -> Result<(), sqlx::Error> {
+    let (mut tx, before) = begin_change(pool).await?;
     sqlx::query(
         "INSERT INTO calls.pbx_flows (number, flow, fallback_target) VALUES ($1, $2, $3) \
          ON CONFLICT (number) DO UPDATE SET flow = EXCLUDED.flow, \
@@ -138,9 +239,9 @@ pub async fn put_pbx(pool: &PgPool, number: &str, cfg: &PbxConfig) -> Result<(),
     .bind(number)
     .bind(sqlx::types::Json(&cfg.flow))
     .bind(&cfg.fallback_target)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
-    Ok(())
+    finish_change(tx, actor, "put", "pbx", number, before).await
 }
 
 pub async fn get_pbx(pool: &PgPool, number: &str) -> Result<Option<PbxConfig>, sqlx::Error> {
@@ -158,11 +259,17 @@ pub async fn get_pbx(pool: &PgPool, number: &str) -> Result<Option<PbxConfig>, s
     .transpose()
 }
 
-pub async fn delete_pbx(pool: &PgPool, number: &str) -> Result<bool, sqlx::Error> {
+pub async fn delete_pbx(
+    pool: &PgPool,
+    actor: Actor<'_>,
+    number: &str,
+) -> Result<bool, sqlx::Error> {
+    let (mut tx, before) = begin_change(pool).await?;
     let res = sqlx::query("DELETE FROM calls.pbx_flows WHERE number = $1")
         .bind(number)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
+    finish_change(tx, actor, "delete", "pbx", number, before).await?;
     Ok(res.rows_affected() > 0)
 }
 

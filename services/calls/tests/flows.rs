@@ -33,6 +33,29 @@ impl FixedClock {
     }
 }
 
+/// An operator with `calls:admin`: what these behaviour tests need (tests/auth.rs covers who
+/// may call what).
+fn admin_client() -> Client {
+    Client::builder()
+        .default_headers(kit::testing::auth_headers(
+            "ops",
+            &[calls::api::SCOPE_ADMIN],
+        ))
+        .build()
+        .expect("http client")
+}
+
+/// A decision request as the telephony provider sends it: the exact body, signed.
+fn signed(req: reqwest::RequestBuilder, body: &Value) -> reqwest::RequestBuilder {
+    let bytes = serde_json::to_vec(body).expect("body");
+    req.header("content-type", "application/json")
+        .header(
+            calls::webhook::SIGNATURE_HEADER.as_str(),
+            calls::webhook::testing::signature(&bytes),
+        )
+        .body(bytes)
+}
+
 struct H {
     _db: TestDb,
     pool: sqlx::PgPool,
@@ -59,6 +82,7 @@ async fn harness_with(settings: Settings) -> H {
     let dir = std::env::temp_dir().join(format!("calls-test-{}", uuid::Uuid::new_v4()));
     let settings = Settings {
         snapshot_path: Some(dir.join("snapshot.json")),
+        webhook_keys: calls::webhook::testing::keys(),
         ..settings
     };
     let c = calls::start(pool.clone(), settings, clock.clone()).await;
@@ -69,14 +93,14 @@ async fn harness_with(settings: Settings) -> H {
             router: c.router,
         }],
         kit::health::Health::new(c.readiness),
-        &kit::app::HttpSettings::default(),
+        &kit::testing::http_settings(),
     );
     let base = spawn_app(app).await;
     H {
         _db: db,
         pool,
         base,
-        http: Client::new(),
+        http: admin_client(),
         clock,
         snapshots: c.snapshots,
     }
@@ -110,13 +134,8 @@ impl H {
     }
 
     async fn step(&self, body: Value) -> Value {
-        let res = self
-            .http
-            .post(format!("{}/calls/v1/decisions", self.base))
-            .json(&body)
-            .send()
-            .await
-            .expect("decide");
+        let res = self.http.post(format!("{}/calls/v1/decisions", self.base));
+        let res = signed(res, &body).send().await.expect("decide");
         assert_eq!(res.status(), 200, "decision failed");
         res.json().await.expect("json")
     }
@@ -415,17 +434,21 @@ async fn tampered_or_expired_tokens_restart_the_flow_safely() {
     );
 
     // Bad input is a 400 problem, never a 500.
-    let res = h
-        .http
-        .post(format!("{}/calls/v1/decisions", h.base))
-        .json(&json!({ "call_id": "x" }))
-        .send()
-        .await
-        .expect("send");
+    let res = signed(
+        h.http.post(format!("{}/calls/v1/decisions", h.base)),
+        &json!({ "call_id": "x" }),
+    )
+    .send()
+    .await
+    .expect("send");
     assert_eq!(res.status(), 400);
-    let res = h.http.post(format!("{}/calls/v1/decisions", h.base))
-        .json(&json!({ "request_id": "r", "call_id": "x", "call_type": "fax", "direction": "inbound", "from": "a", "to": "b", "event": "call_started" }))
-        .send().await.expect("send");
+    let res = signed(
+        h.http.post(format!("{}/calls/v1/decisions", h.base)),
+        &json!({ "request_id": "r", "call_id": "x", "call_type": "fax", "direction": "inbound", "from": "a", "to": "b", "event": "call_started" }),
+    )
+    .send()
+    .await
+    .expect("send");
     assert_eq!(res.status(), 400);
     let p: Value = res.json().await.expect("problem");
     assert_eq!(p["errors"][0]["field"], "call_type");

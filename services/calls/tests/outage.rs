@@ -30,9 +30,15 @@ fn call(id: &str) -> Value {
 }
 
 async fn decide(http: &Client, base: &str, id: &str) -> Value {
+    let body = serde_json::to_vec(&call(id)).expect("body");
     let res = http
         .post(format!("{base}/calls/v1/decisions"))
-        .json(&call(id))
+        .header("content-type", "application/json")
+        .header(
+            calls::webhook::SIGNATURE_HEADER.as_str(),
+            calls::webhook::testing::signature(&body),
+        )
+        .body(body)
         .send()
         .await
         .expect("decide");
@@ -82,6 +88,7 @@ async fn decisions_survive_a_database_outage_and_a_cold_start_during_it() {
         snapshot_path: Some(snapshot_file.clone()),
         refresh_interval: Duration::from_millis(300),
         stale_after: Duration::from_secs(1),
+        webhook_keys: calls::webhook::testing::keys(),
         ..Settings::default()
     };
     let c = calls::start(
@@ -97,10 +104,16 @@ async fn decisions_survive_a_database_outage_and_a_cold_start_during_it() {
             router: c.router,
         }],
         kit::health::Health::new(c.readiness),
-        &kit::app::HttpSettings::default(),
+        &kit::testing::http_settings(),
     );
     let base = kit::testing::spawn_app(app).await;
-    let http = Client::new();
+    let http = Client::builder()
+        .default_headers(kit::testing::auth_headers(
+            "ops",
+            &[calls::api::SCOPE_ADMIN],
+        ))
+        .build()
+        .expect("http client");
 
     let mut hospital: Value = serde_json::from_str(HOSPITAL).expect("fixture");
     // A pinned "always open" flow keeps this test independent of the wall clock.
@@ -160,7 +173,13 @@ async fn decisions_survive_a_database_outage_and_a_cold_start_during_it() {
 
     // A fresh process started while the database is down answers from the file.
     let port = free_port();
+    // A production-mode process: its own issuer configuration, token key and webhook secret.
+    let jwks = kit::testing::JwksServer::start(&kit::testing::issuer().jwks()).await;
     let mut child = Command::new(env!("CARGO_BIN_EXE_calls"))
+        .envs(jwks.env(kit::testing::issuer()))
+        .env("CALLS_TOKEN_KEY", "outage-test-token-key-0123456789abcdef")
+        .env("CALLS_WEBHOOK_SECRETS", calls::webhook::testing::env())
+        .env_remove("MERIDIAN_DEV")
         .env("DATABASE_URL", server.url())
         .env("PORT", port.to_string())
         .env("CALLS_SNAPSHOT_PATH", &snapshot_file)

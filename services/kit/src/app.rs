@@ -54,6 +54,9 @@ pub struct HttpSettings {
     /// Fault injection: delay every request whose path starts with the prefix. For proving
     /// that SLO gates and analyses fail when they should; never set in production.
     pub fault_delay: Option<(String, Duration)>,
+    /// Verifies the bearer tokens of every route that takes a [`Caller`](crate::auth::Caller).
+    /// The default refuses every token (fail closed).
+    pub auth: Arc<crate::auth::Authenticator>,
 }
 
 impl Default for HttpSettings {
@@ -62,16 +65,21 @@ impl Default for HttpSettings {
             request_timeout: Duration::from_secs(10),
             body_limit: 2 * 1024 * 1024,
             fault_delay: None,
+            auth: crate::auth::Authenticator::deny_all(),
         }
     }
 }
 
 impl HttpSettings {
-    /// From [`CommonConfig`](crate::config::CommonConfig).
-    pub fn from_config(cfg: &crate::config::CommonConfig) -> Self {
+    /// From [`CommonConfig`](crate::config::CommonConfig), verifying tokens with `auth`.
+    pub fn from_config(
+        cfg: &crate::config::CommonConfig,
+        auth: Arc<crate::auth::Authenticator>,
+    ) -> Self {
         Self {
             request_timeout: cfg.request_timeout,
             fault_delay: cfg.fault_delay.clone(),
+            auth,
             ..Self::default()
         }
     }
@@ -112,6 +120,7 @@ pub fn build_with_doc(
         })));
     }
     let app = app.finish_api(&mut api);
+    crate::auth::document_scheme(&mut api);
     let api = Arc::new(api);
     let doc = Arc::clone(&api);
 
@@ -129,7 +138,8 @@ pub fn build_with_doc(
         .merge(kit_routes)
         .fallback(crate::error::not_found_fallback)
         .method_not_allowed_fallback(crate::error::method_not_allowed_fallback)
-        .layer(DefaultBodyLimit::max(http.body_limit));
+        .layer(DefaultBodyLimit::max(http.body_limit))
+        .layer(Extension(Arc::clone(&http.auth)));
     // Only when asked for: a layer that does nothing still costs a boxed call per request.
     if let Some(fault) = http.fault_delay.clone() {
         router = router.layer(middleware::from_fn_with_state(
@@ -213,6 +223,14 @@ where
 {
     let cfg = crate::config::CommonConfig::from_env()?;
     crate::telemetry::init(cfg.log_format);
+    let migrate_only = std::env::args().nth(1).as_deref() == Some("migrate");
+    // Before any connection: a production start without an issuer fails naming the setting.
+    // The migration Job serves nothing and needs none.
+    let auth = if migrate_only {
+        crate::auth::Authenticator::deny_all()
+    } else {
+        crate::auth::from_env().await?
+    };
     let options = match cfg.database_url.as_deref() {
         Some(url) => crate::db::connect_options(url)?,
         None => {
@@ -237,7 +255,6 @@ where
             acquire_timeout: cfg.db_acquire_timeout,
         },
     );
-    let migrate_only = std::env::args().nth(1).as_deref() == Some("migrate");
     match crate::db::migrate(&pool, svc.schema, svc.migrator).await {
         Ok(()) if migrate_only => {
             tracing::info!(service = svc.name, "migrations applied");
@@ -259,16 +276,17 @@ where
             router: parts.router,
         }],
         health.clone(),
-        &HttpSettings::from_config(&cfg),
+        &HttpSettings::from_config(&cfg, auth),
     );
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", cfg.port)).await?;
     tracing::info!(service = svc.name, addr = %listener.local_addr()?, "listening");
-    crate::shutdown::serve(
+    crate::shutdown::serve_with(
         listener,
         app,
         health,
         crate::shutdown::signal(),
         cfg.shutdown_grace,
+        cfg.http_limits,
     )
     .await?;
     pool.close().await;

@@ -1,5 +1,5 @@
 //! What every meridian service shares, so that the five services look and behave the same:
-//! configuration from the environment, JSON logs with request ids, Prometheus metrics labelled by
+//! configuration from the environment, bearer-token identity ([`auth`]), JSON logs with request ids, Prometheus metrics labelled by
 //! route template, health endpoints, RFC 9457 problem+json errors, keyset pagination, the
 //! PostgreSQL pool and per-service migrations, the OpenAPI document, and graceful shutdown.
 //!
@@ -8,6 +8,7 @@
 //! them in one process, each per-service binary mounts one.
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod db;
 pub mod error;
@@ -16,12 +17,14 @@ pub mod health;
 pub mod metrics;
 pub mod pagination;
 pub mod pg;
+pub mod server;
 pub mod shutdown;
 pub mod telemetry;
 pub mod testing;
 pub mod validate;
 
 pub use app::Service;
+pub use auth::Caller;
 pub use error::{ApiError, ApiResult, FieldError};
 pub use extract::{Created, IdempotencyKey, Json, NoContent, Path, Query};
 pub use validate::Validator;

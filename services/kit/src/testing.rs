@@ -123,8 +123,189 @@ pub async fn spawn_app(app: axum::Router) -> String {
     format!("http://{addr}")
 }
 
+/// The tests' token issuer: one random Ed25519 key per test process. Applications built with
+/// [`http_settings`] (and so [`app_for`]) trust it and nothing else.
+pub fn issuer() -> &'static crate::auth::local::LocalIssuer {
+    static ISSUER: std::sync::OnceLock<crate::auth::local::LocalIssuer> =
+        std::sync::OnceLock::new();
+    ISSUER.get_or_init(|| {
+        crate::auth::local::LocalIssuer::generate("https://issuer.test", "meridian-test")
+            .unwrap_or_else(|e| panic!("test issuer: {e}"))
+    })
+}
+
+/// A token from [`issuer`] for `sub` with `scopes`, valid for an hour.
+pub fn token(sub: &str, scopes: &[&str]) -> String {
+    issuer().token(sub, scopes, std::time::Duration::from_hours(1))
+}
+
+/// `Authorization` header value for [`token`].
+pub fn bearer(sub: &str, scopes: &[&str]) -> String {
+    format!("Bearer {}", token(sub, scopes))
+}
+
+/// Tokens for `sub` with `scopes` that must all be refused with 401, each named by what is
+/// wrong with it: expired, not yet valid, wrong issuer, wrong audience, signed by another key
+/// (same and unknown `kid`), `alg: none`, HS256 keyed with the issuer's public key, malformed.
+pub fn bad_tokens(sub: &str, scopes: &[&str]) -> Vec<(&'static str, String)> {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    let good = issuer();
+    let now = chrono::Utc::now().timestamp();
+    let claims = |patch: serde_json::Value| {
+        let mut c = serde_json::json!({
+            "iss": good.issuer, "aud": good.audience, "sub": sub,
+            "iat": now, "exp": now + 3600, "scope": scopes.join(" "),
+        });
+        if let (Some(c), Some(p)) = (c.as_object_mut(), patch.as_object()) {
+            for (k, v) in p {
+                c.insert(k.clone(), v.clone());
+            }
+        }
+        c
+    };
+    let other = crate::auth::local::LocalIssuer::generate(&good.issuer, &good.audience)
+        .unwrap_or_else(|e| panic!("second key: {e}"));
+    let unsigned = |alg: &str| {
+        let header = serde_json::json!({ "alg": alg, "typ": "JWT", "kid": good.kid() });
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims(serde_json::json!({})).to_string())
+        )
+    };
+    // The classic confusion: the verifier's public key used as an HMAC secret.
+    let public_key = serde_json::to_value(good.jwks())
+        .ok()
+        .and_then(|v| v["keys"][0]["x"].as_str().map(str::to_owned))
+        .and_then(|x| URL_SAFE_NO_PAD.decode(x).ok())
+        .unwrap_or_default();
+    let hs256 = {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        header.kid = Some(good.kid().to_owned());
+        let key = jsonwebtoken::EncodingKey::from_secret(&public_key)
+            .unwrap_or_else(|e| panic!("hs256 key: {e}"));
+        jsonwebtoken::encode(&header, &claims(serde_json::json!({})), &key)
+            .unwrap_or_else(|e| panic!("hs256: {e}"))
+    };
+    let mut same_kid_other_key = other.sign(&claims(serde_json::json!({})));
+    // Re-sign with the good kid in the header but the other key's signature.
+    if let Some((_, sig)) = same_kid_other_key.rsplit_once('.') {
+        let good_token = good.sign(&claims(serde_json::json!({})));
+        if let Some((signed_part, _)) = good_token.rsplit_once('.') {
+            same_kid_other_key = format!("{signed_part}.{sig}");
+        }
+    }
+    vec![
+        (
+            "expired",
+            good.sign(&claims(serde_json::json!({ "exp": now - 3600 }))),
+        ),
+        (
+            "not yet valid",
+            good.sign(&claims(serde_json::json!({ "nbf": now + 3600 }))),
+        ),
+        (
+            "wrong issuer",
+            good.sign(&claims(serde_json::json!({ "iss": "https://evil.test" }))),
+        ),
+        (
+            "wrong audience",
+            good.sign(&claims(serde_json::json!({ "aud": "another-api" }))),
+        ),
+        ("no exp", {
+            let mut c = claims(serde_json::json!({}));
+            if let Some(o) = c.as_object_mut() {
+                o.remove("exp");
+            }
+            good.sign(&c)
+        }),
+        (
+            "another key, unknown kid",
+            other.sign(&claims(serde_json::json!({}))),
+        ),
+        ("another key, trusted kid", same_kid_other_key),
+        ("alg none", format!("{}.", unsigned("none"))),
+        ("HS256 keyed with the public key", hs256),
+        ("malformed", "not-a-jwt".to_owned()),
+    ]
+}
+
+/// Headers carrying [`bearer`]: `reqwest::Client::builder().default_headers(auth_headers(..))`.
+pub fn auth_headers(sub: &str, scopes: &[&str]) -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    let value = http::HeaderValue::from_str(&bearer(sub, scopes))
+        .unwrap_or_else(|e| panic!("token is not a header value: {e}"));
+    headers.insert(http::header::AUTHORIZATION, value);
+    headers
+}
+
+/// A JWKS endpoint on loopback whose key set a test can replace (issuer key rotation), and
+/// which counts its fetches.
+pub struct JwksServer {
+    pub url: String,
+    keys: Arc<Mutex<serde_json::Value>>,
+    fetches: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl JwksServer {
+    /// Serves `jwks` at `http://127.0.0.1:PORT/.well-known/jwks.json`.
+    pub async fn start(jwks: &crate::auth::PublicKeys) -> Self {
+        let keys = Arc::new(Mutex::new(
+            serde_json::to_value(jwks).unwrap_or_else(|e| panic!("jwks: {e}")),
+        ));
+        let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (k, f) = (Arc::clone(&keys), Arc::clone(&fetches));
+        let app = axum::Router::new().route(
+            "/.well-known/jwks.json",
+            axum::routing::get(move || {
+                let (k, f) = (Arc::clone(&k), Arc::clone(&f));
+                async move {
+                    f.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let v = k.lock().map(|g| g.clone()).unwrap_or_default();
+                    axum::Json(v)
+                }
+            }),
+        );
+        let base = spawn_app(app).await;
+        Self {
+            url: format!("{base}/.well-known/jwks.json"),
+            keys,
+            fetches,
+        }
+    }
+
+    /// Replaces the served key set.
+    pub fn set(&self, jwks: &crate::auth::PublicKeys) {
+        if let Ok(mut g) = self.keys.lock() {
+            *g = serde_json::to_value(jwks).unwrap_or_default();
+        }
+    }
+
+    /// How many times the key set was fetched.
+    pub fn fetches(&self) -> usize {
+        self.fetches.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The `AUTH_*` environment of a service process that trusts `issuer` through this server.
+    pub fn env(&self, issuer: &crate::auth::local::LocalIssuer) -> Vec<(&'static str, String)> {
+        vec![
+            ("AUTH_ISSUER", issuer.issuer.clone()),
+            ("AUTH_AUDIENCE", issuer.audience.clone()),
+            ("AUTH_JWKS_URL", self.url.clone()),
+        ]
+    }
+}
+
+/// Default HTTP settings whose verifier trusts [`issuer`].
+pub fn http_settings() -> crate::app::HttpSettings {
+    crate::app::HttpSettings {
+        auth: issuer().authenticator(),
+        ..crate::app::HttpSettings::default()
+    }
+}
+
 /// Builds a finished application around one service router, as `meridian serve` would, with a
-/// readiness check on `pool`.
+/// readiness check on `pool`, trusting the tests' [`issuer`].
 pub fn app_for(
     service: &'static crate::Service,
     router: aide::axum::ApiRouter,
@@ -142,6 +323,6 @@ pub fn app_for(
             router,
         }],
         health,
-        &crate::app::HttpSettings::default(),
+        &http_settings(),
     )
 }

@@ -14,6 +14,11 @@ use kit::{
 use sqlx::postgres::PgConnectOptions;
 
 const ENV_HELP: &str = "\
+Identity: `meridian serve` is development mode (MERIDIAN_DEV=1 behaviour): unless AUTH_* name a
+real issuer it trusts a local Ed25519 key in ${XDG_STATE_HOME:-~/.local/state}/meridian/ (created
+once, mode 0600), serves its JWKS at /.well-known/jwks.json, and `meridian token` mints tokens for
+it; calls' state-token key and webhook secret come from the same directory unless set.
+
 Environment (all optional):
   DATABASE_URL            PostgreSQL URL. Unset (and no DATABASE_SECRET_ARN): start a throwaway
                           local server (initdb + pg_ctl from the system's PostgreSQL, deleted on
@@ -37,6 +42,13 @@ Environment (all optional):
   STREAMS_DEFAULT_LIMIT, STREAMS_LEASE_TTL_SECS, STREAMS_HEARTBEAT_INTERVAL_SECS,
   STREAMS_SWEEP_INTERVAL_SECS, STREAMS_SWEEP_BATCH
                           streams service settings (defaults 3, 90, 30, 10, 1000)
+  AUTH_ISSUER, AUTH_AUDIENCE, AUTH_JWKS_URL
+                          the identity provider whose bearer tokens are accepted (required
+                          together outside development mode); AUTH_SCOPE_PREFIX (stripped from
+                          scopes, Cognito: `<resource server>/`), AUTH_LEEWAY_SECS (30),
+                          AUTH_JWKS_REFRESH_SECS (600), AUTH_JWKS_MIN_REFRESH_SECS (30)
+  MERIDIAN_DEV            1 = development mode for the per-service binaries
+  CALLS_WEBHOOK_SECRETS   provider:secret pairs that sign the call-decision webhook
   CALLS_TOKEN_KEY, CALLS_TOKEN_KEY_ALSO_ACCEPT, CALLS_TOKEN_MAX_AGE_SECS,
   CALLS_REFRESH_INTERVAL_MS, CALLS_STALE_AFTER_MS, CALLS_SNAPSHOT_PATH, CALLS_DECISION_BUDGET_MS,
   CALLS_EMERGENCY_TARGET, CALLS_LOG_QUEUE, CALLS_STEP_RETENTION_DAYS
@@ -77,6 +89,44 @@ enum Command {
     },
     /// Print the combined OpenAPI document (no database needed).
     Openapi,
+    /// Print a bearer token signed with the local dev key, which a running `meridian serve`
+    /// accepts (never valid against a real issuer).
+    Token {
+        /// The subject: a user id (`alice`) or a service name.
+        #[arg(long)]
+        sub: String,
+        /// A scope to grant (repeat for several): streams:sessions, streams:admin, calls:admin.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Lifetime: 30s, 15m, 1h or 1d.
+        #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+        ttl: Duration,
+    },
+    /// Print the `Meridian-Signature` header line for a call-decision body, signed with the local
+    /// dev webhook secret (provider `dev`), for `curl -H "$(meridian sign-decision "$body")"`.
+    SignDecision {
+        /// The exact request body that will be sent.
+        body: String,
+    },
+}
+
+/// `30s`, `15m`, `1h`, `1d` (at most 30 days).
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}`: expected e.g. 30s, 15m, 1h, 1d"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" | "" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86_400),
+        _ => return Err(format!("`{s}`: unit must be s, m, h or d")),
+    };
+    if secs == 0 || secs > 30 * 86_400 {
+        return Err(format!("`{s}`: between 1s and 30d"));
+    }
+    Ok(Duration::from_secs(secs))
 }
 
 #[tokio::main]
@@ -98,6 +148,26 @@ async fn main() -> anyhow::Result<()> {
             migrate_all(&pools).await
         }
         Command::Postgres { watch_pid } => run_postgres(watch_pid).await,
+        Command::Token { sub, scopes, ttl } => {
+            let issuer = kit::auth::dev::issuer().map_err(|e| anyhow::anyhow!(e))?;
+            let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
+            println!("{}", issuer.token(&sub, &scopes, ttl));
+            Ok(())
+        }
+        Command::SignDecision { body } => {
+            let path = kit::auth::dev::state_dir().join("calls-webhook-secret");
+            let secret =
+                kit::auth::dev::load_or_create_secret(&path).map_err(|e| anyhow::anyhow!(e))?;
+            let keys =
+                calls::webhook::WebhookKeys::new([(calls::settings::DEV_PROVIDER, &secret[..])])
+                    .map_err(|e| anyhow::anyhow!(e))?;
+            let now = chrono_now();
+            let value = keys
+                .sign(calls::settings::DEV_PROVIDER, now, body.as_bytes())
+                .context("sign")?;
+            println!("{}: {value}", calls::webhook::SIGNATURE_HEADER);
+            Ok(())
+        }
         Command::Openapi => {
             let url = "postgres://unused@127.0.0.1:1/unused";
             let pools = connect_all(&cfg, kit::db::connect_options(url)?);
@@ -173,7 +243,7 @@ async fn mounted(
     let streams_router = streams::start(pools.streams.clone(), streams::Settings::from_env()?);
     let calls = calls::start(
         pools.calls.clone(),
-        calls::Settings::from_env()?,
+        calls::Settings::from_env_with(true)?,
         Arc::new(calls::SystemClock),
     )
     .await;
@@ -229,13 +299,26 @@ async fn serve(
     kit::db::spawn_pool_metrics(streams::SERVICE.name, pools.streams.clone());
     kit::db::spawn_pool_metrics(calls::SERVICE.name, pools.calls.clone());
 
-    let (routers, checks) = mounted(&pools, true).await?;
+    let (mut routers, checks) = mounted(&pools, true).await?;
+    let auth = match kit::auth::AuthSettings::from_env()? {
+        Some(_) => kit::auth::from_env_with(false).await?,
+        None => {
+            let issuer = kit::auth::dev::issuer().map_err(|e| anyhow::anyhow!(e))?;
+            tracing::warn!(
+                key = %kit::auth::dev::key_path().display(),
+                "DEVELOPMENT MODE: trusting the local dev signing key (tokens: meridian token --sub alice); \
+                 set AUTH_ISSUER, AUTH_AUDIENCE and AUTH_JWKS_URL to use a real issuer"
+            );
+            routers.push(dev_jwks_route(issuer.jwks()));
+            issuer.authenticator()
+        }
+    };
     let health = Health::new(checks);
     let app = kit::app::build(
         "meridian",
         routers,
         health.clone(),
-        &HttpSettings::from_config(&cfg),
+        &HttpSettings::from_config(&cfg, auth),
     );
     let listener = tokio::net::TcpListener::bind((bind, port.unwrap_or(cfg.port)))
         .await
@@ -282,4 +365,36 @@ async fn run_postgres(watch_pid: Option<u32>) -> anyhow::Result<()> {
     }
     drop(server);
     Ok(())
+}
+
+/// `GET /.well-known/jwks.json`: the dev issuer's public key, as an identity provider would
+/// publish it (only in development mode).
+fn dev_jwks_route(jwks: kit::auth::PublicKeys) -> Mounted {
+    use aide::axum::routing::get_with;
+    let jwks = Arc::new(jwks);
+    let router = aide::axum::ApiRouter::new().api_route(
+        "/.well-known/jwks.json",
+        get_with(
+            move || {
+                let jwks = Arc::clone(&jwks);
+                async move { axum::Json(serde_json::to_value(&*jwks).unwrap_or_default()) }
+            },
+            |op| {
+                kit::auth::public(
+                    op.summary("The development issuer's public keys (JWKS)"),
+                    "public keys; served only by `meridian serve` in development mode",
+                )
+            },
+        ),
+    );
+    Mounted {
+        name: "dev",
+        router,
+    }
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }

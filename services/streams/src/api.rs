@@ -19,7 +19,8 @@ use axum::{
 };
 use chrono::{DateTime, Utc};
 use kit::{
-    ApiError, ApiResult, IdempotencyKey, Json, NoContent, Path, Query, Validator,
+    ApiError, ApiResult, Caller, IdempotencyKey, Json, NoContent, Path, Query, Validator,
+    auth::requires,
     pagination::{Page, PageQuery},
 };
 use schemars::JsonSchema;
@@ -31,6 +32,40 @@ use crate::{
     domain::{self, Admission, Session, Settings},
     store,
 };
+
+/// A service acting for users: the playback service asks the guard before it starts a stream
+/// (the viewer never calls this API directly in production).
+pub const SCOPE_SESSIONS: &str = "streams:sessions";
+/// Support staff and plan management: per-user limits.
+pub const SCOPE_ADMIN: &str = "streams:admin";
+
+/// The owner rules, as the OpenAPI document states them.
+const PATH_USER: Option<&str> = Some("the user in the path");
+const SESSION_OWNER: Option<&str> = Some("the session's user");
+
+/// Who may act on a user's sessions: the user, or a service acting for users.
+const FOR_USERS: &[&str] = &[SCOPE_SESSIONS];
+/// Who may read a user's limit: the user, a service acting for users, or an admin.
+const READ_LIMIT: &[&str] = &[SCOPE_SESSIONS, SCOPE_ADMIN];
+
+/// 403 unless `caller` may act on a session owned by `owner` (`None`: no such session, which
+/// the handler then reports as it always has).
+fn may_act_on(caller: &Caller, owner: Option<&str>) -> ApiResult<()> {
+    match owner {
+        Some(owner) => caller.require_user(owner, FOR_USERS),
+        None => Ok(()),
+    }
+}
+
+/// The owner of `session_id`, looked up only when the caller is not a service acting for users
+/// (the production path costs no extra query).
+async fn check_owner(st: &AppState, caller: &Caller, session_id: Uuid) -> ApiResult<()> {
+    if caller.has_scope(SCOPE_SESSIONS) {
+        return Ok(());
+    }
+    let owner = store::owner(&st.pool, session_id).await?;
+    may_act_on(caller, owner.as_deref())
+}
 
 #[derive(Clone)]
 pub struct AppState {
@@ -150,10 +185,12 @@ fn check_user(user_id: &str) -> ApiResult<()> {
 
 async fn start_session(
     State(st): State<AppState>,
+    caller: Caller,
     Path(UserPath { user_id }): Path<UserPath>,
     IdempotencyKey(key): IdempotencyKey,
     Json(body): Json<StartSession>,
 ) -> ApiResult<Started> {
+    caller.require_user(&user_id, FOR_USERS)?;
     let mut v = Validator::new();
     domain::check_id(&mut v, &user_id, "user_id");
     domain::check_id(&mut v, &body.device_id, "device_id");
@@ -207,9 +244,11 @@ async fn start_session(
 
 async fn list_sessions(
     State(st): State<AppState>,
+    caller: Caller,
     Path(UserPath { user_id }): Path<UserPath>,
     Query(page): Query<PageQuery>,
 ) -> ApiResult<Json<Page<SessionView>>> {
+    caller.require_user(&user_id, FOR_USERS)?;
     check_user(&user_id)?;
     let req = page.resolve::<(DateTime<Utc>, Uuid)>()?;
     let rows = store::list_live(&st.pool, &user_id, req.after.as_ref(), req.fetch_limit()).await?;
@@ -226,18 +265,25 @@ async fn list_sessions(
 
 async fn get_session(
     State(st): State<AppState>,
+    caller: Caller,
     Path(SessionPath { session_id }): Path<SessionPath>,
 ) -> ApiResult<Json<SessionView>> {
-    let s = store::get(&st.pool, session_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no live session {session_id}")))?;
+    let s = store::get(&st.pool, session_id).await?;
+    // An expired row is invisible to `get`; its owner check still applies.
+    match &s {
+        Some(s) => may_act_on(&caller, Some(&s.user_id))?,
+        None => check_owner(&st, &caller, session_id).await?,
+    }
+    let s = s.ok_or_else(|| ApiError::not_found(format!("no live session {session_id}")))?;
     Ok(Json(SessionView::new(s, &st.settings)))
 }
 
 async fn heartbeat(
     State(st): State<AppState>,
+    caller: Caller,
     Path(SessionPath { session_id }): Path<SessionPath>,
 ) -> ApiResult<Json<SessionView>> {
+    check_owner(&st, &caller, session_id).await?;
     match store::heartbeat(&st.pool, session_id, st.settings.lease_ttl_ms()).await? {
         store::Heartbeat::Extended(s) => Ok(Json(SessionView::new(s, &st.settings))),
         store::Heartbeat::Expired => Err(ApiError::gone(format!(
@@ -251,8 +297,10 @@ async fn heartbeat(
 
 async fn stop_session(
     State(st): State<AppState>,
+    caller: Caller,
     Path(SessionPath { session_id }): Path<SessionPath>,
 ) -> ApiResult<NoContent> {
+    check_owner(&st, &caller, session_id).await?;
     let deleted = store::stop(&st.pool, session_id).await?;
     tracing::info!(%session_id, deleted, "stop");
     Ok(NoContent)
@@ -260,8 +308,10 @@ async fn stop_session(
 
 async fn get_limit(
     State(st): State<AppState>,
+    caller: Caller,
     Path(UserPath { user_id }): Path<UserPath>,
 ) -> ApiResult<Json<LimitView>> {
+    caller.require_user(&user_id, READ_LIMIT)?;
     check_user(&user_id)?;
     let view = match store::limit_override(&st.pool, &user_id).await? {
         Some(max) => LimitView {
@@ -280,15 +330,17 @@ async fn get_limit(
 
 async fn put_limit(
     State(st): State<AppState>,
+    caller: Caller,
     Path(UserPath { user_id }): Path<UserPath>,
     Json(body): Json<SetLimit>,
 ) -> ApiResult<Json<LimitView>> {
+    caller.require_scope(SCOPE_ADMIN)?;
     let mut v = Validator::new();
     domain::check_id(&mut v, &user_id, "user_id");
     v.range(body.max_streams, "max_streams", domain::LIMIT_RANGE);
     v.finish()?;
     store::set_limit(&st.pool, &user_id, body.max_streams).await?;
-    tracing::info!(user_id = %user_id, max_streams = body.max_streams, "limit set");
+    tracing::info!(user_id = %user_id, max_streams = body.max_streams, by = %caller.sub, "limit set");
     Ok(Json(LimitView {
         user_id,
         max_streams: body.max_streams,
@@ -298,8 +350,10 @@ async fn put_limit(
 
 async fn delete_limit(
     State(st): State<AppState>,
+    caller: Caller,
     Path(UserPath { user_id }): Path<UserPath>,
 ) -> ApiResult<NoContent> {
+    caller.require_scope(SCOPE_ADMIN)?;
     check_user(&user_id)?;
     store::clear_limit(&st.pool, &user_id).await?;
     Ok(NoContent)
@@ -311,36 +365,65 @@ pub fn routes(state: AppState) -> ApiRouter {
         .api_route(
             "/streams/v1/users/{user_id}/sessions",
             post_with(start_session, |op| {
-                op.summary("Start a stream session").description(
+                let op = op.summary("Start a stream session").description(
                     "Admits the stream when the user is below their limit (201), replays a \
                          retried start (200, by Idempotency-Key or same device and content), or \
                          answers 409 listing the sessions that hold the slots.",
-                )
+                );
+                requires(op, PATH_USER, FOR_USERS)
             })
             .get_with(list_sessions, |op| {
-                op.summary("List a user's live sessions")
+                requires(
+                    op.summary("List a user's live sessions"),
+                    PATH_USER,
+                    FOR_USERS,
+                )
             }),
         )
         .api_route(
             "/streams/v1/users/{user_id}/limit",
-            get_with(get_limit, |op| op.summary("Read a user's stream limit"))
-                .put_with(put_limit, |op| {
-                    op.summary("Set a user's stream limit (1..=20)")
-                })
-                .delete_with(delete_limit, |op| {
-                    op.summary("Remove a user's override (back to the default)")
-                }),
+            get_with(get_limit, |op| {
+                requires(
+                    op.summary("Read a user's stream limit"),
+                    PATH_USER,
+                    READ_LIMIT,
+                )
+            })
+            .put_with(put_limit, |op| {
+                requires(
+                    op.summary("Set a user's stream limit (1..=20)"),
+                    None,
+                    &[SCOPE_ADMIN],
+                )
+            })
+            .delete_with(delete_limit, |op| {
+                requires(
+                    op.summary("Remove a user's override (back to the default)"),
+                    None,
+                    &[SCOPE_ADMIN],
+                )
+            }),
         )
         .api_route(
             "/streams/v1/sessions/{session_id}",
-            get_with(get_session, |op| op.summary("Read a live session"))
-                .delete_with(stop_session, |op| op.summary("Stop a session (idempotent)")),
+            get_with(get_session, |op| {
+                requires(op.summary("Read a live session"), SESSION_OWNER, FOR_USERS)
+            })
+            .delete_with(stop_session, |op| {
+                requires(
+                    op.summary("Stop a session (idempotent)"),
+                    SESSION_OWNER,
+                    FOR_USERS,
+                )
+            }),
         )
         .api_route(
             "/streams/v1/sessions/{session_id}/heartbeat",
             post_with(heartbeat, |op| {
-                op.summary("Extend a session's lease")
-                    .description("404 when unknown or stopped, 410 when the lease already ran out.")
+                let op = op.summary("Extend a session's lease").description(
+                    "404 when unknown or stopped, 410 when the lease already ran out.",
+                );
+                requires(op, SESSION_OWNER, FOR_USERS)
             }),
         )
         .with_state(state)

@@ -101,6 +101,14 @@ pub async fn stop(pool: &PgPool, id: Uuid) -> Result<bool, sqlx::Error> {
 }
 
 /// A live session by id.
+/// Whose session `id` is (expired or not); `None` when no such row exists.
+pub async fn owner(pool: &PgPool, id: Uuid) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT user_id FROM streams.sessions WHERE session_id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+}
+
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Session>, sqlx::Error> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {SESSION_COLUMNS} FROM streams.sessions \

@@ -10,6 +10,18 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use streams::Settings;
 
+/// The playback service (acting for users) with admin rights: what these behaviour tests need.
+/// tests/auth.rs covers who may call what.
+fn client() -> Client {
+    Client::builder()
+        .default_headers(kit::testing::auth_headers(
+            "playback",
+            &[streams::api::SCOPE_SESSIONS, streams::api::SCOPE_ADMIN],
+        ))
+        .build()
+        .expect("http client")
+}
+
 struct Harness {
     db: TestDb,
     pool: PgPool,
@@ -25,7 +37,7 @@ async fn harness(settings: Settings) -> Harness {
         db,
         pool,
         base,
-        http: Client::new(),
+        http: client(),
     }
 }
 
@@ -90,7 +102,7 @@ fn short_leases() -> Settings {
 }
 
 async fn race(bases: &[String], user: &str, n: usize) -> (usize, usize, usize) {
-    let http = Client::new();
+    let http = client();
     let attempts = (0..n).map(|i| {
         let base = bases[i % bases.len()].clone();
         let http = http.clone();
