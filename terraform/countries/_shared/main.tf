@@ -5,6 +5,12 @@
 
 module "stack" {
   source = "../../modules/stack"
+  # aws.generator opens the ephemeral generators of secret values; in a country it is the same
+  # provider (offline tests replace it, see modules/secrets/versions.tf).
+  providers = {
+    aws           = aws
+    aws.generator = aws
+  }
 
   country               = local.country
   environment           = "prod"
@@ -15,4 +21,8 @@ module "stack" {
   alert_email_addresses = var.alert_email_addresses
   admin_role_arns       = var.admin_role_arns
   api_allowed_cidrs     = var.api_allowed_cidrs
+
+  oidc                        = var.oidc
+  admin_ingress_cidrs         = var.admin_ingress_cidrs
+  calls_token_key_also_accept = var.calls_token_key_also_accept
 }

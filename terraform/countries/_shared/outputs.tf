@@ -67,3 +67,43 @@ output "prometheus_endpoint" {
   description = "AMP query endpoint (EKS countries)."
   value       = module.stack.prometheus_endpoint
 }
+
+output "kubernetes_env_manifests" {
+  description = "EKS countries: <service>-env Secret / ExternalSecret manifests (each Release's envFromSecret) and the SecretStore; applied by Buildkite."
+  value       = module.stack.kubernetes_env_manifests
+}
+
+output "external_secrets_role_arn" {
+  description = "EKS: IAM role of the External Secrets Operator controller."
+  value       = module.stack.external_secrets_role_arn
+}
+
+output "calls_secret_arns" {
+  description = "Secrets Manager ARNs of the calls token key and webhook secrets."
+  value       = module.stack.calls_secret_arns
+}
+
+output "auth_issuer" {
+  description = "AUTH_ISSUER of every service."
+  value       = module.stack.auth_issuer
+}
+
+output "token_endpoint" {
+  description = "OAuth token endpoint (Cognito); null with an existing OIDC provider."
+  value       = module.stack.token_endpoint
+}
+
+output "identity_client_secret_arns" {
+  description = "Client => Secrets Manager ARN of its credentials (client_id, client_secret, token_url, scope)."
+  value       = module.stack.identity_client_secret_arns
+}
+
+output "internal_alb_dns_name" {
+  description = "Internal ALB of the admin routes: point the admin hostname (reachable from the VPC / VPN only) here."
+  value       = module.stack.internal_alb_dns_name
+}
+
+output "internal_alb_zone_id" {
+  description = "Hosted zone of the internal ALB."
+  value       = module.stack.internal_alb_zone_id
+}

@@ -46,3 +46,26 @@ variable "api_allowed_cidrs" {
   type        = list(string)
   default     = []
 }
+
+variable "oidc" {
+  description = "An existing OIDC provider instead of the country's Cognito user pool: {issuer_url, jwks_url, audiences, scope_prefix}. null (default) = Cognito."
+  type = object({
+    issuer_url   = string
+    jwks_url     = string
+    audiences    = list(string)
+    scope_prefix = optional(string, "")
+  })
+  default = null
+}
+
+variable "admin_ingress_cidrs" {
+  description = "Networks (VPN, operators) allowed to the internal ALB that serves the admin routes, besides the VPC."
+  type        = list(string)
+  default     = []
+}
+
+variable "calls_token_key_also_accept" {
+  description = "CALLS_TOKEN_KEY rotation step (terraform/README.md): null, AWSPENDING, then AWSPREVIOUS, then null again."
+  type        = string
+  default     = null
+}

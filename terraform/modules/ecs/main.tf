@@ -20,7 +20,7 @@ locals {
       for env, ref in s.secrets : env => ref.version_stage == "AWSCURRENT" ? ref.arn : "${ref.arn}::${ref.version_stage}:"
     }
   }
-  admin_services = { for name, s in var.services : name => s if s.admin_target_group_arn != null }
+  admin_services = { for name, s in var.services : name => s if s.admin }
 }
 
 resource "aws_ecs_cluster" "this" {
@@ -170,7 +170,7 @@ resource "aws_vpc_security_group_egress_rule" "https" {
 }
 
 resource "aws_vpc_security_group_ingress_rule" "from_internal_alb" {
-  for_each = var.admin_alb_security_group_id == null ? toset([]) : toset([for s in values(local.admin_services) : tostring(s.port)])
+  for_each = toset([for s in values(local.admin_services) : tostring(s.port)])
 
   security_group_id            = aws_security_group.tasks.id
   description                  = "Service port ${each.key} from the internal (admin) ALB"
@@ -178,6 +178,13 @@ resource "aws_vpc_security_group_ingress_rule" "from_internal_alb" {
   from_port                    = tonumber(each.key)
   to_port                      = tonumber(each.key)
   referenced_security_group_id = var.admin_alb_security_group_id
+
+  lifecycle {
+    precondition {
+      condition     = var.admin_alb_security_group_id != null
+      error_message = "services with admin = true need admin_alb_security_group_id (the internal ALB's group)."
+    }
+  }
 }
 
 data "aws_vpc" "this" {
@@ -286,7 +293,7 @@ resource "aws_ecs_service" "service" {
 
   # Admin routes: the same tasks behind the internal ALB's target group.
   dynamic "load_balancer" {
-    for_each = each.value.admin_target_group_arn == null ? [] : [each.value.admin_target_group_arn]
+    for_each = each.value.admin ? [each.value.admin_target_group_arn] : []
     content {
       target_group_arn = load_balancer.value
       container_name   = each.key

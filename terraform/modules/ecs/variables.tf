@@ -50,8 +50,10 @@ variable "image_tag" {
 
 variable "services" {
   description = <<-EOT
-    name => {port, target_group_arn, admin_target_group_arn, database_secret_arn, cpu, memory,
-    desired_count, max_count, environment, secrets}.
+    name => {port, target_group_arn, admin, admin_target_group_arn, database_secret_arn, cpu,
+    memory, desired_count, max_count, environment, secrets}.
+    admin: the service has admin routes; its tasks are also registered in admin_target_group_arn
+    (internal ALB). A static flag, so that for_each never depends on an ARN known after apply.
     environment: plain settings of that service (e.g. the AUTH_* from the identity module).
     secrets: environment variable => {arn, version_stage} in Secrets Manager, injected by ECS at
     task start (container `secrets`, read by the service's own execution role); never values.
@@ -59,6 +61,7 @@ variable "services" {
   type = map(object({
     port                   = number
     target_group_arn       = string
+    admin                  = optional(bool, false)
     admin_target_group_arn = optional(string)
     database_secret_arn    = string
     cpu                    = number
@@ -78,6 +81,11 @@ variable "services" {
       contains([256, 512, 1024, 2048, 4096], s.cpu) && s.memory >= 512 && s.desired_count >= 2 && s.desired_count <= s.max_count
     ])
     error_message = "each service needs a Fargate cpu size, memory >= 512 and 2 <= desired_count <= max_count (one task per AZ at least)."
+  }
+
+  validation {
+    condition     = alltrue([for s in values(var.services) : !s.admin || s.admin_target_group_arn != null])
+    error_message = "a service with admin = true needs admin_target_group_arn."
   }
 
   validation {

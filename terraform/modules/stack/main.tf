@@ -23,15 +23,41 @@ locals {
 
 module "secrets" {
   source = "../secrets"
+  providers = {
+    aws           = aws
+    aws.generator = aws.generator
+  }
 
-  name                = module.plan.name_prefix
-  services            = keys(local.services)
-  create_pod_identity = local.eks
-  eks_cluster_name    = local.eks ? module.eks[0].cluster_name : null
+  name                        = module.plan.name_prefix
+  services                    = keys(local.services)
+  create_pod_identity         = local.eks
+  eks_cluster_name            = local.eks ? module.eks[0].cluster_name : null
+  calls_token_key_also_accept = var.calls_token_key_also_accept
   database = {
     host   = module.aurora.endpoint
     port   = module.aurora.port
     dbname = module.aurora.database_name
+  }
+}
+
+# The token issuer every service verifies (AUTH_*): Cognito per country, or var.oidc.
+module "identity" {
+  source = "../identity"
+
+  name                = module.plan.name_prefix
+  services            = keys(local.services)
+  oidc                = var.oidc
+  secrets_kms_key_arn = module.secrets.kms_key_arn
+}
+
+locals {
+  # What every service is started with besides its image, on either platform: where its
+  # database credentials are, the region, and the issuer it verifies tokens against.
+  service_env = {
+    for name in keys(local.services) : name => merge(module.identity.service_env[name], {
+      DATABASE_SECRET_ARN = module.secrets.db_secret_arns[name]
+      AWS_REGION          = module.plan.region
+    })
   }
 }
 
@@ -89,19 +115,22 @@ module "eks" {
 module "alb" {
   source = "../alb"
 
-  name              = module.plan.names.alb
-  vpc_id            = module.network.vpc_id
-  vpc_cidr          = module.network.vpc_cidr_block
-  public_subnet_ids = module.network.public_subnet_ids
-  certificate_arn   = var.certificate_arn
-  logs_kms_key_arn  = module.secrets.kms_key_arn
-  eks_cluster_name  = local.eks ? module.eks[0].cluster_name : null
+  name                = module.plan.names.alb
+  vpc_id              = module.network.vpc_id
+  vpc_cidr            = module.network.vpc_cidr_block
+  public_subnet_ids   = module.network.public_subnet_ids
+  private_subnet_ids  = module.network.private_subnet_ids
+  admin_ingress_cidrs = var.admin_ingress_cidrs
+  certificate_arn     = var.certificate_arn
+  logs_kms_key_arn    = module.secrets.kms_key_arn
+  eks_cluster_name    = local.eks ? module.eks[0].cluster_name : null
   services = {
     for name, s in local.services : name => {
-      path_pattern = s.path_pattern
-      port         = s.port
-      health_path  = s.health_path
-      priority     = s.priority
+      path_pattern        = s.path_pattern
+      port                = s.port
+      health_path         = s.health_path
+      priority            = s.priority
+      admin_path_patterns = s.admin_path_patterns
     }
   }
 }
@@ -110,25 +139,89 @@ module "ecs" {
   source = "../ecs"
   count  = local.ecs ? 1 : 0
 
-  name                  = module.plan.names.ecs_cluster
-  vpc_id                = module.network.vpc_id
-  private_subnet_ids    = module.network.private_subnet_ids
-  alb_security_group_id = module.alb.security_group_id
-  image_registry        = var.image_registry
-  image_tag             = var.image_tag
-  logs_kms_key_arn      = module.secrets.kms_key_arn
-  secrets_kms_key_arn   = module.secrets.kms_key_arn
+  name                        = module.plan.names.ecs_cluster
+  vpc_id                      = module.network.vpc_id
+  private_subnet_ids          = module.network.private_subnet_ids
+  alb_security_group_id       = module.alb.security_group_id
+  admin_alb_security_group_id = module.alb.internal_security_group_id
+  image_registry              = var.image_registry
+  image_tag                   = var.image_tag
+  logs_kms_key_arn            = module.secrets.kms_key_arn
+  secrets_kms_key_arn         = module.secrets.kms_key_arn
   services = {
     for name, s in local.services : name => {
-      port                = s.port
-      target_group_arn    = module.alb.target_group_arns[name]
-      database_secret_arn = module.secrets.db_secret_arns[name]
-      cpu                 = local.sizing.ecs.cpu
-      memory              = local.sizing.ecs.memory
-      desired_count       = s.critical ? local.sizing.ecs.critical_desired_count : local.sizing.ecs.desired_count
-      max_count           = local.sizing.ecs.max_count
+      port                   = s.port
+      target_group_arn       = module.alb.target_group_arns[name]
+      admin                  = length(s.admin_path_patterns) > 0
+      admin_target_group_arn = lookup(module.alb.admin_target_group_arns, name, null)
+      database_secret_arn    = module.secrets.db_secret_arns[name]
+      cpu                    = local.sizing.ecs.cpu
+      memory                 = local.sizing.ecs.memory
+      desired_count          = s.critical ? local.sizing.ecs.critical_desired_count : local.sizing.ecs.desired_count
+      max_count              = local.sizing.ecs.max_count
+      environment            = module.identity.service_env[name]
+      secrets                = module.secrets.service_secret_env[name]
     }
   }
+}
+
+# ----------------------------------------------------------------------------- EKS: each service's env Secret
+# The operator starts a service with its Release's envFromSecret, "<service>-env" in the
+# services' namespace. Terraform does not talk to the cluster (private endpoint): these
+# manifests are outputs that the Buildkite cluster-addons step applies, like the
+# TargetGroupBindings. A service without runtime secrets gets a plain Secret (its values are
+# ARNs and URLs); one with runtime secrets (calls) gets an ExternalSecret, which the External
+# Secrets Operator (role: module.secrets, Pod Identity) fills from Secrets Manager, so no secret
+# value ever passes through Terraform or Buildkite.
+
+locals {
+  kubernetes_namespace = "meridian"
+  secret_store_name    = "aws-secrets-manager"
+
+  kubernetes_env_manifests = !local.eks ? {} : merge(
+    {
+      for name in keys(local.services) : "${name}-env" => length(module.secrets.service_secret_env[name]) == 0 ? yamlencode({
+        apiVersion = "v1"
+        kind       = "Secret"
+        type       = "Opaque"
+        metadata   = { name = "${name}-env", namespace = local.kubernetes_namespace, labels = { "app.kubernetes.io/name" = name, "app.kubernetes.io/part-of" = "meridian" } }
+        stringData = local.service_env[name]
+        }) : yamlencode({
+        apiVersion = "external-secrets.io/v1"
+        kind       = "ExternalSecret"
+        metadata   = { name = "${name}-env", namespace = local.kubernetes_namespace, labels = { "app.kubernetes.io/name" = name, "app.kubernetes.io/part-of" = "meridian" } }
+        spec = {
+          refreshInterval = "1h"
+          secretStoreRef  = { kind = "SecretStore", name = local.secret_store_name }
+          target = {
+            name           = "${name}-env"
+            creationPolicy = "Owner"
+            template = {
+              type = "Opaque"
+              # Plain settings as literals; each secret as a reference to the fetched value.
+              data = merge(local.service_env[name], { for env in keys(module.secrets.service_secret_env[name]) : env => "{{ .${env} }}" })
+            }
+          }
+          data = [
+            for env, ref in module.secrets.service_secret_env[name] : {
+              secretKey = env
+              remoteRef = { key = ref.arn, version = ref.version_stage }
+            }
+          ]
+        }
+      })
+    },
+    anytrue([for name in keys(local.services) : length(module.secrets.service_secret_env[name]) > 0]) ? {
+      (local.secret_store_name) = yamlencode({
+        apiVersion = "external-secrets.io/v1"
+        kind       = "SecretStore"
+        metadata   = { name = local.secret_store_name, namespace = local.kubernetes_namespace }
+        # No auth block: the controller's own Pod Identity role (module.secrets), which may read
+        # the calls secrets and nothing else.
+        spec = { provider = { aws = { service = "SecretsManager", region = module.plan.region } } }
+      })
+    } : {},
+  )
 }
 
 module "observability" {

@@ -61,8 +61,58 @@ output "target_group_arns" {
 }
 
 output "target_group_bindings" {
-  description = "TargetGroupBinding YAML per service (EKS countries; applied by Buildkite)."
+  description = "TargetGroupBinding YAML per service, and per admin target group (<service>-admin) (EKS countries; applied by Buildkite)."
   value       = local.eks ? module.alb.target_group_bindings : {}
+}
+
+output "kubernetes_env_manifests" {
+  description = "EKS countries: the <service>-env Secret (or ExternalSecret, for services with runtime secrets) each Release names in envFromSecret, and the SecretStore; applied by Buildkite. Empty on ECS."
+  value       = local.kubernetes_env_manifests
+}
+
+output "service_env" {
+  description = "Service => plain environment it is started with on either platform (DATABASE_SECRET_ARN, AWS_REGION, AUTH_*); secrets are not in it."
+  value       = local.service_env
+}
+
+output "external_secrets_role_arn" {
+  description = "EKS: IAM role of the External Secrets Operator controller (Pod Identity association created)."
+  value       = module.secrets.external_secrets_role_arn
+}
+
+output "calls_secret_arns" {
+  description = "Secrets Manager ARNs of the calls token key and webhook secrets (token-key, webhook-secrets)."
+  value       = module.secrets.calls_secret_arns
+}
+
+output "auth_issuer" {
+  description = "AUTH_ISSUER of every service."
+  value       = module.identity.issuer
+}
+
+output "auth_jwks_url" {
+  description = "AUTH_JWKS_URL of every service."
+  value       = module.identity.jwks_url
+}
+
+output "token_endpoint" {
+  description = "OAuth token endpoint of the country's Cognito domain (null with an existing OIDC provider)."
+  value       = module.identity.token_endpoint
+}
+
+output "identity_client_secret_arns" {
+  description = "Client (playback, admin, slo-probe) => Secrets Manager ARN of its {client_id, client_secret, token_url, scope}."
+  value       = module.identity.client_secret_arns
+}
+
+output "internal_alb_dns_name" {
+  description = "Internal ALB of the admin routes (reachable from the VPC and admin_ingress_cidrs): point the admin hostname here."
+  value       = module.alb.internal_dns_name
+}
+
+output "internal_alb_zone_id" {
+  description = "Hosted zone of the internal ALB for the alias record."
+  value       = module.alb.internal_zone_id
 }
 
 output "lb_controller_role_arn" {

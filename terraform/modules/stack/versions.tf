@@ -5,6 +5,9 @@ terraform {
     aws = {
       source  = "hashicorp/aws"
       version = ">= 5.100, < 7.0"
+      # Generates secret values (modules/secrets/generated); the root passes its default
+      # provider. Separate so that offline tests can mock everything else.
+      configuration_aliases = [aws.generator]
     }
   }
 }

@@ -64,6 +64,7 @@ variables {
     calls = {
       port                   = 8080
       target_group_arn       = "arn:aws:elasticloadbalancing:eu-north-1:111111111111:targetgroup/calls/0123456789abcdef"
+      admin                  = true
       admin_target_group_arn = "arn:aws:elasticloadbalancing:eu-north-1:111111111111:targetgroup/calls-adm/0123456789abcdef"
       database_secret_arn    = "arn:aws:secretsmanager:eu-north-1:111111111111:secret:meridian-prod-dk/db/calls-AbCdEf"
       cpu                    = 256
