@@ -107,6 +107,10 @@ impl FromStr for LogFormat {
 /// | `DB_ACQUIRE_TIMEOUT_MS` | 2000 | how long a request waits for a pooled connection |
 /// | `SHUTDOWN_GRACE_SECS` | 20 | how long SIGTERM waits for in-flight requests |
 /// | `REQUEST_TIMEOUT_MS` | 10000 | upper bound for one request |
+/// | `HTTP_HEADER_READ_TIMEOUT_MS` | 10000 | a whole request head must arrive within this of the connection's accept, or of the first byte of a kept-alive connection's next request; else the connection is closed |
+/// | `HTTP_IDLE_TIMEOUT_SECS` | 130 | how long a kept-alive connection may wait for its next request; keep it above the load balancer's idle timeout (ALB: 120 s) |
+/// | `HTTP_MAX_CONNECTIONS` | 4096 | open connections per process; more are closed on accept (the soft open-file limit is raised to fit, up to the hard limit) |
+/// | `HTTP_MAX_IN_FLIGHT` | 256 | requests handled at once per process; more are answered 503 problem+json with `Retry-After: 1` |
 /// | `FAULT_DELAY_MS` | — | fault injection for gate tests: delay matching requests (never in production) |
 /// | `FAULT_PATH_PREFIX` | `/` | which paths `FAULT_DELAY_MS` delays |
 #[derive(Clone)]
@@ -120,6 +124,8 @@ pub struct CommonConfig {
     pub request_timeout: Duration,
     /// `(path prefix, delay)` when fault injection is on.
     pub fault_delay: Option<(String, Duration)>,
+    /// Connection timeouts and limits, load shedding (`HTTP_*`; see [`crate::server`]).
+    pub http_limits: crate::server::Limits,
 }
 
 impl CommonConfig {
@@ -147,6 +153,7 @@ impl CommonConfig {
                     Duration::from_millis(ms),
                 )
             }),
+            http_limits: crate::server::Limits::from_env()?,
         })
     }
 }
@@ -166,6 +173,7 @@ impl fmt::Debug for CommonConfig {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("request_timeout", &self.request_timeout)
             .field("fault_delay", &self.fault_delay)
+            .field("http_limits", &self.http_limits)
             .finish()
     }
 }

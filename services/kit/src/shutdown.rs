@@ -6,7 +6,7 @@ use std::{future::Future, time::Duration};
 use axum::Router;
 use tokio::net::TcpListener;
 
-use crate::health::Health;
+use crate::{health::Health, server::Limits};
 
 /// Resolves on SIGTERM (Kubernetes, ECS) or SIGINT (Ctrl-C).
 pub async fn signal() {
@@ -36,8 +36,8 @@ pub async fn signal() {
     }
 }
 
-/// Serves `app` until `shutdown` resolves, then drains for at most `grace`.
-/// Returns `true` when every in-flight request finished within the grace period.
+/// Serves `app` until `shutdown` resolves, then drains for at most `grace`, with the default
+/// [`Limits`]. Returns `true` when every in-flight request finished within the grace period.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -45,29 +45,27 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> std::io::Result<bool> {
-    let (tx, mut rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
+    serve_with(listener, app, health, shutdown, grace, Limits::default()).await
+}
+
+/// [`serve`] within `limits` (connection timeouts and limits, load shedding; see
+/// [`crate::server`]): what binaries call, with [`CommonConfig::http_limits`].
+///
+/// [`CommonConfig::http_limits`]: crate::config::CommonConfig::http_limits
+pub async fn serve_with(
+    listener: TcpListener,
+    app: Router,
+    health: Health,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+    limits: Limits,
+) -> std::io::Result<bool> {
+    let shutdown = async move {
         shutdown.await;
+        // Not ready before anything stops: load balancers stop sending while the drain runs.
         health.set_draining();
-        let _ = tx.send(true);
-    });
-    let mut drain_rx = rx.clone();
-    let server =
-        axum::serve(listener, app.into_make_service()).with_graceful_shutdown(async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        });
-    let server = std::pin::pin!(server.into_future());
-    let deadline = async move {
-        let _ = drain_rx.wait_for(|stop| *stop).await;
-        tokio::time::sleep(grace).await;
     };
-    tokio::select! {
-        res = server => res.map(|()| true),
-        () = deadline => {
-            tracing::warn!(?grace, "grace period over; abandoning in-flight requests");
-            Ok(false)
-        }
-    }
+    crate::server::serve(listener, app, limits, shutdown, grace).await
 }
 
 /// Disables Nagle's algorithm on accepted connections: responses are small and latency-bound,
