@@ -18,8 +18,11 @@ fn free_port() -> u16 {
 #[tokio::test]
 async fn serve_without_database_url_runs_everything_and_stops_cleanly() {
     let port = free_port();
+    // Its own state directory: the dev keys this run creates are this test's alone.
+    let state = std::env::temp_dir().join(format!("meridian-serve-test-{}", std::process::id()));
     let mut child = Command::new(env!("CARGO_BIN_EXE_meridian"))
         .args(["serve", "--port", &port.to_string()])
+        .env("XDG_STATE_HOME", &state)
         .env_remove("DATABASE_URL")
         .env("LOG_FORMAT", "json")
         .stdout(Stdio::piped())
@@ -56,9 +59,58 @@ async fn serve_without_database_url_runs_everything_and_stops_cleanly() {
         200
     );
 
+    // The README's commands: `meridian token` mints tokens the running server accepts.
+    let token = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
+            .arg("token")
+            .args(args)
+            .env("XDG_STATE_HOME", &state)
+            .output()
+            .expect("meridian token");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        format!("Bearer {}", String::from_utf8_lossy(&out.stdout).trim())
+    };
+    let e2e = token(&["--sub", "e2e"]);
+    let family = token(&["--sub", "family-plan-user", "--ttl", "15m"]);
+    let other_key = {
+        let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
+            .args(["token", "--sub", "e2e"])
+            .env("XDG_STATE_HOME", state.join("elsewhere"))
+            .output()
+            .expect("meridian token");
+        format!("Bearer {}", String::from_utf8_lossy(&out.stdout).trim())
+    };
+    let jwks: serde_json::Value = http
+        .get(format!("{base}/.well-known/jwks.json"))
+        .send()
+        .await
+        .expect("jwks")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(jwks["keys"][0]["kty"], "OKP", "{jwks}");
+    let anonymous = http
+        .get(format!("{base}/streams/v1/users/e2e/sessions"))
+        .send()
+        .await
+        .expect("anonymous");
+    assert_eq!(anonymous.status(), 401);
+    let forged = http
+        .get(format!("{base}/streams/v1/users/e2e/sessions"))
+        .header("authorization", &other_key)
+        .send()
+        .await
+        .expect("forged");
+    assert_eq!(forged.status(), 401, "a token from another dev key");
+
     // Sample data was loaded.
     let limit: serde_json::Value = http
         .get(format!("{base}/streams/v1/users/family-plan-user/limit"))
+        .header("authorization", &family)
         .send()
         .await
         .expect("limit")
@@ -69,6 +121,7 @@ async fn serve_without_database_url_runs_everything_and_stops_cleanly() {
 
     let started = http
         .post(format!("{base}/streams/v1/users/e2e/sessions"))
+        .header("authorization", &e2e)
         .json(&serde_json::json!({ "device_id": "tv", "content_id": "film" }))
         .send()
         .await
@@ -77,6 +130,7 @@ async fn serve_without_database_url_runs_everything_and_stops_cleanly() {
 
     let bad = http
         .post(format!("{base}/streams/v1/users/e2e/sessions"))
+        .header("authorization", &e2e)
         .header("content-type", "application/json")
         .body("{not json")
         .send()
@@ -85,11 +139,29 @@ async fn serve_without_database_url_runs_everything_and_stops_cleanly() {
     assert_eq!(bad.status(), 400);
     assert_eq!(bad.headers()["content-type"], "application/problem+json");
 
-    // Call control answers for the sample hospital PBX from its snapshot.
+    // Call control answers for the sample hospital PBX from its snapshot, to a request signed
+    // with `meridian sign-decision` (the README's line).
+    let body = r#"{"request_id":"r1","call_id":"c1","call_type":"pbx","direction":"inbound","from":"+46700000001","to":"+46101110099","event":"call_started"}"#;
+    let signed = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(["sign-decision", body])
+        .env("XDG_STATE_HOME", &state)
+        .output()
+        .expect("meridian sign-decision");
+    let line = String::from_utf8_lossy(&signed.stdout).trim().to_owned();
+    let (name, value) = line.split_once(": ").expect("a header line");
+    let unsigned = http
+        .post(format!("{base}/calls/v1/decisions"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("unsigned");
+    assert_eq!(unsigned.status(), 401);
     let decision: serde_json::Value = http
         .post(format!("{base}/calls/v1/decisions"))
-        .json(&serde_json::json!({ "request_id": "r1", "call_id": "c1", "call_type": "pbx",
-            "direction": "inbound", "from": "+46700000001", "to": "+46101110099", "event": "call_started" }))
+        .header("content-type", "application/json")
+        .header(name, value)
+        .body(body)
         .send()
         .await
         .expect("decision")
@@ -162,4 +234,62 @@ async fn serve_without_database_url_runs_everything_and_stops_cleanly() {
         std::net::TcpStream::connect(("127.0.0.1", pg_port)).is_err(),
         "PostgreSQL on {pg_port} still running"
     );
+    // The dev key is private to its owner.
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(state.join("meridian/dev-signing-key"))
+            .expect("dev key")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+/// Every operation of every service states who may call it, and the statement matches its
+/// security requirement: a bearer rule carries the bearer scheme, a public one carries none
+/// (or, for webhooks, the signature scheme). A route added without a caller fails here.
+#[test]
+fn every_operation_states_its_caller() {
+    let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .arg("openapi")
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("meridian openapi");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let schemes = &doc["components"]["securitySchemes"];
+    assert!(schemes["bearer"].is_object() && schemes["webhook-signature"].is_object());
+    let mut seen = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            seen += 1;
+            let rule = op["x-meridian-caller"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path} does not state its caller"));
+            let names: Vec<&str> = op["security"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r.as_object())
+                .flat_map(|r| r.keys().map(String::as_str))
+                .collect();
+            if rule.starts_with("bearer:") {
+                assert_eq!(names, ["bearer"], "{method} {path}");
+                assert!(
+                    op["responses"]["401"].is_object(),
+                    "{method} {path}: no 401"
+                );
+            } else {
+                assert!(rule.starts_with("public:"), "{method} {path}: {rule}");
+                assert!(
+                    names.is_empty() || names == ["webhook-signature"],
+                    "{method} {path}: {names:?}"
+                );
+            }
+        }
+    }
+    assert!(seen >= 15, "only {seen} operations documented");
 }
