@@ -66,12 +66,24 @@ where
     })
 }
 
+/// Bounds every client string of a decision request (they reach the log line, the step log and
+/// the state token): lengths, and no control characters (kit `text`).
 fn check_request(req: &DecisionRequest) -> ApiResult<()> {
+    /// A state token this service signs is under 1,300 characters (call id, number and node at
+    /// their caps, base64); anything longer is not one of ours.
+    const MAX_STATE_LEN: usize = 2048;
     let mut v = Validator::new();
     v.text(&req.call_id, "call_id", 128);
     v.text(&req.request_id, "request_id", 128);
     v.text(&req.from, "from", 64);
     v.text(&req.to, "to", 64);
+    // Empty means absent; an unknown or garbled value restarts the flow, as before.
+    if let Some(node) = req.node.as_deref().filter(|n| !n.is_empty()) {
+        v.text(node, "node", validate::MAX_ID_LEN);
+    }
+    if let Some(state) = req.state.as_deref().filter(|s| !s.is_empty()) {
+        v.text(state, "state", MAX_STATE_LEN);
+    }
     if let Some(d) = &req.digits {
         v.check(
             d.len() <= 32
@@ -127,7 +139,8 @@ async fn decide(
     if decision.notes.iter().any(|n| n == engine::OVER_BUDGET) {
         tracing::error!(budget = ?st.settings.decision_budget, "decision over budget; static fallback");
     }
-    tracing::info!(call_id = %req.call_id, event = ?req.event, node = ?req.node, source = source.as_str(), outcome, "decision");
+    // Every client string here was bounded (and stripped of control characters) by check_request.
+    tracing::info!(call_id = %req.call_id, event = req.event.as_str(), node = req.node.as_deref().unwrap_or_default(), source = source.as_str(), outcome, "decision");
     st.log.record(&req, &decision, now);
     Ok(Json(decision))
 }

@@ -1,7 +1,8 @@
 //! Call steps are recorded asynchronously: the handler puts a record on a bounded queue and
 //! returns; a writer inserts batches. When the queue is full (database slow or down) records are
 //! dropped and counted (`calls_log_queue_dropped_total`) — a call is never made to wait for its
-//! own log line.
+//! own log line. When PostgreSQL refuses a batch because of what one row holds, the batch is
+//! written again row by row, so one bad row costs only itself ([`write_batch`]).
 //!
 //! Steps older than the retention period are deleted in batches ([`spawn_retention`]).
 
@@ -65,13 +66,84 @@ async fn writer(pool: PgPool, mut rx: mpsc::Receiver<StepRecord>) {
                 Err(_) => break,
             }
         }
-        if let Err(e) = store::insert_steps(&pool, &batch).await {
-            crate::metrics::log_dropped(batch.len() as u64);
-            tracing::warn!(error = %e, dropped = batch.len(), "call log batch not written");
+        if write_batch(&pool, &batch).await.database_failed {
             // Back off so a down database is not hammered while records queue (and drop).
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         batch.clear();
+    }
+}
+
+/// What became of one batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// Rows not stored (already counted in `calls_log_queue_dropped_total`).
+    pub dropped: usize,
+    /// The database failed as a whole (down, unreachable, misconfigured), as opposed to refusing
+    /// particular rows: the writer backs off.
+    pub database_failed: bool,
+}
+
+/// Writes `batch` with one COPY. If PostgreSQL refuses it because of a row's data, every row is
+/// written again on its own and only the refused rows are dropped: one call's bad record must not
+/// erase the other calls' audit trail. Any other failure drops the rest of the batch at once —
+/// retrying a thousand rows against a database that is down would only delay the next batch.
+pub async fn write_batch(pool: &PgPool, batch: &[StepRecord]) -> BatchOutcome {
+    let err = match store::insert_steps(pool, batch).await {
+        Ok(()) => {
+            return BatchOutcome {
+                dropped: 0,
+                database_failed: false,
+            };
+        }
+        Err(e) => e,
+    };
+    if batch.len() == 1 || !refused_for_its_data(&err) {
+        crate::metrics::log_dropped(batch.len() as u64);
+        tracing::warn!(error = %err, dropped = batch.len(), "call log batch not written");
+        return BatchOutcome {
+            dropped: batch.len(),
+            database_failed: !refused_for_its_data(&err),
+        };
+    }
+    tracing::warn!(error = %err, rows = batch.len(), "call log batch refused; writing it row by row");
+    let mut dropped = 0;
+    for (i, step) in batch.iter().enumerate() {
+        match store::insert_steps(pool, std::slice::from_ref(step)).await {
+            Ok(()) => {}
+            Err(e) if refused_for_its_data(&e) => {
+                dropped += 1;
+                // Without the row's content: it is what PostgreSQL could not take.
+                tracing::warn!(error = %e, row = i, "call log row refused; dropped");
+            }
+            Err(e) => {
+                let rest = batch.len() - i;
+                crate::metrics::log_dropped((dropped + rest) as u64);
+                tracing::warn!(error = %e, dropped = dropped + rest, "call log batch not written");
+                return BatchOutcome {
+                    dropped: dropped + rest,
+                    database_failed: true,
+                };
+            }
+        }
+    }
+    crate::metrics::log_dropped(dropped as u64);
+    BatchOutcome {
+        dropped,
+        database_failed: false,
+    }
+}
+
+/// Whether PostgreSQL refused the statement for what a row holds, so that the same rows written
+/// separately would succeed except for the culprit: SQLSTATE class 22 (data exception: bad
+/// encoding such as a NUL byte, value out of range, malformed COPY data), 23 (integrity
+/// constraint violation) or 54 (program limit exceeded: a value too large to store or index).
+fn refused_for_its_data(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("22") || c.starts_with("23") || c.starts_with("54")),
+        _ => false,
     }
 }
 

@@ -4,9 +4,14 @@
 //! load and never a lock or a database round trip. It is refreshed on `NOTIFY calls_config` and
 //! every `refresh_interval`, written to a local file after each refresh, and read back from that
 //! file on a cold start while the database is down.
+//!
+//! The file holds every number's routing, so it lives in a private place: by default the user's
+//! state directory ([`default_path`]); missing directories are created `0700` and the file is
+//! written `0600` through a temporary file in the same directory and an atomic rename.
 
 use std::{
-    path::PathBuf,
+    ffi::OsString,
+    path::{Path, PathBuf},
     sync::{
         Arc,
         atomic::{AtomicI64, Ordering},
@@ -129,17 +134,15 @@ impl Snapshots {
 
     async fn write_file(&self, loaded: &Loaded) {
         let Some(path) = &self.file else { return };
-        let tmp = path.with_extension("tmp");
-        let result = async {
-            let bytes = serde_json::to_vec(loaded).map_err(std::io::Error::other)?;
-            if let Some(dir) = path.parent() {
-                tokio::fs::create_dir_all(dir).await?;
+        let result = match serde_json::to_vec(loaded) {
+            Ok(bytes) => {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || write_private(&path, &bytes))
+                    .await
+                    .unwrap_or_else(|e| Err(std::io::Error::other(e)))
             }
-            tokio::fs::write(&tmp, bytes).await?;
-            // rename is atomic: a crash leaves the old file or the new one, never half of one.
-            tokio::fs::rename(&tmp, path).await
-        }
-        .await;
+            Err(e) => Err(std::io::Error::other(e)),
+        };
         if let Err(e) = result {
             tracing::warn!(path = %path.display(), error = %e, "could not write snapshot file");
         }
@@ -152,7 +155,13 @@ impl Snapshots {
             Ok(Err(e)) => tracing::warn!(error = %e, "database unavailable at start"),
             Err(_) => tracing::warn!(?timeout, "database did not answer at start"),
         }
-        let Some(path) = &self.file else { return };
+        let Some(path) = &self.file else {
+            tracing::error!(
+                "no snapshot file configured (CALLS_SNAPSHOT_PATH, or a state directory from \
+                 XDG_STATE_HOME or HOME): nothing to serve until the database returns"
+            );
+            return;
+        };
         match tokio::fs::read(path)
             .await
             .map(|b| serde_json::from_slice::<Loaded>(&b))
@@ -191,6 +200,75 @@ impl Snapshots {
     }
 }
 
+/// The default snapshot file: `$XDG_STATE_HOME/meridian/calls/snapshot.json`, else
+/// `$HOME/.local/state/meridian/calls/snapshot.json` (the XDG base directory for state that
+/// outlives a restart; a runtime directory would be emptied by a reboot, which is exactly when a
+/// cold start needs the file). `None` when neither variable holds an absolute path.
+pub fn default_path() -> Option<PathBuf> {
+    state_path(std::env::var_os("XDG_STATE_HOME"), std::env::var_os("HOME"))
+}
+
+fn state_path(xdg_state_home: Option<OsString>, home: Option<OsString>) -> Option<PathBuf> {
+    // The XDG specification says relative paths are invalid and are to be ignored.
+    let absolute = |v: OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
+    let base = xdg_state_home
+        .and_then(absolute)
+        .or_else(|| home.and_then(absolute).map(|h| h.join(".local/state")))?;
+    Some(base.join("meridian/calls/snapshot.json"))
+}
+
+/// Writes `bytes` to `path` so that only this user can read it and a reader never sees half a
+/// file: missing parent directories are created `0700`, the data goes to a new `0600` temporary
+/// file beside `path` (a fresh name opened with `O_EXCL`, so nothing planted there is followed),
+/// is flushed to disk, and is renamed over `path`.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::{
+        io::Write,
+        os::unix::fs::{DirBuilderExt, OpenOptionsExt},
+        sync::atomic::AtomicU64,
+    };
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let tmp = dir.join(format!(
+        ".snapshot-{}-{}.tmp",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let create = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+    };
+    let written = (|| {
+        let mut file = match create() {
+            // Left by a crashed process with the same pid (pid 1 in every container).
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                std::fs::remove_file(&tmp)?;
+                create()?
+            }
+            other => other?,
+        };
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
+    // The rename is durable once the directory entry is.
+    std::fs::File::open(dir)?.sync_all()
+}
+
 /// Turns `NOTIFY calls_config` into wake-ups; reconnects after database outages.
 async fn listen(snapshots: Arc<Snapshots>, pool: PgPool) {
     loop {
@@ -209,5 +287,36 @@ async fn listen(snapshots: Arc<Snapshots>, pool: PgPool) {
             snapshots.wake();
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_path_is_in_the_users_state_directory() {
+        let p = |x: Option<&str>, h: Option<&str>| {
+            state_path(x.map(OsString::from), h.map(OsString::from))
+        };
+        assert_eq!(
+            p(Some("/state"), Some("/home/a")),
+            Some(PathBuf::from("/state/meridian/calls/snapshot.json"))
+        );
+        assert_eq!(
+            p(None, Some("/home/a")),
+            Some(PathBuf::from(
+                "/home/a/.local/state/meridian/calls/snapshot.json"
+            ))
+        );
+        // Relative values are ignored, as the XDG specification asks.
+        assert_eq!(
+            p(Some("state"), Some("/home/a")),
+            Some(PathBuf::from(
+                "/home/a/.local/state/meridian/calls/snapshot.json"
+            ))
+        );
+        assert_eq!(p(Some(""), Some("")), None);
+        assert_eq!(p(None, None), None);
     }
 }

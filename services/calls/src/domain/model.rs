@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Prompt {
-    /// URL of a recording the telephony platform fetches.
+    /// URL of a recording the telephony platform fetches: `http(s)://`, at most 2,048 characters.
     Url(String),
-    /// Text to speak (text-to-speech).
+    /// Text to speak (text-to-speech): at most 1,000 characters; line breaks allowed.
     Say(String),
 }
 
@@ -143,6 +143,8 @@ pub struct Flow {
     pub entry: String,
     /// IANA time zone for time conditions, e.g. `Europe/Stockholm`.
     pub timezone: String,
+    /// At most 1,000 nodes, keyed by id (1..=64 characters, no control characters). The other
+    /// caps are listed in docs/calls.md ("Validation caps").
     pub nodes: BTreeMap<String, Node>,
 }
 
