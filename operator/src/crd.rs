@@ -44,6 +44,22 @@ fn default_concurrency() -> u32 {
 fn default_timeout_ms() -> u64 {
     2000
 }
+fn default_token_key() -> String {
+    "token".to_owned()
+}
+
+/// A Kubernetes resource quantity (`250m`, `1`, `128Mi`, `1.5Gi`). Only the positive, plain
+/// forms: anything else is refused when the Release is applied, not when its pods are.
+const QUANTITY_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?|\.[0-9]+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$";
+
+/// Default CPU request of every pod a Release runs.
+pub const DEFAULT_CPU_REQUEST: &str = "100m";
+/// Default memory request.
+pub const DEFAULT_MEMORY_REQUEST: &str = "128Mi";
+/// Default memory limit. There is no default CPU limit: CFS throttling shows up as p99 latency,
+/// which is exactly what the SLO analysis judges; set `limits.cpu` where a namespace policy
+/// wants one. (The memory limit is what protects the node, so it always has a value.)
+pub const DEFAULT_MEMORY_LIMIT: &str = "512Mi";
 
 /// A blue-green release of one service in one cluster.
 ///
@@ -89,6 +105,9 @@ pub struct ReleaseSpec {
     pub env_from_secret: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
+    /// CPU and memory of every pod the Release runs (both colours and the migration Job).
+    #[serde(default)]
+    pub resources: Resources,
     /// The schema migration to run once per release, before the preview starts. Only
     /// expand/contract migrations belong here: the old colour keeps serving on the new schema.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -116,6 +135,69 @@ pub struct ReleaseSpec {
     /// Abort the release in flight (roll back per policy); while set, no new cycle starts.
     #[serde(default)]
     pub abort: bool,
+}
+
+/// Requests and limits of the service's containers (and the migration Job's).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Resources {
+    #[serde(default)]
+    pub requests: ResourceRequests,
+    #[serde(default)]
+    pub limits: ResourceLimits,
+}
+
+/// What the scheduler reserves for each pod.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceRequests {
+    #[serde(default = "default_cpu_request")]
+    #[schemars(regex(pattern = QUANTITY_PATTERN))]
+    pub cpu: String,
+    #[serde(default = "default_memory_request")]
+    #[schemars(regex(pattern = QUANTITY_PATTERN))]
+    pub memory: String,
+}
+
+impl Default for ResourceRequests {
+    fn default() -> Self {
+        Self {
+            cpu: default_cpu_request(),
+            memory: default_memory_request(),
+        }
+    }
+}
+
+/// What each pod may use at most: over the memory limit the container is killed.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceLimits {
+    /// Unset by default: CPU throttling shows up as the p99 latency the analysis judges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = QUANTITY_PATTERN))]
+    pub cpu: Option<String>,
+    #[serde(default = "default_memory_limit")]
+    #[schemars(regex(pattern = QUANTITY_PATTERN))]
+    pub memory: String,
+}
+
+impl Default for ResourceLimits {
+    fn default() -> Self {
+        Self {
+            cpu: None,
+            memory: default_memory_limit(),
+        }
+    }
+}
+
+fn default_cpu_request() -> String {
+    DEFAULT_CPU_REQUEST.to_owned()
+}
+fn default_memory_request() -> String {
+    DEFAULT_MEMORY_REQUEST.to_owned()
+}
+fn default_memory_limit() -> String {
+    DEFAULT_MEMORY_LIMIT.to_owned()
 }
 
 /// One environment variable.
@@ -180,6 +262,22 @@ pub struct ProbeSpec {
     pub concurrency: u32,
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// Secret (in the Release's namespace) whose key holds a bearer token, sent as
+    /// `Authorization: Bearer` on every probe request. Read at each analysis, so a token
+    /// refreshed in the Secret is used without a restart; unreadable, missing or malformed fails
+    /// the analysis. The operator's Role may read only the Secret names it was generated with
+    /// (`operator rbac --probe-token-secret`, default `slo-probe-token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token_secret: Option<SecretKeyRef>,
+}
+
+/// One key of a Secret in the Release's namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    pub name: String,
+    #[serde(default = "default_token_key")]
+    pub key: String,
 }
 
 /// A PromQL query that must evaluate to a scalar at most `maxValue`.

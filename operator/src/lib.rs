@@ -7,6 +7,7 @@
 //! without a cluster, and the I/O be tested against a mocked API server.
 
 pub mod crd;
+pub mod rbac;
 pub mod release;
 pub mod rollout;
 pub mod serve;

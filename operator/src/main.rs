@@ -1,5 +1,5 @@
 //! `operator`: run the controllers against the cluster from the environment (in-cluster service
-//! account or KUBECONFIG), or print the CRD YAML.
+//! account or KUBECONFIG), or print the CRD or RBAC YAML.
 
 use std::sync::Arc;
 
@@ -20,11 +20,26 @@ struct Cli {
 enum Command {
     /// Print the CRD YAML of Release and Rollout (what deploy/crds.yaml holds).
     Crd,
+    /// Print the Release controller's RBAC for the namespaces it manages: a Role and RoleBinding
+    /// in each (what deploy/rbac.yaml holds).
+    Rbac {
+        /// Namespaces the operator manages (comma-separated): WATCH_NAMESPACES of its Deployment.
+        #[arg(long, value_delimiter = ',', required = true)]
+        namespaces: Vec<String>,
+        /// Secret names the operator may read in those namespaces (the probe's bearer token,
+        /// spec.analysis.probe.bearerTokenSecret); repeat for several, pass "" for none.
+        #[arg(long, default_value = operator::rbac::DEFAULT_PROBE_TOKEN_SECRET)]
+        probe_token_secret: Vec<String>,
+    },
     /// Run the controllers until SIGTERM: `release` in every country cluster, `rollout` in the
     /// management cluster (which holds the kubeconfig Secrets).
     Run {
         #[arg(long, value_delimiter = ',', default_value = "release")]
         controllers: Vec<Controller>,
+        /// Namespaces whose Releases the release controller manages (comma-separated); it
+        /// watches nothing else, and its RBAC covers nothing else (`operator rbac`).
+        #[arg(long, env = "WATCH_NAMESPACES", value_delimiter = ',')]
+        namespaces: Vec<String>,
     },
 }
 
@@ -38,7 +53,27 @@ enum Controller {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crd => print!("{}", operator::crd::crds_yaml()),
-        Command::Run { controllers } => {
+        Command::Rbac {
+            namespaces,
+            probe_token_secret,
+        } => {
+            let namespaces =
+                operator::rbac::parse_namespaces(&namespaces).map_err(anyhow::Error::msg)?;
+            let secrets = operator::rbac::parse_secret_names(&probe_token_secret)
+                .map_err(anyhow::Error::msg)?;
+            print!("{}", operator::rbac::rbac_yaml(&namespaces, &secrets));
+        }
+        Command::Run {
+            controllers,
+            namespaces,
+        } => {
+            // Checked before anything starts: without namespaces the release controller would
+            // have nothing it may watch.
+            let namespaces = if controllers.contains(&Controller::Release) {
+                operator::rbac::parse_namespaces(&namespaces).map_err(anyhow::Error::msg)?
+            } else {
+                Vec::new()
+            };
             init_tracing();
             // One TLS provider for kube's clients and the analysis probe.
             probe::install_tls_provider();
@@ -55,10 +90,10 @@ async fn main() -> anyhow::Result<()> {
                     tracing::error!(error = %e, "health/metrics server stopped");
                 }
             });
-            tracing::info!(?controllers, port, "controllers starting");
-            let release = controllers
-                .contains(&Controller::Release)
-                .then(|| operator::release::reconcile::run(client.clone(), Arc::clone(&metrics)));
+            tracing::info!(?controllers, ?namespaces, port, "controllers starting");
+            let release = controllers.contains(&Controller::Release).then(|| {
+                operator::release::reconcile::run(client.clone(), &namespaces, Arc::clone(&metrics))
+            });
             let rollout = controllers
                 .contains(&Controller::Rollout)
                 .then(|| operator::rollout::clusters::run(client.clone(), Arc::clone(&metrics)));

@@ -67,12 +67,26 @@ fn crds_have_the_expected_names_scopes_and_status() {
         "rollbackPolicy",
         "paused",
         "abort",
+        "resources",
     ] {
         assert!(spec_props.contains_key(field), "Release spec lacks {field}");
     }
     assert_eq!(
         release["spec"]["properties"]["rollbackPolicy"]["enum"],
         serde_json::json!(["Revert", "Freeze"])
+    );
+    // Pods get requests and a memory limit even when the Release says nothing about them.
+    assert_eq!(
+        release["spec"]["properties"]["resources"]["default"],
+        serde_json::json!({
+            "requests": { "cpu": "100m", "memory": "128Mi" },
+            "limits": { "memory": "512Mi" },
+        })
+    );
+    let probe = &release["spec"]["properties"]["analysis"]["properties"]["probe"]["properties"];
+    assert_eq!(
+        probe["bearerTokenSecret"]["required"],
+        serde_json::json!(["name"])
     );
 }
 

@@ -11,10 +11,18 @@
 //!   including failed and timed-out ones (a timeout records the time spent waiting), so a hanging
 //!   service shows up in p99 instead of disappearing from it;
 //! - **errors** are non-2xx responses, transport failures (refused, reset, TLS) and timeouts;
+//!   401 and 403 are errors like any other non-2xx (and counted apart as `auth_errors`, so a gate
+//!   that fails on a missing or expired token says so), never a pass;
 //! - a threshold is breached when the measured value is strictly above it.
+//!
+//! Routes that need an identity get a [`BearerToken`], sent as `Authorization: Bearer` on every
+//! request. The token is redacted from `Debug`, marked sensitive in the header map, and never
+//! written to any output.
 
 pub mod prometheus;
 
+use std::io::Read;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -24,6 +32,77 @@ use serde::{Deserialize, Serialize};
 
 /// Largest latency the histogram resolves (one hour in microseconds); longer values saturate.
 const MAX_TRACKABLE_MICROS: u64 = 3_600_000_000;
+
+/// Longest bearer token accepted. Cognito access tokens are 1–2 KB; 16 KiB leaves room for any
+/// JWT with many scopes and still bounds what is read from a file or a Secret.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// A bearer token for the probed routes. `Debug` never shows it; the only way out is the
+/// `Authorization` header the probe builds from it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BearerToken(String);
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BearerToken([redacted])")
+    }
+}
+
+/// Why a token was refused. Deliberately carries no part of the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the token is empty")]
+    Empty,
+    #[error("the token is longer than {MAX_TOKEN_BYTES} bytes")]
+    TooLong,
+    #[error("the token has characters a bearer token cannot have (RFC 6750 b64token)")]
+    BadCharacters,
+    #[error("reading the token file: {0}")]
+    Io(String),
+}
+
+impl BearerToken {
+    /// Validates a token as RFC 6750's `b64token` (`[A-Za-z0-9-._~+/]+=*`, which every JWT is).
+    /// Surrounding whitespace is dropped: token files and Secrets usually end in a newline.
+    pub fn new(raw: &str) -> Result<Self, TokenError> {
+        let token = raw.trim();
+        if token.is_empty() {
+            return Err(TokenError::Empty);
+        }
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::TooLong);
+        }
+        let body = token.trim_end_matches('=');
+        let b64token = !body.is_empty()
+            && body
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b));
+        if !b64token {
+            return Err(TokenError::BadCharacters);
+        }
+        Ok(Self(token.to_owned()))
+    }
+
+    /// Reads and validates a token file, reading at most [`MAX_TOKEN_BYTES`] (+ a newline).
+    pub fn from_file(path: &Path) -> Result<Self, TokenError> {
+        let file = std::fs::File::open(path).map_err(|e| TokenError::Io(e.to_string()))?;
+        let mut raw = Vec::new();
+        // One byte over the limit plus a trailing newline is enough to tell "too long".
+        file.take(MAX_TOKEN_BYTES as u64 + 2)
+            .read_to_end(&mut raw)
+            .map_err(|e| TokenError::Io(e.to_string()))?;
+        let text = std::str::from_utf8(&raw).map_err(|_| TokenError::BadCharacters)?;
+        Self::new(text)
+    }
+
+    fn header_value(&self) -> reqwest::header::HeaderValue {
+        let mut value = reqwest::header::HeaderValue::try_from(format!("Bearer {}", self.0))
+            .expect("a b64token is a valid header value");
+        // Keeps the value out of reqwest/hyper debug output and HTTP/2 header compression.
+        value.set_sensitive(true);
+        value
+    }
+}
 
 /// How one probe run is shaped.
 #[derive(Debug, Clone)]
@@ -36,6 +115,8 @@ pub struct ProbeConfig {
     pub concurrency: u32,
     /// Per-request deadline; a request that takes longer counts as an error.
     pub timeout: Duration,
+    /// Sent as `Authorization: Bearer` on every request when set.
+    pub bearer_token: Option<BearerToken>,
 }
 
 impl ProbeConfig {
@@ -46,6 +127,7 @@ impl ProbeConfig {
             requests,
             concurrency: 8,
             timeout: Duration::from_secs(5),
+            bearer_token: None,
         }
     }
 }
@@ -67,6 +149,10 @@ pub struct Measurement {
     pub errors: u32,
     /// Responses with a non-2xx status.
     pub http_errors: u32,
+    /// Of `http_errors`, those answered 401 or 403: the token is missing, expired or lacks a
+    /// scope. Counted apart only to say so; they fail the run like any other error.
+    #[serde(default)]
+    pub auth_errors: u32,
     /// Requests that got no complete response (connect/reset/TLS failure or timeout).
     pub transport_errors: u32,
     pub error_rate: f64,
@@ -117,6 +203,14 @@ impl Verdict {
             "{} requests, p50 {:.1}ms, p99 {:.1}ms, error rate {:.4}",
             m.requests, m.p50_ms, m.p99_ms, m.error_rate
         );
+        let head = if m.auth_errors > 0 {
+            format!(
+                "{head} ({} answered 401/403: token missing, expired or without the scope)",
+                m.auth_errors
+            )
+        } else {
+            head
+        };
         if self.breaches.is_empty() {
             format!("{head}: within thresholds")
         } else {
@@ -181,8 +275,15 @@ pub async fn measure(config: &ProbeConfig) -> Result<Measurement, ProbeError> {
     // reqwest sets up TLS when the client is built, even for plain-http URLs.
     install_tls_provider();
     let workers = config.concurrency.min(config.requests);
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = &config.bearer_token {
+        headers.insert(reqwest::header::AUTHORIZATION, token.header_value());
+    }
     let client = reqwest::Client::builder()
         .timeout(config.timeout)
+        // reqwest drops Authorization on a redirect to another host, so the token cannot leak
+        // through a redirect.
+        .default_headers(headers)
         .pool_max_idle_per_host(workers as usize)
         .build()
         .map_err(ProbeError::Client)?;
@@ -240,6 +341,7 @@ struct Tally {
     histogram: Histogram<u64>,
     requests: u32,
     http_errors: u32,
+    auth_errors: u32,
     transport_errors: u32,
 }
 
@@ -250,6 +352,7 @@ impl Tally {
                 .expect("static histogram bounds are valid"),
             requests: 0,
             http_errors: 0,
+            auth_errors: 0,
             transport_errors: 0,
         }
     }
@@ -260,6 +363,7 @@ impl Tally {
             .expect("histograms share bounds");
         self.requests += other.requests;
         self.http_errors += other.http_errors;
+        self.auth_errors += other.auth_errors;
         self.transport_errors += other.transport_errors;
     }
 
@@ -270,6 +374,7 @@ impl Tally {
             requests: self.requests,
             errors,
             http_errors: self.http_errors,
+            auth_errors: self.auth_errors,
             transport_errors: self.transport_errors,
             error_rate: if self.requests == 0 {
                 0.0
@@ -287,6 +392,8 @@ impl Tally {
 enum Outcome {
     Ok,
     HttpError,
+    /// 401 or 403: an HTTP error whose cause is the credential.
+    AuthError,
     TransportError,
 }
 
@@ -306,6 +413,10 @@ async fn worker(
         match outcome {
             Outcome::Ok => {}
             Outcome::HttpError => tally.http_errors += 1,
+            Outcome::AuthError => {
+                tally.http_errors += 1;
+                tally.auth_errors += 1;
+            }
             Outcome::TransportError => tally.transport_errors += 1,
         }
     }
@@ -315,11 +426,12 @@ async fn worker(
 async fn one_request(client: &reqwest::Client, url: reqwest::Url) -> Outcome {
     match client.get(url).send().await {
         Ok(response) => {
-            let success = response.status().is_success();
+            let status = response.status();
             // Read the whole body: latency is time to the last byte, and a body cut off midway
             // is a failed response even with a 2xx status.
             match response.bytes().await {
-                Ok(_) if success => Outcome::Ok,
+                Ok(_) if status.is_success() => Outcome::Ok,
+                Ok(_) if matches!(status.as_u16(), 401 | 403) => Outcome::AuthError,
                 Ok(_) => Outcome::HttpError,
                 Err(_) => Outcome::TransportError,
             }
@@ -337,6 +449,7 @@ mod tests {
             requests: 100,
             errors: (error_rate * 100.0) as u32,
             http_errors: (error_rate * 100.0) as u32,
+            auth_errors: 0,
             transport_errors: 0,
             error_rate,
             p50_ms: p99_ms / 2.0,
@@ -380,6 +493,70 @@ mod tests {
         assert_eq!(json["p99_ms"], 150.0);
         assert_eq!(json["thresholds"]["p99_ms"], 100.0);
         assert_eq!(json["breaches"][0]["kind"], "p99");
+    }
+
+    #[test]
+    fn bearer_tokens_are_validated_and_never_shown() {
+        let jwt = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJzbG8tcHJvYmUifQ.c2ln-_";
+        let token = BearerToken::new(&format!("{jwt}\n")).unwrap();
+        assert_eq!(
+            token,
+            BearerToken::new(jwt).unwrap(),
+            "trailing newline dropped"
+        );
+        assert_eq!(format!("{token:?}"), "BearerToken([redacted])");
+        let config = ProbeConfig {
+            bearer_token: Some(token.clone()),
+            ..ProbeConfig::new("http://x/", 1)
+        };
+        assert!(!format!("{config:?}").contains(jwt));
+        let header = token.header_value();
+        assert!(header.is_sensitive());
+        assert_eq!(header.to_str().unwrap(), format!("Bearer {jwt}"));
+        assert!(BearerToken::new("abc==").is_ok(), "b64token padding");
+
+        assert_eq!(BearerToken::new(" \n"), Err(TokenError::Empty));
+        for bad in [
+            "two words",
+            "tab\there",
+            "nul\0",
+            "quote\"",
+            "é",
+            "==",
+            "a=b",
+        ] {
+            assert_eq!(
+                BearerToken::new(bad),
+                Err(TokenError::BadCharacters),
+                "{bad:?}"
+            );
+        }
+        let long = "a".repeat(MAX_TOKEN_BYTES + 1);
+        assert_eq!(BearerToken::new(&long), Err(TokenError::TooLong));
+        assert!(BearerToken::new(&long[1..]).is_ok());
+        // The error never carries the token.
+        let err = BearerToken::new("secret value").unwrap_err().to_string();
+        assert!(!err.contains("secret"), "{err}");
+    }
+
+    #[test]
+    fn token_files_are_read_bounded() {
+        let dir = std::env::temp_dir().join(format!("probe-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ok = dir.join("ok");
+        std::fs::write(&ok, "abc.def.ghi\n").unwrap();
+        assert_eq!(
+            BearerToken::from_file(&ok).unwrap(),
+            BearerToken::new("abc.def.ghi").unwrap()
+        );
+        let huge = dir.join("huge");
+        std::fs::write(&huge, "a".repeat(1 << 20)).unwrap();
+        assert_eq!(BearerToken::from_file(&huge), Err(TokenError::TooLong));
+        assert!(matches!(
+            BearerToken::from_file(&dir.join("missing")),
+            Err(TokenError::Io(_))
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[tokio::test]

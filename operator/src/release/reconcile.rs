@@ -8,6 +8,15 @@
 //! selectors and scale-downs by merge patch, the Job by create (409 = already there, fine: its
 //! name is unique per release). A finalizer makes deletion point the active Service back at the
 //! last promoted colour, so orphaned workloads (`--cascade=orphan`) never serve a failed preview.
+//!
+//! Every pod it creates (both colours, the migration Job) runs as the images' non-root user with
+//! the Kubernetes "restricted" security profile: no privilege escalation, every capability
+//! dropped, the runtime's default seccomp profile and a read-only root filesystem, with an
+//! `emptyDir` at `/tmp` for the little the services write (the calls snapshot file). Requests
+//! and limits come from `spec.resources`.
+//!
+//! It watches only the namespaces it is given (`--namespaces` / `WATCH_NAMESPACES`), one
+//! controller per namespace, so its RBAC is a namespaced Role in each (see [`crate::rbac`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,9 +27,12 @@ use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvFromSource, EnvVar as K8sEnvVar, HTTPGetAction, PodSpec,
-    PodTemplateSpec, Probe, SecretEnvSource, Service,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource,
+    EnvVar as K8sEnvVar, HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, Secret, SecretEnvSource, SecurityContext, Service,
+    Volume, VolumeMount,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
@@ -34,7 +46,7 @@ use serde_json::json;
 use std::collections::BTreeMap;
 
 use super::state::{self, Action, DeploymentObs, EventType, Observed};
-use crate::crd::{Colour, JobState, Phase, Release, ReleaseSpec, ReleaseStatus};
+use crate::crd::{Colour, JobState, Phase, Release, ReleaseSpec, ReleaseStatus, SecretKeyRef};
 
 /// Finalizer that restores the active selector before a Release goes away.
 pub const FINALIZER: &str = "meridian.dev/release-selector";
@@ -43,6 +55,13 @@ pub const MANAGER: &str = "meridian-operator";
 /// Labels the operator puts on (and selects) pods.
 pub const RELEASE_LABEL: &str = "meridian.dev/release";
 pub const COLOUR_LABEL: &str = "meridian.dev/colour";
+/// uid and gid every pod runs as: the `nonroot` user of the distroless images (docker/Dockerfile,
+/// `USER 65532:65532`).
+pub const RUN_AS_USER: i64 = 65_532;
+/// Where the writable scratch `emptyDir` is mounted (the root filesystem is read-only).
+pub const TMP_MOUNT: &str = "/tmp";
+/// Size cap of that `emptyDir`; a pod writing more is evicted rather than filling the node.
+pub const TMP_SIZE_LIMIT: &str = "128Mi";
 
 /// Runs one probe; injected so tests need no preview Service and the binary uses [`probe::run`].
 pub type Prober = Arc<
@@ -143,28 +162,38 @@ pub fn error_policy(_release: Arc<Release>, error: &Error, _ctx: Arc<Context>) -
     ControllerAction::requeue(Duration::from_secs(30))
 }
 
-/// Runs the Release controller until SIGTERM, counting outcomes in `metrics`.
-pub async fn run(client: Client, metrics: Arc<crate::serve::Metrics>) {
+/// Runs the Release controller over `namespaces` until SIGTERM, counting outcomes in `metrics`.
+///
+/// One controller per namespace, each watching only its own namespace's Releases, Deployments
+/// and Jobs: a cluster-wide watch would need a ClusterRole to list every namespace's workloads.
+pub async fn run(client: Client, namespaces: &[String], metrics: Arc<crate::serve::Metrics>) {
     let ctx = Arc::new(Context::new(client.clone()));
-    Controller::new(
-        Api::<Release>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .owns(
-        Api::<Deployment>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .owns(Api::<Job>::all(client), watcher::Config::default())
-    .shutdown_on_signal()
-    .run(reconcile, error_policy, ctx)
-    .for_each(|result| {
-        metrics.record("release", result.is_ok());
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "release reconcile error");
-        }
-        async {}
-    })
-    .await;
+    let controllers = namespaces.iter().map(|ns| {
+        Controller::new(
+            Api::<Release>::namespaced(client.clone(), ns),
+            watcher::Config::default(),
+        )
+        .owns(
+            Api::<Deployment>::namespaced(client.clone(), ns),
+            watcher::Config::default(),
+        )
+        .owns(
+            Api::<Job>::namespaced(client.clone(), ns),
+            watcher::Config::default(),
+        )
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, Arc::clone(&ctx))
+        .boxed()
+    });
+    futures_util::stream::select_all(controllers)
+        .for_each(|result| {
+            metrics.record("release", result.is_ok());
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "release reconcile error");
+            }
+            async {}
+        })
+        .await;
 }
 
 async fn apply(release: &Release, ctx: &Context, ns: &str) -> Result<ControllerAction, Error> {
@@ -290,7 +319,7 @@ async fn execute(
                 Err(e) => return Err(e.into()),
             }
         }
-        Action::RunAnalysis => run_analysis(spec, ctx, ns, status).await,
+        Action::RunAnalysis => run_analysis(spec, ctx, ns, status).await?,
         Action::EmitEvent {
             type_,
             reason,
@@ -302,9 +331,27 @@ async fn execute(
     Ok(())
 }
 
-async fn run_analysis(spec: &ReleaseSpec, ctx: &Context, ns: &str, status: &mut ReleaseStatus) {
+/// Probes the preview and records the run. A probe that cannot run, or a token Secret that is
+/// missing, unreadable or malformed, is recorded as a failed analysis (a preview that cannot be
+/// judged must not take traffic); only a transient API error is returned, to retry.
+async fn run_analysis(
+    spec: &ReleaseSpec,
+    ctx: &Context,
+    ns: &str,
+    status: &mut ReleaseStatus,
+) -> Result<(), Error> {
     let now = (ctx.clock)();
     let p = &spec.analysis.probe;
+    let bearer_token = match &p.bearer_token_secret {
+        Some(secret) => match read_token(ctx, ns, secret).await? {
+            Ok(token) => Some(token),
+            Err(why) => {
+                state::record_analysis_error(status, why, now);
+                return Ok(());
+            }
+        },
+        None => None,
+    };
     let config = probe::ProbeConfig {
         url: format!(
             "http://{}.{ns}.svc:{}{}",
@@ -313,6 +360,7 @@ async fn run_analysis(spec: &ReleaseSpec, ctx: &Context, ns: &str, status: &mut 
         requests: p.requests,
         concurrency: p.concurrency,
         timeout: Duration::from_millis(p.timeout_ms),
+        bearer_token,
     };
     let thresholds = probe::Thresholds {
         p99_ms: p.p99_ms,
@@ -322,7 +370,7 @@ async fn run_analysis(spec: &ReleaseSpec, ctx: &Context, ns: &str, status: &mut 
         Ok(verdict) => verdict,
         Err(e) => {
             state::record_analysis_error(status, format!("probe could not run: {e}"), now);
-            return;
+            return Ok(());
         }
     };
     let prometheus = match &spec.analysis.prometheus {
@@ -337,6 +385,43 @@ async fn run_analysis(spec: &ReleaseSpec, ctx: &Context, ns: &str, status: &mut 
         None => None,
     };
     state::record_analysis(status, &verdict, prometheus.as_ref(), now);
+    Ok(())
+}
+
+/// The probe's bearer token from its Secret. The outer error is a transient API failure (retry);
+/// the inner one a configuration problem that fails the analysis. Messages name the Secret and
+/// key, never any of its content.
+async fn read_token(
+    ctx: &Context,
+    ns: &str,
+    secret: &SecretKeyRef,
+) -> Result<Result<probe::BearerToken, String>, Error> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let name = &secret.name;
+    let found = match secrets.get_opt(name).await {
+        Ok(found) => found,
+        // Forbidden is configuration too: the Role lets the operator read only the Secret names
+        // it was generated with.
+        Err(kube::Error::Api(e)) if e.code == 403 => {
+            return Ok(Err(format!(
+                "probe token Secret {name}: the operator may not read it (operator rbac --probe-token-secret)"
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let Some(found) = found else {
+        return Ok(Err(format!("probe token Secret {name} not found")));
+    };
+    let Some(bytes) = found.data.as_ref().and_then(|d| d.get(&secret.key)) else {
+        return Ok(Err(format!(
+            "probe token Secret {name} has no key {}",
+            secret.key
+        )));
+    };
+    let token = std::str::from_utf8(&bytes.0)
+        .map_err(|_| probe::TokenError::BadCharacters)
+        .and_then(probe::BearerToken::new);
+    Ok(token.map_err(|e| format!("probe token Secret {name} key {}: {e}", secret.key)))
 }
 
 async fn switch_selector(
@@ -492,6 +577,69 @@ fn env(spec: &ReleaseSpec) -> (Option<Vec<K8sEnvVar>>, Option<Vec<EnvFromSource>
     (env, env_from)
 }
 
+/// The pod-level half of the restricted profile: non-root uid/gid, default seccomp profile.
+fn pod_security_context() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(RUN_AS_USER),
+        run_as_group: Some(RUN_AS_USER),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            localhost_profile: None,
+        }),
+        ..PodSecurityContext::default()
+    }
+}
+
+/// The container-level half: no escalation, no capabilities, nothing written outside `/tmp`.
+fn container_security_context() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities {
+            add: None,
+            drop: Some(vec!["ALL".into()]),
+        }),
+        ..SecurityContext::default()
+    }
+}
+
+fn resources(spec: &ReleaseSpec) -> ResourceRequirements {
+    let r = &spec.resources;
+    let mut limits = BTreeMap::from([("memory".to_owned(), Quantity(r.limits.memory.clone()))]);
+    if let Some(cpu) = &r.limits.cpu {
+        limits.insert("cpu".to_owned(), Quantity(cpu.clone()));
+    }
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_owned(), Quantity(r.requests.cpu.clone())),
+            ("memory".to_owned(), Quantity(r.requests.memory.clone())),
+        ])),
+        limits: Some(limits),
+        ..ResourceRequirements::default()
+    }
+}
+
+fn tmp_volume() -> Volume {
+    Volume {
+        name: "tmp".into(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            medium: None,
+            size_limit: Some(Quantity(TMP_SIZE_LIMIT.into())),
+        }),
+        ..Volume::default()
+    }
+}
+
+fn tmp_mount() -> VolumeMount {
+    VolumeMount {
+        name: "tmp".into(),
+        mount_path: TMP_MOUNT.into(),
+        ..VolumeMount::default()
+    }
+}
+
 fn labels(spec: &ReleaseSpec, release: &str, colour: Option<Colour>) -> BTreeMap<String, String> {
     let mut l = BTreeMap::from([
         ("app.kubernetes.io/name".to_owned(), spec.service.clone()),
@@ -545,8 +693,12 @@ pub fn deployment(release: &Release, colour: Colour, image: &str, replicas: i32)
                 }),
                 spec: Some(PodSpec {
                     service_account_name: spec.service_account_name.clone(),
+                    // The services never call the Kubernetes API; IRSA mounts its own token.
+                    automount_service_account_token: Some(false),
+                    security_context: Some(pod_security_context()),
                     // Matches the services' bounded drain on SIGTERM (DESIGN.md §2).
                     termination_grace_period_seconds: Some(30),
+                    volumes: Some(vec![tmp_volume()]),
                     containers: vec![Container {
                         name: spec.service.clone(),
                         image: Some(image.to_owned()),
@@ -559,6 +711,9 @@ pub fn deployment(release: &Release, colour: Colour, image: &str, replicas: i32)
                         env_from,
                         readiness_probe: Some(http_probe("/readyz")),
                         liveness_probe: Some(http_probe("/healthz")),
+                        resources: Some(resources(spec)),
+                        security_context: Some(container_security_context()),
+                        volume_mounts: Some(vec![tmp_mount()]),
                         ..Container::default()
                     }],
                     ..PodSpec::default()
@@ -600,6 +755,9 @@ pub fn migration_job(release: &Release, job_name: &str) -> Job {
                 spec: Some(PodSpec {
                     restart_policy: Some("Never".into()),
                     service_account_name: spec.service_account_name.clone(),
+                    automount_service_account_token: Some(false),
+                    security_context: Some(pod_security_context()),
+                    volumes: Some(vec![tmp_volume()]),
                     containers: vec![Container {
                         name: "migrate".into(),
                         image: Some(migration.image.unwrap_or_else(|| spec.image.clone())),
@@ -607,6 +765,9 @@ pub fn migration_job(release: &Release, job_name: &str) -> Job {
                         args: (!migration.args.is_empty()).then_some(migration.args),
                         env,
                         env_from,
+                        resources: Some(resources(spec)),
+                        security_context: Some(container_security_context()),
+                        volume_mounts: Some(vec![tmp_mount()]),
                         ..Container::default()
                     }],
                     ..PodSpec::default()

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::crd::{
-    AnalysisRun, AnalysisSpec, MigrationSpec, MigrationStatus, ProbeSpec, RollbackPolicy,
+    AnalysisRun, AnalysisSpec, MigrationSpec, MigrationStatus, ProbeSpec, Resources, RollbackPolicy,
 };
 
 const NOW: &str = "2026-11-23T12:00:00Z";
@@ -37,6 +37,7 @@ fn spec() -> ReleaseSpec {
         env: vec![],
         env_from_secret: Some("streams-db".into()),
         service_account_name: None,
+        resources: Resources::default(),
         migration: Some(MigrationSpec {
             image: None,
             command: vec!["streams".into(), "migrate".into()],
@@ -53,6 +54,7 @@ fn spec() -> ReleaseSpec {
                 max_error_rate: 0.01,
                 concurrency: 4,
                 timeout_ms: 2000,
+                bearer_token_secret: None,
             },
             prometheus: None,
         },
@@ -162,6 +164,15 @@ impl Expect {
         self.respond = Some(body);
         self
     }
+    /// Answers with `status` and a metav1.Status body, as the API server does for errors.
+    fn fail(mut self, status: u16, reason: &str) -> Self {
+        self.status = status;
+        self.respond = Some(json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "reason": reason, "message": format!("{reason} (from the test)"), "code": status,
+        }));
+        self
+    }
 }
 
 fn event(reason: &'static str, type_: &'static str) -> Expect {
@@ -251,7 +262,8 @@ async fn timeout_after_1s(handle: tokio::task::JoinHandle<()>) {
 
 /// A context on a mocked client, a fixed clock, and a probe that passes or breaches.
 fn context(probe_passes: bool) -> (Arc<Context>, ApiServerVerifier) {
-    context_with_prometheus(probe_passes, 0.0)
+    let (ctx, server, _) = context_recording(probe_passes, 0.0);
+    (ctx, server)
 }
 
 /// Like [`context`], with a Prometheus whose every query answers `prom_value` and must be the
@@ -260,9 +272,23 @@ fn context_with_prometheus(
     probe_passes: bool,
     prom_value: f64,
 ) -> (Arc<Context>, ApiServerVerifier) {
+    let (ctx, server, _) = context_recording(probe_passes, prom_value);
+    (ctx, server)
+}
+
+/// Every probe config the injected prober was called with.
+type Probed = Arc<std::sync::Mutex<Vec<probe::ProbeConfig>>>;
+
+fn context_recording(
+    probe_passes: bool,
+    prom_value: f64,
+) -> (Arc<Context>, ApiServerVerifier, Probed) {
     let (mock_service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(mock_service, "default");
+    let configs: Probed = Arc::default();
+    let record = Arc::clone(&configs);
     let prober: Prober = Arc::new(move |config, thresholds| {
+        record.lock().unwrap().push(config.clone());
         Box::pin(async move {
             assert_eq!(config.url, "http://streams-preview.default.svc:80/healthz");
             Ok(probe::judge(
@@ -270,6 +296,7 @@ fn context_with_prometheus(
                     requests: config.requests,
                     errors: 0,
                     http_errors: 0,
+                    auth_errors: 0,
                     transport_errors: 0,
                     error_rate: 0.0,
                     p50_ms: 4.0,
@@ -294,7 +321,52 @@ fn context_with_prometheus(
         }),
         clock: Arc::new(now),
     };
-    (Arc::new(ctx), ApiServerVerifier(handle))
+    (Arc::new(ctx), ApiServerVerifier(handle), configs)
+}
+
+/// The restricted pod profile every pod the operator creates must carry.
+fn assert_restricted(pod: &Value) {
+    assert_eq!(
+        pod["securityContext"],
+        json!({
+            "runAsNonRoot": true,
+            "runAsUser": 65532,
+            "runAsGroup": 65532,
+            "seccompProfile": { "type": "RuntimeDefault" },
+        }),
+        "pod securityContext"
+    );
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    let containers = pod["containers"].as_array().unwrap();
+    assert_eq!(containers.len(), 1);
+    let c = &containers[0];
+    assert_eq!(
+        c["securityContext"],
+        json!({
+            "allowPrivilegeEscalation": false,
+            "readOnlyRootFilesystem": true,
+            "runAsNonRoot": true,
+            "capabilities": { "drop": ["ALL"] },
+        }),
+        "container securityContext"
+    );
+    // The read-only root leaves /tmp (the calls snapshot) on a size-capped emptyDir.
+    assert_eq!(
+        pod["volumes"],
+        json!([{ "name": "tmp", "emptyDir": { "sizeLimit": "128Mi" } }])
+    );
+    assert_eq!(
+        c["volumeMounts"],
+        json!([{ "name": "tmp", "mountPath": "/tmp" }])
+    );
+}
+
+/// The spec's default requests and limits.
+fn default_resources() -> Value {
+    json!({
+        "requests": { "cpu": "100m", "memory": "128Mi" },
+        "limits": { "memory": "512Mi" },
+    })
 }
 
 #[tokio::test]
@@ -360,6 +432,8 @@ async fn pending_release_creates_the_migration_job() {
             assert_eq!(c["command"], json!(["streams", "migrate"]));
             assert_eq!(c["envFrom"][0]["secretRef"]["name"], "streams-db");
             assert_eq!(job["spec"]["template"]["spec"]["restartPolicy"], "Never");
+            assert_restricted(&job["spec"]["template"]["spec"]);
+            assert_eq!(c["resources"], default_resources());
         }),
         event("Migrating", "Normal"),
         status_apply(&release, move |s| {
@@ -428,6 +502,8 @@ async fn finished_migration_deploys_the_preview_and_points_the_preview_service_a
             assert_eq!(c["image"], "registry/streams:v2");
             assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
             assert_eq!(d["metadata"]["ownerReferences"][0]["uid"], "0b1e-uid");
+            assert_restricted(&d["spec"]["template"]["spec"]);
+            assert_eq!(c["resources"], default_resources());
         }),
         selector_patch("streams-preview", "green"),
         event("DeployingPreview", "Normal"),
@@ -626,6 +702,213 @@ async fn prometheus_check_over_its_maximum_fails_the_analysis() {
         assert_eq!(run.prometheus_value, Some(0.35));
         assert!(
             run.message.contains("prometheus 0.35 > 0.3"),
+            "{}",
+            run.message
+        );
+    })]);
+    reconcile(Arc::new(release), ctx).await.expect("reconciler");
+    timeout_after_1s(mocksrv).await;
+}
+
+/// Requests and limits set in the spec reach both the migration Job and the preview Deployment.
+#[tokio::test]
+async fn resources_from_the_spec_reach_the_job_and_the_deployment() {
+    let custom = |mut r: Release| {
+        r.spec.resources = Resources {
+            requests: crate::crd::ResourceRequests {
+                cpu: "1500m".into(),
+                memory: "1Gi".into(),
+            },
+            limits: crate::crd::ResourceLimits {
+                cpu: Some("2".into()),
+                memory: "2Gi".into(),
+            },
+        };
+        r
+    };
+    let want = json!({
+        "requests": { "cpu": "1500m", "memory": "1Gi" },
+        "limits": { "cpu": "2", "memory": "2Gi" },
+    });
+
+    let (ctx, server) = context(true);
+    let release = custom(Release::test().finalized().in_phase(Phase::Pending));
+    let want_job = want.clone();
+    let mocksrv = server.run(vec![
+        Expect::new(Method::POST, "/apis/batch/v1/namespaces/default/jobs?").check(move |job| {
+            let pod = &job["spec"]["template"]["spec"];
+            assert_restricted(pod);
+            assert_eq!(pod["containers"][0]["resources"], want_job);
+        }),
+        event("Migrating", "Normal"),
+        status_apply(&release, |s| assert_eq!(s.phase, Phase::Migrating)),
+    ]);
+    reconcile(Arc::new(release), ctx).await.expect("reconciler");
+    timeout_after_1s(mocksrv).await;
+
+    // Deploying the preview with nothing there yet: the Deployment is applied again.
+    let (ctx, server) = context(true);
+    let release = custom(
+        Release::test()
+            .finalized()
+            .in_phase(Phase::DeployingPreview),
+    );
+    let mocksrv = server.run(vec![
+        Expect::new(
+            Method::GET,
+            "/apis/apps/v1/namespaces/default/deployments/streams-green",
+        )
+        .fail(404, "NotFound"),
+        Expect::new(
+            Method::PATCH,
+            "/apis/apps/v1/namespaces/default/deployments/streams-green?&force=true&fieldManager=meridian-operator",
+        )
+        .check(move |d| {
+            let pod = &d["spec"]["template"]["spec"];
+            assert_restricted(pod);
+            assert_eq!(pod["containers"][0]["resources"], want);
+        }),
+    ]);
+    reconcile(Arc::new(release), ctx).await.expect("reconciler");
+    timeout_after_1s(mocksrv).await;
+}
+
+const TOKEN: &str = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJzbG8tcHJvYmUifQ.c2ln";
+/// `TOKEN` plus a trailing newline, base64 as a Secret's `data` holds it.
+const TOKEN_B64: &str = "ZXlKaGJHY2lPaUpGWkVSVFFTSjkuZXlKemRXSWlPaUp6Ykc4dGNISnZZbVVpZlEuYzJsbgo=";
+const SECRET_URI: &str = "/api/v1/namespaces/default/secrets/slo-probe-token";
+
+/// A Release analysing with its probe token in the Secret `slo-probe-token`.
+fn analysing_with_token_secret() -> Release {
+    let mut release = Release::test().finalized().in_phase(Phase::Analyzing);
+    release.spec.analysis.probe.bearer_token_secret = Some(crate::crd::SecretKeyRef {
+        name: "slo-probe-token".into(),
+        key: "token".into(),
+    });
+    release
+}
+
+fn secret(data: &Value) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": { "name": "slo-probe-token", "namespace": "default" },
+        "data": data,
+    })
+}
+
+#[tokio::test]
+async fn analysis_reads_the_token_secret_and_probes_with_it() {
+    let (ctx, server, probed) = context_recording(true, 0.0);
+    let release = analysing_with_token_secret();
+    let mocksrv = server.run(vec![
+        Expect::new(Method::GET, SECRET_URI).respond(secret(&json!({ "token": TOKEN_B64 }))),
+        status_apply(&release, |s| {
+            assert_eq!(s.analysis.len(), 1);
+            assert!(s.analysis[0].passed, "{}", s.analysis[0].message);
+        }),
+    ]);
+    reconcile(Arc::new(release), ctx).await.expect("reconciler");
+    timeout_after_1s(mocksrv).await;
+    let probed = probed.lock().unwrap();
+    assert_eq!(probed.len(), 1);
+    assert_eq!(
+        probed[0].bearer_token,
+        Some(probe::BearerToken::new(TOKEN).unwrap())
+    );
+}
+
+/// A token Secret that cannot be used fails the analysis (so the release rolls back next), the
+/// probe never runs, and the status names the Secret but none of its content.
+#[tokio::test]
+async fn an_unusable_token_secret_fails_the_analysis_without_probing() {
+    let cases = [
+        (
+            Expect::new(Method::GET, SECRET_URI).fail(404, "NotFound"),
+            "probe token Secret slo-probe-token not found",
+        ),
+        (
+            Expect::new(Method::GET, SECRET_URI).fail(403, "Forbidden"),
+            "the operator may not read it",
+        ),
+        (
+            Expect::new(Method::GET, SECRET_URI).respond(secret(&json!({ "other": TOKEN_B64 }))),
+            "has no key token",
+        ),
+        (
+            Expect::new(Method::GET, SECRET_URI)
+                .respond(secret(&json!({ "token": "bm90IGEgdG9rZW4=" }))),
+            "key token: the token has characters",
+        ),
+    ];
+    for (get, why) in cases {
+        let (ctx, server, probed) = context_recording(true, 0.0);
+        let release = analysing_with_token_secret();
+        let mocksrv = server.run(vec![
+            get,
+            status_apply(&release, move |s| {
+                assert_eq!(s.analysis.len(), 1);
+                let run = &s.analysis[0];
+                assert!(!run.passed);
+                assert!(run.message.contains(why), "{why}: {}", run.message);
+                assert!(!run.message.contains("not a token"), "{}", run.message);
+            }),
+        ]);
+        reconcile(Arc::new(release), ctx).await.expect("reconciler");
+        timeout_after_1s(mocksrv).await;
+        assert!(probed.lock().unwrap().is_empty(), "{why}: probed anyway");
+    }
+}
+
+/// A transient API error reading the Secret is retried, not judged: no analysis is recorded.
+#[tokio::test]
+async fn a_transient_error_reading_the_token_secret_is_retried() {
+    let (ctx, server, probed) = context_recording(true, 0.0);
+    let release = analysing_with_token_secret();
+    let mocksrv = server.run(vec![
+        Expect::new(Method::GET, SECRET_URI).fail(500, "InternalError"),
+    ]);
+    let result = reconcile(Arc::new(release), ctx).await;
+    assert!(result.is_err(), "{result:?}");
+    timeout_after_1s(mocksrv).await;
+    assert!(probed.lock().unwrap().is_empty());
+}
+
+/// A probe whose every request was refused (401/403) is a failed analysis, never a pass.
+#[tokio::test]
+async fn refused_probe_requests_fail_the_analysis() {
+    let (mock_service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(mock_service, "default");
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter()),
+        client,
+        prober: Arc::new(|config, thresholds| {
+            Box::pin(async move {
+                Ok(probe::judge(
+                    probe::Measurement {
+                        requests: config.requests,
+                        errors: config.requests,
+                        http_errors: config.requests,
+                        auth_errors: config.requests,
+                        transport_errors: 0,
+                        error_rate: 1.0,
+                        p50_ms: 1.0,
+                        p99_ms: 2.0,
+                        max_ms: 2.0,
+                        elapsed_ms: 10.0,
+                    },
+                    thresholds,
+                ))
+            })
+        }),
+        prometheus: Arc::new(|_, _| Box::pin(async { Ok(0.0) })),
+        clock: Arc::new(now),
+    });
+    let release = Release::test().finalized().in_phase(Phase::Analyzing);
+    let mocksrv = ApiServerVerifier(handle).run(vec![status_apply(&release, |s| {
+        let run = &s.analysis[0];
+        assert!(!run.passed);
+        assert!(
+            run.message.contains("50 answered 401/403"),
             "{}",
             run.message
         );

@@ -2,7 +2,7 @@
 //! clock: every action is applied to the simulation the way the reconciler applies it to the API.
 
 use super::*;
-use crate::crd::{AnalysisSpec, MigrationSpec, ProbeSpec};
+use crate::crd::{AnalysisSpec, MigrationSpec, ProbeSpec, Resources};
 
 fn spec(image: &str) -> ReleaseSpec {
     ReleaseSpec {
@@ -16,6 +16,7 @@ fn spec(image: &str) -> ReleaseSpec {
         env: vec![],
         env_from_secret: None,
         service_account_name: None,
+        resources: Resources::default(),
         migration: Some(MigrationSpec {
             image: None,
             command: vec!["streams".into(), "migrate".into()],
@@ -32,6 +33,7 @@ fn spec(image: &str) -> ReleaseSpec {
                 max_error_rate: 0.01,
                 concurrency: 4,
                 timeout_ms: 2000,
+                bearer_token_secret: None,
             },
             prometheus: None,
         },
@@ -51,6 +53,7 @@ fn verdict(passed: bool) -> probe::Verdict {
             requests: 100,
             errors: 0,
             http_errors: 0,
+            auth_errors: 0,
             transport_errors: 0,
             error_rate: 0.0,
             p50_ms: 5.0,
