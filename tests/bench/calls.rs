@@ -81,8 +81,15 @@ async fn decide(
 ) -> anyhow::Result<()> {
     let uri = format!("{base}/calls/v1/decisions");
     let body = body(call);
+    // Signed as the provider would (the client's HMAC shares the cores with the service).
+    let signature = calls::webhook::testing::signature(body.as_bytes());
     let (status, bytes) = http
-        .send(hyper::Method::POST, &uri, Some(body.into()))
+        .send_with(
+            hyper::Method::POST,
+            &uri,
+            Some(body.into()),
+            Some((calls::webhook::SIGNATURE_HEADER.as_str(), &signature)),
+        )
         .await?;
     if status != 200 {
         bail!("decision answered {status}");
@@ -209,6 +216,7 @@ async fn main() -> anyhow::Result<()> {
         snapshot_path: Some(dir.path().join("snapshot.json")),
         stale_after: Duration::from_secs(1),
         refresh_interval: Duration::from_millis(500),
+        webhook_keys: calls::webhook::testing::keys(),
         ..calls::Settings::default()
     };
     let c = calls::start(pool.clone(), settings, Arc::new(calls::SystemClock)).await;

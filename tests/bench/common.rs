@@ -62,6 +62,8 @@ pub struct Http {
         hyper_util::client::legacy::connect::HttpConnector,
         http_body_util::Full<bytes::Bytes>,
     >,
+    /// Sent with every request (the bench's bearer token).
+    default_header: Option<(hyper::header::HeaderName, hyper::header::HeaderValue)>,
 }
 
 impl Http {
@@ -72,7 +74,19 @@ impl Http {
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .pool_max_idle_per_host(idle)
                 .build(connector);
-        Self { inner }
+        Self {
+            inner,
+            default_header: None,
+        }
+    }
+
+    /// Sends `Authorization: <value>` with every request.
+    #[must_use]
+    pub fn with_authorization(mut self, value: &str) -> Self {
+        self.default_header = hyper::header::HeaderValue::from_str(value)
+            .ok()
+            .map(|v| (hyper::header::AUTHORIZATION, v));
+        self
     }
 
     /// Sends a request and returns the status and the whole body.
@@ -82,10 +96,27 @@ impl Http {
         uri: &str,
         json: Option<bytes::Bytes>,
     ) -> anyhow::Result<(hyper::StatusCode, bytes::Bytes)> {
+        self.send_with(method, uri, json, None).await
+    }
+
+    /// [`send`](Self::send) with one more header (e.g. a webhook signature).
+    pub async fn send_with(
+        &self,
+        method: hyper::Method,
+        uri: &str,
+        json: Option<bytes::Bytes>,
+        header: Option<(&str, &str)>,
+    ) -> anyhow::Result<(hyper::StatusCode, bytes::Bytes)> {
         use http_body_util::BodyExt;
         let mut req = hyper::Request::builder().method(method).uri(uri);
         if json.is_some() {
             req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        if let Some((name, value)) = &self.default_header {
+            req = req.header(name, value);
+        }
+        if let Some((name, value)) = header {
+            req = req.header(name, value);
         }
         let req = req.body(http_body_util::Full::new(json.unwrap_or_default()))?;
         let res = self.inner.request(req).await?;
@@ -95,8 +126,18 @@ impl Http {
     }
 }
 
+static AUTHORIZATION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Every client made after this sends `Authorization: <value>` (a bench's bearer token).
+pub fn set_authorization(value: String) {
+    let _ = AUTHORIZATION.set(value);
+}
+
 pub fn client(idle: usize) -> Http {
-    Http::new(idle)
+    match AUTHORIZATION.get() {
+        Some(v) => Http::new(idle).with_authorization(v),
+        None => Http::new(idle),
+    }
 }
 
 /// `concurrency` workers each run `op(client, worker, iteration)` back to back for `secs`.

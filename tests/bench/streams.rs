@@ -225,6 +225,11 @@ async fn main() -> anyhow::Result<()> {
         },
     );
     kit::db::migrate(&pool, streams::SERVICE.schema, streams::SERVICE.migrator).await?;
+    // The production caller: the playback service, acting for users, with a verified token.
+    common::set_authorization(kit::testing::bearer(
+        "playback",
+        &[streams::api::SCOPE_SESSIONS],
+    ));
     let app = kit::testing::app_for(
         &streams::SERVICE,
         streams::router(pool.clone(), streams::Settings::default()),

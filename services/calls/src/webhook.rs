@@ -17,7 +17,7 @@
 use axum::{
     body::Bytes,
     extract::{FromRequest, Request},
-    http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header},
+    http::{HeaderName, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use hmac::{Hmac, KeyInit, Mac};
@@ -122,13 +122,13 @@ impl WebhookKeys {
         mac.update(t.to_string().as_bytes());
         mac.update(b".");
         mac.update(body);
-        let hex: String = mac
-            .finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        Some(format!("p={provider},t={t},v1={hex}"))
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = format!("p={provider},t={t},v1=");
+        for b in mac.finalize().into_bytes() {
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+        Some(out)
     }
 
     /// Checks `header` for `body` at `now` (unix seconds). Returns the provider.
@@ -233,9 +233,8 @@ impl IntoResponse for Unsigned {
     }
 }
 
-fn signature(headers: &HeaderMap) -> Result<&str, Refused> {
-    headers
-        .get(&SIGNATURE_HEADER)
+fn signature(header: Option<&HeaderValue>) -> Result<&str, Refused> {
+    header
         .ok_or(Refused::Missing)?
         .to_str()
         .map_err(|_| Refused::Malformed)
@@ -245,13 +244,14 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Signed<T> {
     type Rejection = Response;
 
     async fn from_request(req: Request, st: &AppState) -> Result<Self, Self::Rejection> {
-        let (parts, body) = req.into_parts();
+        // A HeaderValue clone is a reference count, not a copy.
+        let header = req.headers().get(&SIGNATURE_HEADER).cloned();
         // The body limit (DefaultBodyLimit) applies here, before any MAC is computed.
-        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), st)
+        let bytes = Bytes::from_request(req, st)
             .await
             .map_err(IntoResponse::into_response)?;
         let now = chrono::Utc::now().timestamp();
-        let provider = signature(&parts.headers)
+        let provider = signature(header.as_ref())
             .and_then(|h| st.settings.webhook_keys.verify(h, &bytes, now))
             .map_err(|why| {
                 tracing::warn!(reason = %why, "webhook refused");
@@ -294,12 +294,19 @@ pub mod testing {
     }
 
     pub fn keys() -> WebhookKeys {
-        WebhookKeys::new([(PROVIDER, secret().as_bytes())]).unwrap_or_else(|e| panic!("{e}"))
+        shared().clone()
+    }
+
+    fn shared() -> &'static WebhookKeys {
+        static KEYS: std::sync::OnceLock<WebhookKeys> = std::sync::OnceLock::new();
+        KEYS.get_or_init(|| {
+            WebhookKeys::new([(PROVIDER, secret().as_bytes())]).unwrap_or_else(|e| panic!("{e}"))
+        })
     }
 
     /// The `Meridian-Signature` value for `body`, signed now.
     pub fn signature(body: &[u8]) -> String {
-        keys()
+        shared()
             .sign(PROVIDER, chrono::Utc::now().timestamp(), body)
             .unwrap_or_default()
     }
