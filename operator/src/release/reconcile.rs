@@ -11,9 +11,10 @@
 //!
 //! Every pod it creates (both colours, the migration Job) runs as the images' non-root user with
 //! the Kubernetes "restricted" security profile: no privilege escalation, every capability
-//! dropped, the runtime's default seccomp profile and a read-only root filesystem, with an
-//! `emptyDir` at `/tmp` for the little the services write (the calls snapshot file). Requests
-//! and limits come from `spec.resources`.
+//! dropped, the runtime's default seccomp profile and a read-only root filesystem. What the
+//! services write goes to two size-capped `emptyDir`s: `/tmp`, and the XDG state directory
+//! (`XDG_STATE_HOME`), where calls keeps its snapshot file, which so survives a container
+//! restart in the same pod. Requests and limits come from `spec.resources`.
 //!
 //! It watches only the namespaces it is given (`--namespaces` / `WATCH_NAMESPACES`), one
 //! controller per namespace, so its RBAC is a namespaced Role in each (see [`crate::rbac`]).
@@ -58,10 +59,12 @@ pub const COLOUR_LABEL: &str = "meridian.dev/colour";
 /// uid and gid every pod runs as: the `nonroot` user of the distroless images (docker/Dockerfile,
 /// `USER 65532:65532`).
 pub const RUN_AS_USER: i64 = 65_532;
-/// Where the writable scratch `emptyDir` is mounted (the root filesystem is read-only).
+/// The writable `emptyDir`s (the root filesystem is read-only): scratch space, and the state
+/// directory the services find through `XDG_STATE_HOME` (calls: its snapshot file).
 pub const TMP_MOUNT: &str = "/tmp";
-/// Size cap of that `emptyDir`; a pod writing more is evicted rather than filling the node.
-pub const TMP_SIZE_LIMIT: &str = "128Mi";
+pub const STATE_MOUNT: &str = "/var/lib/meridian";
+/// Size cap of each; a pod writing more is evicted rather than filling the node.
+pub const SCRATCH_SIZE_LIMIT: &str = "128Mi";
 
 /// Runs one probe; injected so tests need no preview Service and the binary uses [`probe::run`].
 pub type Prober = Arc<
@@ -555,16 +558,14 @@ fn owner_meta(release: &Release, name: String, labels: BTreeMap<String, String>)
 }
 
 fn env(spec: &ReleaseSpec) -> (Option<Vec<K8sEnvVar>>, Option<Vec<EnvFromSource>>) {
-    let env = (!spec.env.is_empty()).then(|| {
-        spec.env
-            .iter()
-            .map(|e| K8sEnvVar {
-                name: e.name.clone(),
-                value: Some(e.value.clone()),
-                ..K8sEnvVar::default()
-            })
-            .collect()
-    });
+    let var = |name: &str, value: &str| K8sEnvVar {
+        name: name.to_owned(),
+        value: Some(value.to_owned()),
+        ..K8sEnvVar::default()
+    };
+    // First, so that the spec's own env can still point it elsewhere (the last entry wins).
+    let mut env = vec![var("XDG_STATE_HOME", STATE_MOUNT)];
+    env.extend(spec.env.iter().map(|e| var(&e.name, &e.value)));
     let env_from = spec.env_from_secret.as_ref().map(|s| {
         vec![EnvFromSource {
             secret_ref: Some(SecretEnvSource {
@@ -574,7 +575,7 @@ fn env(spec: &ReleaseSpec) -> (Option<Vec<K8sEnvVar>>, Option<Vec<EnvFromSource>
             ..EnvFromSource::default()
         }]
     });
-    (env, env_from)
+    (Some(env), env_from)
 }
 
 /// The pod-level half of the restricted profile: non-root uid/gid, default seccomp profile.
@@ -621,23 +622,32 @@ fn resources(spec: &ReleaseSpec) -> ResourceRequirements {
     }
 }
 
-fn tmp_volume() -> Volume {
-    Volume {
-        name: "tmp".into(),
-        empty_dir: Some(EmptyDirVolumeSource {
-            medium: None,
-            size_limit: Some(Quantity(TMP_SIZE_LIMIT.into())),
-        }),
-        ..Volume::default()
-    }
+/// The writable volumes, by name and mount path.
+const SCRATCH: [(&str, &str); 2] = [("tmp", TMP_MOUNT), ("state", STATE_MOUNT)];
+
+fn scratch_volumes() -> Vec<Volume> {
+    SCRATCH
+        .iter()
+        .map(|(name, _)| Volume {
+            name: (*name).into(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                medium: None,
+                size_limit: Some(Quantity(SCRATCH_SIZE_LIMIT.into())),
+            }),
+            ..Volume::default()
+        })
+        .collect()
 }
 
-fn tmp_mount() -> VolumeMount {
-    VolumeMount {
-        name: "tmp".into(),
-        mount_path: TMP_MOUNT.into(),
-        ..VolumeMount::default()
-    }
+fn scratch_mounts() -> Vec<VolumeMount> {
+    SCRATCH
+        .iter()
+        .map(|(name, path)| VolumeMount {
+            name: (*name).into(),
+            mount_path: (*path).into(),
+            ..VolumeMount::default()
+        })
+        .collect()
 }
 
 fn labels(spec: &ReleaseSpec, release: &str, colour: Option<Colour>) -> BTreeMap<String, String> {
@@ -698,7 +708,7 @@ pub fn deployment(release: &Release, colour: Colour, image: &str, replicas: i32)
                     security_context: Some(pod_security_context()),
                     // Matches the services' bounded drain on SIGTERM (DESIGN.md §2).
                     termination_grace_period_seconds: Some(30),
-                    volumes: Some(vec![tmp_volume()]),
+                    volumes: Some(scratch_volumes()),
                     containers: vec![Container {
                         name: spec.service.clone(),
                         image: Some(image.to_owned()),
@@ -713,7 +723,7 @@ pub fn deployment(release: &Release, colour: Colour, image: &str, replicas: i32)
                         liveness_probe: Some(http_probe("/healthz")),
                         resources: Some(resources(spec)),
                         security_context: Some(container_security_context()),
-                        volume_mounts: Some(vec![tmp_mount()]),
+                        volume_mounts: Some(scratch_mounts()),
                         ..Container::default()
                     }],
                     ..PodSpec::default()
@@ -757,7 +767,7 @@ pub fn migration_job(release: &Release, job_name: &str) -> Job {
                     service_account_name: spec.service_account_name.clone(),
                     automount_service_account_token: Some(false),
                     security_context: Some(pod_security_context()),
-                    volumes: Some(vec![tmp_volume()]),
+                    volumes: Some(scratch_volumes()),
                     containers: vec![Container {
                         name: "migrate".into(),
                         image: Some(migration.image.unwrap_or_else(|| spec.image.clone())),
@@ -767,7 +777,7 @@ pub fn migration_job(release: &Release, job_name: &str) -> Job {
                         env_from,
                         resources: Some(resources(spec)),
                         security_context: Some(container_security_context()),
-                        volume_mounts: Some(vec![tmp_mount()]),
+                        volume_mounts: Some(scratch_mounts()),
                         ..Container::default()
                     }],
                     ..PodSpec::default()

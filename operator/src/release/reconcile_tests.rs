@@ -350,14 +350,25 @@ fn assert_restricted(pod: &Value) {
         }),
         "container securityContext"
     );
-    // The read-only root leaves /tmp (the calls snapshot) on a size-capped emptyDir.
+    // The read-only root leaves /tmp and the state directory (the calls snapshot) writable, on
+    // size-capped emptyDirs, and the services find the latter through XDG_STATE_HOME.
     assert_eq!(
         pod["volumes"],
-        json!([{ "name": "tmp", "emptyDir": { "sizeLimit": "128Mi" } }])
+        json!([
+            { "name": "tmp", "emptyDir": { "sizeLimit": "128Mi" } },
+            { "name": "state", "emptyDir": { "sizeLimit": "128Mi" } },
+        ])
     );
     assert_eq!(
         c["volumeMounts"],
-        json!([{ "name": "tmp", "mountPath": "/tmp" }])
+        json!([
+            { "name": "tmp", "mountPath": "/tmp" },
+            { "name": "state", "mountPath": "/var/lib/meridian" },
+        ])
+    );
+    assert_eq!(
+        c["env"][0],
+        json!({ "name": "XDG_STATE_HOME", "value": "/var/lib/meridian" })
     );
 }
 
@@ -714,6 +725,10 @@ async fn prometheus_check_over_its_maximum_fails_the_analysis() {
 #[tokio::test]
 async fn resources_from_the_spec_reach_the_job_and_the_deployment() {
     let custom = |mut r: Release| {
+        r.spec.env = vec![crate::crd::EnvVar {
+            name: "LOG_FORMAT".into(),
+            value: "json".into(),
+        }];
         r.spec.resources = Resources {
             requests: crate::crd::ResourceRequests {
                 cpu: "1500m".into(),
@@ -739,6 +754,14 @@ async fn resources_from_the_spec_reach_the_job_and_the_deployment() {
             let pod = &job["spec"]["template"]["spec"];
             assert_restricted(pod);
             assert_eq!(pod["containers"][0]["resources"], want_job);
+            // The spec's env follows the operator's, so it can override XDG_STATE_HOME.
+            assert_eq!(
+                pod["containers"][0]["env"],
+                json!([
+                    { "name": "XDG_STATE_HOME", "value": "/var/lib/meridian" },
+                    { "name": "LOG_FORMAT", "value": "json" },
+                ])
+            );
         }),
         event("Migrating", "Normal"),
         status_apply(&release, |s| assert_eq!(s.phase, Phase::Migrating)),
