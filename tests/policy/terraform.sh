@@ -6,14 +6,21 @@
 #     canonical copy in terraform/countries/_shared/ (+ a self-check that a real file or a
 #     foreign link fails), they call modules/stack and carry `moved` blocks for every module
 #     they used to call themselves
-#  2. terraform init -backend=false + terraform test in the provider-free plan module
+#  2. terraform init -backend=false + terraform test in the provider-free plan module; the same
+#     with a mocked aws provider (schema from a local provider mirror, never downloaded) in every
+#     other module that has tests/ (identity, secrets, alb, ecs, stack: admin routes never on the
+#     public listener, AUTH_* for every service on ECS and EKS, calls secrets only by reference);
+#     mutation self-checks prove those tests fail when the property is broken; terraform
+#     validate of every country root against the mirror
 #  3. checkov --framework terraform --skip-download over terraform/ (skips are inline, one
 #     resource each, every one listed with its reason in tests/policy/checkov-skips.md)
 #     (+ a bad fixture must fail with the expected check ids)
 #  4. tests/policy/test_terraform_policy.py: Aurora / EKS rules following country inputs through
 #     modules/stack into the modules, run on the real stacks and on failing fixtures
 #
-# Tools: terraform (>= 1.11) must be on PATH; checkov and python-hcl2 are installed (pinned,
+# Tools: terraform (>= 1.11) must be on PATH, with the AWS provider (5.100+) in a local
+# filesystem mirror (TF_PLUGIN_MIRROR, else terraform's usual plugin directories, else
+# /opt/tf-plugins); checkov and python-hcl2 are installed (pinned,
 # tests/policy/requirements.txt) into "${MERIDIAN_CACHE:-$HOME/.cache/meridian}/venv" only when
 # missing or when requirements.txt changed. Nothing is skipped silently: every check either
 # passes or fails, and the last line is "terraform-policy: N passed, N failed".
@@ -291,6 +298,135 @@ plan_test() {
   return "$rc"
 }
 run "terraform test (terraform/modules/plan, offline)" plan_test
+
+# The other modules' tests mock the aws provider, but terraform still needs its schema: the
+# provider comes from a local filesystem mirror (no download). Mocked providers cannot open
+# ephemeral resources: modules/secrets generates values on a separate aws.generator
+# configuration that the tests switch off or override (see its versions.tf).
+find_provider_mirror() {
+  local dir
+  for dir in ${TF_PLUGIN_MIRROR:-} "$HOME/.terraform.d/plugins" "${XDG_DATA_HOME:-$HOME/.local/share}/terraform/plugins" \
+    /usr/local/share/terraform/plugins /usr/share/terraform/plugins /opt/tf-plugins; do
+    if compgen -G "$dir/registry.terraform.io/hashicorp/aws/*/linux_amd64/terraform-provider-aws_*" >/dev/null; then
+      printf '%s\n' "$dir"
+      return 0
+    fi
+  done
+  return 1
+}
+
+MIRROR="$(find_provider_mirror || true)"
+MOCKED_TEST_MODULES="$(for d in "$REPO"/terraform/modules/*/tests; do m="$(basename "$(dirname "$d")")"; [[ "$m" == plan ]] || printf '%s ' "$m"; done)"
+
+# tf_init DIR: init against the mirror only (no registry), quietly unless it fails.
+tf_init() {
+  local out
+  out="$(terraform -chdir="$1" init -backend=false -input=false -no-color -plugin-dir="$MIRROR" 2>&1)" || {
+    echo "$out"
+    return 1
+  }
+}
+
+# mocked_test DIR [FILTER]: terraform test in DIR; must pass and run at least one test.
+mocked_test() {
+  local dir="$1" out rc=0
+  tf_init "$dir" || return 1
+  out="$(terraform -chdir="$dir" test -no-color 2>&1)" || rc=$?
+  # Mocked applies "leave" resources that never existed; that note is noise here.
+  grep -vE '^  - |left the following resources in state|need to be cleaned up manually|\.tftest\.hcl/' <<<"$out"
+  if [[ $rc -eq 0 ]] && ! grep -qE 'Success! [1-9][0-9]* passed, 0 failed' <<<"$out"; then
+    echo "terraform test ran no test in $dir/tests"
+    return 1
+  fi
+  return "$rc"
+}
+
+if [[ -z "$MIRROR" ]]; then
+  fail "find the AWS provider in a local mirror (set TF_PLUGIN_MIRROR to a directory holding registry.terraform.io/hashicorp/aws/<version>/linux_amd64/, e.g. from \`terraform providers mirror DIR\` run where the registry is reachable)"
+else
+  printf 'aws provider mirror: %s\n' "$MIRROR"
+  for m in $MOCKED_TEST_MODULES; do
+    run "terraform test (terraform/modules/$m, mocked aws provider)" mocked_test "$REPO/terraform/modules/$m"
+  done
+
+  validate_roots() {
+    local dir bad=0 out
+    while read -r dir; do
+      [[ -n "$dir" ]] || continue
+      if ! tf_init "$dir" || ! out="$(terraform -chdir="$dir" validate -no-color 2>&1)"; then
+        echo "${out:-}"
+        echo "${dir#"$REPO"/}: terraform validate failed"
+        bad=1
+      else
+        echo "${dir#"$REPO"/}: $out"
+      fi
+    done < <(country_dirs "$REPO/terraform/countries")
+    ((bad == 0))
+  }
+  run "terraform validate of every country root (aws provider from the mirror)" validate_roots
+
+  # Each mutation breaks one property on a scratch copy of terraform/; the module's tests must
+  # then fail, naming it. A property test that cannot fail proves nothing.
+  # mutation_caught MODULE FILE SED_EXPR EXPECTED_MESSAGE
+  mutation_caught() {
+    local module="$1" file="$2" expr="$3" want="$4" tmp out rc=0
+    tmp="$(mktemp -d)"
+    (cd "$REPO" && tar --exclude=.terraform --exclude=.terraform.lock.hcl -cf - terraform) | tar -xf - -C "$tmp"
+    sed -i "$expr" "$tmp/terraform/$file"
+    if cmp -s "$REPO/terraform/$file" "$tmp/terraform/$file"; then
+      echo "the mutation ($expr) did not change terraform/$file: update the self-check"
+      rm -rf "$tmp"
+      return 1
+    fi
+    out="$(mocked_test "$tmp/terraform/modules/$module" 2>&1)" || rc=$?
+    rm -rf "$tmp"
+    if [[ $rc -eq 0 ]]; then
+      echo "$out"
+      echo "the tests of modules/$module still pass with terraform/$file mutated ($expr)"
+      return 1
+    fi
+    if ! grep -qF "$want" <<<"$(tr '\n' ' ' <<<"$out" | tr -s ' ')"; then
+      echo "$out"
+      echo "the tests failed, but not with: $want"
+      return 1
+    fi
+    echo "caught: $want"
+  }
+  run "mutation: admin 404 rule after the calls forward rule -> alb test fails" mutation_caught alb modules/alb/main.tf \
+    's/priority     = each.value.priority - 1/priority     = each.value.priority + 1/' \
+    "an admin path is forwarded by the public (internet-facing) listener"
+  run "mutation: internal ALB made internet-facing -> alb test fails" mutation_caught alb modules/alb/main.tf \
+    's/  internal           = true/  internal           = false/' \
+    "the public ALB is internet-facing, the admin ALB is internal"
+  run "mutation: ECS services lose the identity settings -> stack test fails" mutation_caught stack modules/stack/main.tf \
+    's/      environment            = module.identity.service_env\[name\]/      environment            = {}/' \
+    "on ECS, every service's task definition carries the four AUTH_* settings"
+  run "mutation: EKS env Secrets lose the identity settings -> stack test fails" mutation_caught stack modules/stack/main.tf \
+    's/    for name in keys(local.services) : name => merge(module.identity.service_env\[name\], {/    for name in keys(local.services) : name => merge({}, {/' \
+    "on EKS, every service's env Secret (its Release's envFromSecret) carries the four AUTH_* settings"
+  run "mutation: calls secrets dropped from the container secrets -> ecs test fails" mutation_caught ecs modules/ecs/main.tf \
+    's/    secrets = \[for k, ref in local.secret_refs\[each.key\] : { name = k, valueFrom = ref }\]/    secrets = []/' \
+    "calls gets its token key and webhook secrets from Secrets Manager"
+  run "mutation: plain-environment secret check removed -> ecs test fails" mutation_caught ecs modules/ecs/main.tf \
+    's/secret_name_pattern = .*/secret_name_pattern = "^$"/' \
+    "rejects_a_secret_as_plain_environment"
+  run "mutation: a client may call every service -> identity test fails" mutation_caught identity modules/identity/main.tf \
+    's/ if contains(svcs, s)\]/]/' \
+    "calls accepts only the client holding calls:admin"
+fi
+
+# The secrets module's generate_values = false exists for offline tests only: no module or
+# root may set it (a stack with it would create empty secrets).
+generate_values_only_in_tests() {
+  local hits
+  hits="$(grep -rnE '^[[:space:]]*generate_values[[:space:]]*=' "$REPO/terraform" --include='*.tf' || true)"
+  if [[ -n "$hits" ]]; then
+    printf 'generate_values is set outside tests/*.tftest.hcl:\n%s\n' "$hits"
+    return 1
+  fi
+  echo "generate_values is set only in tests"
+}
+run "no stack switches off secret generation (generate_values only in tests)" generate_values_only_in_tests
 
 # ----------------------------------------------------------------------------- 3. checkov
 

@@ -117,12 +117,12 @@ run "task_definitions" {
   }
 
   assert {
-    condition = (
-      toset(data.aws_iam_policy_document.execution_secrets["calls"].statement[0].resources) == toset([var.token_key_arn, var.webhook_arn])
-      && !contains(keys(data.aws_iam_policy_document.execution_secrets), "streams")
-      && aws_iam_role_policy.execution_secrets["calls"].role == aws_iam_role.execution["calls"].id
-      && aws_ecs_task_definition.service["calls"].execution_role_arn == aws_iam_role.execution["calls"].arn
-    )
+    condition = alltrue([
+      toset(data.aws_iam_policy_document.execution_secrets["calls"].statement[0].resources) == toset([var.token_key_arn, var.webhook_arn]),
+      keys(data.aws_iam_policy_document.execution_secrets) == ["calls"],
+      aws_iam_role_policy.execution_secrets["calls"].role == aws_iam_role.execution["calls"].id,
+      aws_ecs_task_definition.service["calls"].execution_role_arn == aws_iam_role.execution["calls"].arn,
+    ])
     error_message = "only calls' own execution role may read calls' secrets."
   }
 
