@@ -21,6 +21,12 @@ Rules, for every country root:
   AURORA_MULTI_AZ            fewer than 2 instances or fewer than 2 distinct AZs
   EKS_PUBLIC_ENDPOINT        an aws_eks_cluster's endpoint_public_access is not provably
                              false (or endpoint_private_access not provably true)
+  SECRET_VARIABLE            a variable anywhere in the country's module tree (or a key of its
+                             terraform.tfvars) is named like a secret value (..._password,
+                             ..._token_key, ..._secret(s), ...) or is declared sensitive and
+                             given a value: secrets
+                             are generated into Secrets Manager and passed by ARN, never as
+                             plaintext inputs (which would sit in tfvars, plan and state)
 
 Anything the evaluator cannot resolve fails closed ("cannot prove").
 
@@ -56,6 +62,14 @@ RULES = (
     "AURORA_ENCRYPTION",
     "AURORA_MULTI_AZ",
     "EKS_PUBLIC_ENDPOINT",
+    "SECRET_VARIABLE",
+)
+
+# A variable named like this carries a secret value itself. Names that merely mention one
+# (..._secret_arn, password_version, calls_token_key_also_accept) end differently.
+SECRET_NAME = re.compile(
+    r"(^|_)(password|passwd|passphrase|secret|secrets|token|token_key|signing_key|private_key|api_key|access_key|credentials?)$",
+    re.IGNORECASE,
 )
 
 # ----------------------------------------------------------------------------- values
@@ -664,6 +678,29 @@ def check_country(root: Ctx) -> list[Violation]:
                 EVIDENCE.append(f"{ctx.label} {rid}: endpoint_public_access={pub!r} endpoint_private_access={priv!r}")
     if clusters == 0:
         out.append(Violation("AURORA_MISSING", root.label, "no aws_rds_cluster found in the country stack"))
+    out += check_secret_variables(root)
+    return out
+
+
+def check_secret_variables(root: Ctx) -> list[Violation]:
+    out: list[Violation] = []
+    seen: set[Path] = set()
+    for ctx in walk(root):
+        if ctx.path in seen:
+            continue
+        seen.add(ctx.path)
+        where = ctx.path.relative_to(root.repo) if ctx.path.is_relative_to(root.repo) else ctx.path
+        for name, decl in ctx.doc["variable"].items():
+            if SECRET_NAME.search(name):
+                out.append(Violation("SECRET_VARIABLE", f"{where} var.{name}", "named like a secret value: generate it into Secrets Manager and pass the ARN"))
+            elif isinstance(decl, dict) and decl.get("sensitive") is True and (ctx.is_root or name in ctx.args):
+                # Only when a value is passed: an unset sensitive input carries nothing.
+                out.append(Violation("SECRET_VARIABLE", f"{where} var.{name}", "declared sensitive and given a value: a secret passed in plaintext"))
+    for key in root.doc["tfvars"]:
+        if SECRET_NAME.search(key):
+            out.append(Violation("SECRET_VARIABLE", f"{root.label}/terraform.tfvars {key}", "a secret value in tfvars"))
+    if not out:
+        EVIDENCE.append(f"{root.label}: no variable in its {len(seen)} module directories carries a secret value")
     return out
 
 
