@@ -284,7 +284,7 @@ pub mod testing {
         static SECRET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
         SECRET.get_or_init(|| {
             let seed = kit::auth::local::random_seed().unwrap_or_else(|e| panic!("{e}"));
-            seed.iter().map(|b| format!("{b:02x}")).collect()
+            kit::auth::local::hex(&seed)
         })
     }
 

@@ -252,7 +252,7 @@ async fn every_configuration_change_is_audited_with_its_author() {
     let res = h
         .call(
             Method::GET,
-            &format!("/calls/v1/audit?number=%2B46101110099"),
+            "/calls/v1/audit?number=%2B46101110099",
             Some(&alice),
         )
         .await;

@@ -889,7 +889,7 @@ pub mod dev {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let seed = random_seed()?;
-                let hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
+                let hex = super::local::hex(&seed);
                 // create_new: two processes racing both end up reading the winner's file.
                 match std::fs::OpenOptions::new()
                     .write(true)
@@ -1015,6 +1015,17 @@ pub mod local {
             // Signing our own well-formed claims with our own valid key cannot fail.
             jsonwebtoken::encode(&header, claims, &self.key).unwrap_or_default()
         }
+    }
+
+    /// Lower-case hex of `bytes`.
+    pub fn hex(bytes: &[u8]) -> String {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = String::with_capacity(bytes.len() * 2);
+        for b in bytes {
+            out.push(char::from(DIGITS[usize::from(b >> 4)]));
+            out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+        }
+        out
     }
 
     /// 32 bytes from the operating system's CSPRNG.

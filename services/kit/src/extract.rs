@@ -69,19 +69,38 @@ pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     match serde_path_to_error::deserialize::<_, T>(de) {
         // The document parses but has something after it.
-        Ok(_) => Err(ApiError::field("body", format!("malformed JSON: {fast}"))),
+        Ok(_) => Err(ApiError::field(
+            "body",
+            bounded(format!("malformed JSON: {fast}"), MAX_ECHO),
+        )),
         Err(err) => {
             let path = err.path().to_string();
             let inner = err.into_inner();
             if inner.is_syntax() || inner.is_eof() {
-                return Err(ApiError::field("body", format!("malformed JSON: {inner}")));
+                return Err(ApiError::field(
+                    "body",
+                    bounded(format!("malformed JSON: {inner}"), MAX_ECHO),
+                ));
             }
             let message = strip_position(&inner.to_string());
+            // serde quotes the client's own unknown variants, field names and map keys: a
+            // megabyte of them must not come back (or reach a log) whole.
             Err(ApiError::validation(vec![FieldError::new(
-                field_name(&path, &message),
-                message,
+                bounded(field_name(&path, &message), MAX_ECHO),
+                bounded(message, MAX_ECHO),
             )]))
         }
+    }
+}
+
+/// Longest field name or message an error echoes from client input.
+const MAX_ECHO: usize = 200;
+
+/// `s` cut to `max` characters (an ellipsis marks the cut).
+fn bounded(s: String, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s,
     }
 }
 
@@ -307,6 +326,31 @@ impl<T: JsonSchema> OperationInput for Query<T> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn errors_never_echo_unbounded_client_input() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        enum Kind {
+            A,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct B {
+            kind: Kind,
+        }
+        let huge = "x".repeat(100_000);
+        let body = format!(r#"{{"kind":"{huge}"}}"#);
+        let err = super::decode_json::<B>(body.as_bytes()).expect_err("unknown variant");
+        assert_eq!(err.errors[0].field, "kind");
+        assert!(
+            err.errors[0].message.chars().count() <= 201,
+            "{}",
+            err.errors[0].message.len()
+        );
+        let detail = err.detail.unwrap_or_default();
+        assert!(detail.len() < 1_000, "{}", detail.len());
+    }
+
     use super::*;
     use serde::Deserialize;
 

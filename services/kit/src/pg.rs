@@ -245,7 +245,7 @@ rm -rf "$3""#;
 fn random_password() -> Result<String, PgError> {
     let mut bytes = [0u8; 32];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(crate::auth::local::hex(&bytes))
 }
 
 fn start_local() -> Result<PgServer, PgError> {

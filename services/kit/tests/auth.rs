@@ -198,14 +198,8 @@ async fn a_key_rotated_in_at_the_issuer_is_trusted_without_a_restart() {
         .await
         .expect("remote");
     let base = serve(auth).await;
-    let old_token = format!(
-        "Bearer {}",
-        old.token("alice", &[], Duration::from_secs(60))
-    );
-    let new_token = format!(
-        "Bearer {}",
-        new.token("alice", &[], Duration::from_secs(60))
-    );
+    let old_token = format!("Bearer {}", old.token("alice", &[], Duration::from_mins(1)));
+    let new_token = format!("Bearer {}", new.token("alice", &[], Duration::from_mins(1)));
 
     assert_eq!(
         get(&base, "/things/v1/whoami", Some(&old_token))
@@ -267,7 +261,7 @@ async fn unknown_kids_cannot_make_the_service_hammer_the_issuer() {
         let stranger = LocalIssuer::generate(&good.issuer, &good.audience).expect("key");
         let t = format!(
             "Bearer {}",
-            stranger.token("x", &[], Duration::from_secs(60))
+            stranger.token("x", &[], Duration::from_mins(1))
         );
         assert_eq!(
             get(&base, "/things/v1/whoami", Some(&t)).await.status(),

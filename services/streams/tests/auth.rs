@@ -298,7 +298,7 @@ async fn production_verifies_tokens_against_the_issuers_jwks() {
                 .expect("key");
         list(format!(
             "Bearer {}",
-            stranger.token("bob", &[], Duration::from_secs(60))
+            stranger.token("bob", &[], Duration::from_mins(1))
         ))
         .await
         .map(|r| r.status())
