@@ -22,7 +22,12 @@ passed=0
 failed=0
 failures=()
 tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
+token_server=""
+cleanup() {
+  if [[ -n "$token_server" ]]; then kill "$token_server" 2>/dev/null || true; wait "$token_server" 2>/dev/null || true; fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
 
 ok() { passed=$((passed + 1)); printf '  ok    %s\n' "$1"; }
 not_ok() {
@@ -134,9 +139,9 @@ PYEOF
 
 slo_gate_print() { # the gate's command lines must be exactly one well-formed slo-gate call per service
   local out services n
-  out="$(bash buildkite/slo-gate.sh --print http://127.0.0.1:8080 2>/dev/null)"
+  out="$(env -u SLO_PROBE_TOKEN_FILE bash buildkite/slo-gate.sh --print http://127.0.0.1:8080 2>/dev/null)"
   services="$(awk '/^services:/ { s = 1; next } s && /^  [a-z]/ { n++ } END { print n + 0 }' buildkite/slo.yaml)"
-  n="$(grep -cE '^slo-gate --url http://127\.0\.0\.1:8080/[^ ]+ --requests [0-9]+ --p99-ms [0-9.]+ --max-error-rate [0-9.]+$' <<<"$out" || true)"
+  n="$(grep -cE '^slo-gate --url http://127\.0\.0\.1:8080/[^ ]+ --requests [0-9]+ --p99-ms [0-9.]+ --max-error-rate [0-9.]+ --bearer-token-file TOKEN_FILE$' <<<"$out" || true)"
   printf '%s\n' "$out"
   [[ "$n" -eq "$services" && "$(wc -l <<<"$out")" -eq "$services" ]] ||
     { echo "expected $services slo-gate lines, got $n well-formed of $(wc -l <<<"$out")"; return 1; }
@@ -222,10 +227,46 @@ expect_fail "slo.yaml service without p99_ms" "no p99_ms" \
   bash buildkite/slo-gate.sh --print --file "$FIX/slo-missing-p99.yaml" http://127.0.0.1:8080
 
 # 11b. the gate aggregates probe results: passes when all pass, fails naming the breaching service
+(umask 077 && printf 'local-token\n' >"$tmp/probe.token")
 check "slo-gate.sh passes when every probe is within its threshold" \
-  env FAKE_MEASURED_P99=20 SLO_GATE_BIN="$FIX/fake-slo-gate" bash buildkite/slo-gate.sh http://127.0.0.1:8080
+  env FAKE_MEASURED_P99=20 SLO_GATE_BIN="$FIX/fake-slo-gate" SLO_PROBE_TOKEN_FILE="$tmp/probe.token" \
+  bash buildkite/slo-gate.sh http://127.0.0.1:8080
 expect_fail "a probe breaching calls' 50 ms p99" "breached on http://127\\.0\\.0\\.1:8080 for: \\*\\*calls\\*\\*" \
-  env FAKE_MEASURED_P99=60 SLO_GATE_BIN="$FIX/fake-slo-gate" bash buildkite/slo-gate.sh http://127.0.0.1:8080
+  env FAKE_MEASURED_P99=60 SLO_GATE_BIN="$FIX/fake-slo-gate" SLO_PROBE_TOKEN_FILE="$tmp/probe.token" \
+  bash buildkite/slo-gate.sh http://127.0.0.1:8080
+
+# 11c. the gate's token: client-credentials grant against a stand-in of Cognito's token endpoint
+# (token-endpoint.py), handed to every probe as a 0600 file holding exactly the issued token
+# (fake-slo-gate checks both), never printed; a rejected client and a missing setting fail.
+issued="eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzbG8tcHJvYmUifQ.issued-by-the-stand-in"
+"$PY" "$FIX/token-endpoint.py" "$tmp/token-port" probe-client probe-secret-0123456789 \
+  "meridian/streams:sessions" "$issued" &
+token_server=$!
+for _ in $(seq 1 100); do [[ -s "$tmp/token-port" ]] && break; sleep 0.1; done
+token_url="http://127.0.0.1:$(cat "$tmp/token-port" 2>/dev/null)/oauth2/token"
+gate_with_issuer() { # gate_with_issuer CLIENT_SECRET [ENV...]: the gate against the stand-in issuer
+  local secret="$1" out
+  shift
+  out="$(env -u SLO_PROBE_TOKEN_FILE FAKE_MEASURED_P99=20 FAKE_EXPECTED_TOKEN="$issued" \
+    SLO_GATE_BIN="$FIX/fake-slo-gate" SLO_PROBE_TOKEN_URL="$token_url" SLO_PROBE_CLIENT_ID=probe-client \
+    SLO_PROBE_CLIENT_SECRET="$secret" "$@" bash buildkite/slo-gate.sh http://127.0.0.1:8080 streams calls 2>&1)"
+  local rc=$?
+  printf '%s\n' "$out"
+  if grep -qF -- "$issued" <<<"$out" || grep -qF -- "$secret" <<<"$out"; then
+    echo "the token or the client secret was printed"
+    return 1
+  fi
+  return "$rc"
+}
+check "slo-gate.sh fetches the probe token (client credentials) into a private file for every probe" \
+  gate_with_issuer probe-secret-0123456789
+expect_fail "a client secret the issuer rejects" "answered HTTP 400 \\(invalid_client\\)" \
+  gate_with_issuer wrong-secret-0123456789
+expect_fail "a scope the client does not have" "answered HTTP 400 \\(invalid_scope\\)" \
+  gate_with_issuer probe-secret-0123456789 SLO_PROBE_SCOPE=meridian/streams:admin
+expect_fail "no token file and no issuer configured" "SLO_PROBE_TOKEN_URL is not set" \
+  env -u SLO_PROBE_TOKEN_FILE -u SLO_PROBE_TOKEN_URL SLO_GATE_BIN="$FIX/fake-slo-gate" \
+  bash buildkite/slo-gate.sh http://127.0.0.1:8080
 
 # 12. the fixtures themselves are all used (a new fixture must get an assertion)
 fixtures_used() {

@@ -15,8 +15,8 @@
 #  3. checkov --framework terraform --skip-download over terraform/ (skips are inline, one
 #     resource each, every one listed with its reason in tests/policy/checkov-skips.md)
 #     (+ a bad fixture must fail with the expected check ids)
-#  4. tests/policy/test_terraform_policy.py: Aurora / EKS rules following country inputs through
-#     modules/stack into the modules, run on the real stacks and on failing fixtures
+#  4. tests/policy/test_terraform_policy.py: Aurora / EKS / secret-variable rules following country
+#     inputs through modules/stack into the modules, run on the real stacks and on failing fixtures
 #
 # Tools: terraform (>= 1.11) must be on PATH, with the AWS provider (5.100+) in a local
 # filesystem mirror (TF_PLUGIN_MIRROR, else terraform's usual plugin directories, else
@@ -524,7 +524,7 @@ run "checkov catches the bad fixture (${CHECKOV_FIXTURE_MUST_FAIL// /, })" check
 policy_test() {
   PYTHONPATH="$HCL2_LIB${PYTHONPATH:+:$PYTHONPATH}" "$VENV/bin/python" "$POLICY/test_terraform_policy.py" --repo "$REPO"
 }
-run "policy test: Aurora + EKS rules on every country, each rule fails its fixture" policy_test
+run "policy test: Aurora, EKS and secret-variable rules on every country, each rule fails its fixture" policy_test
 
 summary
 ((FAILED == 0))

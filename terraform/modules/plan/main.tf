@@ -116,15 +116,15 @@ locals {
 
   services = {
     for i, s in var.services : s => {
-      path_prefix  = "/${s}"
-      path_pattern = ["/${s}", "/${s}/*"]
-      port         = var.service_port
-      schema       = s
-      health_path  = "/readyz"
-      liveness     = "/healthz"
-      metrics_path = "/metrics"
-      priority     = 100 + i * 10
-      critical     = s == "calls"
+      path_prefix         = "/${s}"
+      path_pattern        = ["/${s}", "/${s}/*"]
+      port                = var.service_port
+      schema              = s
+      health_path         = "/readyz"
+      liveness            = "/healthz"
+      metrics_path        = "/metrics"
+      priority            = 100 + i * 10
+      critical            = s == "calls"
       admin_path_patterns = lookup(local.admin_path_patterns, s, [])
     }
   }
