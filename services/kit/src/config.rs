@@ -110,7 +110,7 @@ impl FromStr for LogFormat {
 /// | `HTTP_HEADER_READ_TIMEOUT_MS` | 10000 | a whole request head must arrive within this of the connection's accept, or of the first byte of a kept-alive connection's next request; else the connection is closed |
 /// | `HTTP_IDLE_TIMEOUT_SECS` | 130 | how long a kept-alive connection may wait for its next request; keep it above the load balancer's idle timeout (ALB: 120 s) |
 /// | `HTTP_MAX_CONNECTIONS` | 4096 | open connections per process; more are closed on accept (the soft open-file limit is raised to fit, up to the hard limit) |
-/// | `HTTP_MAX_IN_FLIGHT` | 256 | requests handled at once per process; more are answered 503 problem+json with `Retry-After: 1` |
+/// | `HTTP_MAX_IN_FLIGHT` | 256 | requests handled at once per process; more are answered 503 problem+json with `Retry-After: 1` (`/healthz` and `/metrics` never are) |
 /// | `FAULT_DELAY_MS` | — | fault injection for gate tests: delay matching requests (never in production) |
 /// | `FAULT_PATH_PREFIX` | `/` | which paths `FAULT_DELAY_MS` delays |
 #[derive(Clone)]
