@@ -117,8 +117,16 @@ pub async fn spawn_app(app: axum::Router) -> String {
     let addr = listener
         .local_addr()
         .unwrap_or_else(|e| panic!("local addr: {e}"));
+    // The production server (kit::server), with its limits, not a bare axum::serve.
     tokio::spawn(async move {
-        let _ = axum::serve(crate::shutdown::nodelay(listener), app.into_make_service()).await;
+        let _ = crate::server::serve(
+            listener,
+            app,
+            crate::server::Limits::default(),
+            std::future::pending(),
+            std::time::Duration::ZERO,
+        )
+        .await;
     });
     format!("http://{addr}")
 }

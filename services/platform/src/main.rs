@@ -37,6 +37,10 @@ Environment (all optional):
   DB_ACQUIRE_TIMEOUT_MS   wait for a pooled connection (default 2000)
   SHUTDOWN_GRACE_SECS     drain time after SIGTERM (default 20)
   REQUEST_TIMEOUT_MS      per-request limit (default 10000)
+  HTTP_HEADER_READ_TIMEOUT_MS, HTTP_IDLE_TIMEOUT_SECS, HTTP_MAX_CONNECTIONS, HTTP_MAX_IN_FLIGHT
+                          connection limits (defaults 10000, 130, 4096, 256): a request head must
+                          arrive in time, idle keep-alive connections close, extra connections are
+                          closed on accept, extra requests get 503 + Retry-After
   FAULT_DELAY_MS, FAULT_PATH_PREFIX
                           fault injection for gate tests: delay requests under the prefix
   STREAMS_DEFAULT_LIMIT, STREAMS_LEASE_TTL_SECS, STREAMS_HEARTBEAT_INTERVAL_SECS,
@@ -282,7 +286,7 @@ async fn serve(
         None => {
             let server = PgServer::ensure(cfg.database_url.as_deref()).await?;
             if server.is_throwaway() {
-                tracing::info!(url = %server.url(), "started a throwaway PostgreSQL (deleted on exit)");
+                tracing::info!(url = %kit::config::redact_url(server.url()), "started a throwaway PostgreSQL (deleted on exit)");
             }
             (kit::db::connect_options(server.url())?, Some(server))
         }
@@ -329,12 +333,13 @@ async fn serve(
     }
     tracing::info!(url = %format!("http://{addr}"), "meridian is serving (Ctrl-C to stop)");
     eprintln!("meridian is serving on http://{addr}  (try: curl http://{addr}/readyz)");
-    let drained = kit::shutdown::serve(
+    let drained = kit::shutdown::serve_with(
         listener,
         app,
         health,
         kit::shutdown::signal(),
         cfg.shutdown_grace,
+        cfg.http_limits,
     )
     .await?;
     pools.streams.close().await;
