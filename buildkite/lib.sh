@@ -108,6 +108,56 @@ slo_table() {
   ' "$file"
 }
 
+# probe_setting NAME: NAME from the environment, else from Buildkite secrets
+# (`buildkite-agent secret get NAME`), else fail naming both places.
+probe_setting() {
+  local name="$1" value="${!1:-}"
+  if [[ -z "$value" ]] && command -v buildkite-agent >/dev/null 2>&1; then
+    value="$(buildkite-agent secret get "$name" 2>/dev/null)" || value=""
+  fi
+  [[ -n "$value" ]] || die "$name is not set (environment or Buildkite secret $name); see buildkite/README.md, 'SLO probe identity'"
+  printf '%s' "$value"
+}
+
+# fetch_probe_token OUT_FILE: the slo-probe identity's access token, by the OAuth2
+# client-credentials grant (RFC 6749 §4.4) against SLO_PROBE_TOKEN_URL with
+# SLO_PROBE_CLIENT_ID / SLO_PROBE_CLIENT_SECRET (HTTP Basic, as Cognito's token endpoint takes
+# them) for SLO_PROBE_SCOPE, written to OUT_FILE with mode 0600. The secret reaches curl on
+# stdin (a config line), never in its arguments; the token is never printed. Errors name the
+# endpoint and the issuer's `error` code only.
+fetch_probe_token() {
+  local out="$1" url id secret scope response status json err
+  url="$(probe_setting SLO_PROBE_TOKEN_URL)" || exit 1
+  id="$(probe_setting SLO_PROBE_CLIENT_ID)" || exit 1
+  secret="$(probe_setting SLO_PROBE_CLIENT_SECRET)" || exit 1
+  scope="${SLO_PROBE_SCOPE:-meridian/streams:sessions}"
+  # https only, except plain http to this machine (a local issuer).
+  [[ "$url" =~ ^https://[^[:space:]]+$ || "$url" =~ ^http://(127\.0\.0\.1|localhost|\[::1\])(:[0-9]+)?/[^[:space:]]*$ ]] ||
+    die "SLO_PROBE_TOKEN_URL must be an https URL (http only to localhost): $url"
+  # Cognito ids and secrets are base64-ish; anything else could break out of the curl config line.
+  # (Lengths are checked apart: glibc compiles a bounded repetition like {1,512} very slowly.)
+  [[ ${#id} -le 256 && "$id" =~ ^[A-Za-z0-9._~+/=-]+$ ]] || die "SLO_PROBE_CLIENT_ID is not a client id"
+  [[ ${#secret} -le 512 && "$secret" =~ ^[A-Za-z0-9._~+/=-]+$ ]] || die "SLO_PROBE_CLIENT_SECRET is not a client secret"
+  [[ ${#scope} -le 512 && "$scope" =~ ^[A-Za-z0-9._~:/\ -]+$ ]] || die "SLO_PROBE_SCOPE is not a scope list"
+  response="$(dirname "$out")/token-response"
+  status="$(printf 'user = "%s:%s"\n' "$id" "$secret" |
+    (umask 077 && curl --config - --silent --show-error --max-time 15 --retry 2 \
+      --max-filesize 65536 --output "$response" --write-out '%{http_code}' \
+      --data-urlencode grant_type=client_credentials --data-urlencode "scope=$scope" "$url"))" ||
+    { rm -f "$response"; die "token request to $url failed (see curl's message above)"; }
+  json="$(head -c 65536 "$response")"
+  rm -f "$response"
+  if [[ "$status" != 200 ]]; then
+    err=""
+    if [[ "$json" =~ \"error\"[[:space:]]*:[[:space:]]*\"([a-z_]+)\" ]]; then err=" (${BASH_REMATCH[1]:0:64})"; fi
+    die "token request to $url answered HTTP $status$err"
+  fi
+  [[ "$json" =~ \"access_token\"[[:space:]]*:[[:space:]]*\"([A-Za-z0-9._~+/=-]+)\" && ${#BASH_REMATCH[1]} -le 16384 ]] ||
+    die "token response from $url has no access_token (of at most 16 KiB)"
+  (umask 077 && printf '%s\n' "${BASH_REMATCH[1]}" >"$out")
+  log "probe token obtained from $url (scope $scope)"
+}
+
 # slo_services: names of the services in slo.yaml, in file order.
 slo_services() {
   local table
@@ -157,9 +207,15 @@ wait_for_phase() {
 # The manifests below follow the operator's CRDs (operator/src/crd.rs, operator/deploy/crds.yaml);
 # operator/tests/buildkite_manifests.rs renders them and fails on any field the CRDs would prune.
 
-# render_analysis SERVICE INDENT: the spec.analysis block for SERVICE from slo.yaml.
+# render_analysis SERVICE INDENT: the spec.analysis block for SERVICE from slo.yaml. The probe
+# carries the slo-probe identity's token from the Secret $MERIDIAN_PROBE_TOKEN_SECRET (default
+# slo-probe-token, key `token`, in the Release's namespace; set it empty for no token). The
+# operator's Role may read only that Secret name (operator rbac --probe-token-secret).
 render_analysis() {
-  local service="$1" pad="$2" table row p99 err path requests
+  local service="$1" pad="$2" table row p99 err path requests secret
+  secret="${MERIDIAN_PROBE_TOKEN_SECRET-slo-probe-token}"
+  [[ -z "$secret" || (${#secret} -le 253 && "$secret" =~ ^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$) ]] ||
+    die "MERIDIAN_PROBE_TOKEN_SECRET is not a Secret name: $secret"
   table="$(slo_table)" || return 1
   row="$(awk -F'\t' -v s="$service" '$1 == s' <<<"$table")"
   [[ -n "$row" ]] || die "service $service is not in $SLO_FILE"
@@ -172,6 +228,13 @@ ${pad}    requests: ${requests}
 ${pad}    p99Ms: ${p99}
 ${pad}    maxErrorRate: ${err}
 EOF
+  if [[ -n "$secret" ]]; then
+    cat <<EOF
+${pad}    bearerTokenSecret:
+${pad}      name: ${secret}
+${pad}      key: token
+EOF
+  fi
 }
 
 # render_release SERVICE: a Release for the staging cluster (namespaced). Convention: the

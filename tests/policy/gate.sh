@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # The Buildkite latency gate, run here for real: the `slo-gate` step's own command line, taken
 # from buildkite/pipeline.yml, against a locally started `meridian serve`. It must pass, and it
-# must fail when a slow route is injected (FAULT_DELAY_MS on the streams routes).
+# must fail when a slow route is injected (FAULT_DELAY_MS on the streams routes) and when its
+# token is refused.
+#
+# The probe identity: where the pipeline fetches a client-credentials token from Cognito, here
+# `meridian token --sub slo-probe --scope streams:sessions` mints one with serve's dev key, and
+# the step reads it from SLO_PROBE_TOKEN_FILE, the same file-based path the pipeline hands to
+# slo-gate. serve and token share a throwaway XDG_STATE_HOME, so the user's dev key and state are
+# neither used nor touched.
 #
 #   tests/policy/gate.sh            (tests/run calls it after building the workspace)
 #
@@ -34,7 +41,10 @@ staging_url=$(grep -oE 'https?://[^ ]+' <<<"$step_cmd" | head -n1)
 
 pid=""
 stop() { if [[ -n "$pid" ]]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=""; fi; }
-trap stop EXIT
+work="$(umask 077 && mktemp -d)"
+trap 'stop; rm -rf "$work"' EXIT
+export XDG_STATE_HOME="$work/state"
+token_file="$work/slo-probe.token"
 
 serve() { # serve [ENV=VALUE ...]: start meridian on a free port, wait until ready, set $base
   local port
@@ -50,16 +60,31 @@ serve() { # serve [ENV=VALUE ...]: start meridian on a free port, wait until rea
   die "meridian serve did not become ready"
 }
 
-run_gate() { # the pipeline's command with the staging URL replaced by the local one
-  local cmd="${step_cmd//$staging_url/$base}"
-  echo "gate: running: SLO_GATE_BIN=$gate_bin $cmd"
-  SLO_GATE_BIN="$gate_bin" bash -c "$cmd"
+run_gate() { # run_gate [TOKEN_FILE]: the pipeline's command with the staging URL replaced by the local one
+  local cmd="${step_cmd//$staging_url/$base}" tokens="${1:-$token_file}"
+  echo "gate: running: SLO_GATE_BIN=$gate_bin SLO_PROBE_TOKEN_FILE=$tokens $cmd"
+  SLO_GATE_BIN="$gate_bin" SLO_PROBE_TOKEN_FILE="$tokens" bash -c "$cmd"
 }
 
 passed=0 failed=0
 serve
+# The slo-probe identity's token, minted with the key serve has just created (and trusts).
+(umask 077 && "$meridian" token --sub slo-probe --scope streams:sessions --ttl 1h >"$token_file") ||
+  die "meridian token failed"
+[[ -s "$token_file" ]] || die "meridian token printed nothing"
 if run_gate; then passed=$((passed + 1)); echo "gate: ok: passes against a healthy platform"
 else failed=$((failed + 1)); echo "gate: FAIL: breached against a healthy platform"; fi
+
+# A token the platform does not accept (not signed by its key): streams answers 401 to every
+# probe, and the gate must fail on it rather than count refusals as answers.
+(umask 077 && printf 'not.a.token\n' >"$work/refused.token")
+if out=$(run_gate "$work/refused.token" 2>&1); then
+  failed=$((failed + 1)); echo "$out"; echo "gate: FAIL: passed with a token the platform refuses"
+elif grep -q streams <<<"$out" && grep -q '401/403' <<<"$out"; then
+  passed=$((passed + 1)); echo "gate: ok: fails with a refused token, naming streams and the 401/403s"
+else
+  failed=$((failed + 1)); echo "$out"; echo "gate: FAIL: failed, but without naming streams and the 401/403s"
+fi
 stop
 
 serve FAULT_DELAY_MS=250 FAULT_PATH_PREFIX=/streams/
