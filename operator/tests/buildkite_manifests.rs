@@ -79,7 +79,12 @@ fn staging_releases_fit_the_release_crd() {
         );
         assert_eq!(r.spec.preview_service, format!("{service}-preview"));
         // The analysis probes as the slo-probe identity, from the Secret the Role may read.
-        let secret = r.spec.analysis.probe.bearer_token_secret.expect("token Secret");
+        let secret = r
+            .spec
+            .analysis
+            .probe
+            .bearer_token_secret
+            .expect("token Secret");
         assert_eq!(
             (secret.name.as_str(), secret.key.as_str()),
             (operator::rbac::DEFAULT_PROBE_TOKEN_SECRET, "token")
