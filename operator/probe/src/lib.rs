@@ -357,6 +357,19 @@ impl Tally {
         }
     }
 
+    fn count_failure(&mut self, outcome: Outcome) {
+        self.requests += 1;
+        match outcome {
+            Outcome::Ok => {}
+            Outcome::HttpError => self.http_errors += 1,
+            Outcome::AuthError => {
+                self.http_errors += 1;
+                self.auth_errors += 1;
+            }
+            Outcome::TransportError => self.transport_errors += 1,
+        }
+    }
+
     fn merge(&mut self, other: &Self) {
         self.histogram
             .add(&other.histogram)
@@ -404,20 +417,26 @@ async fn worker(
     total: u32,
 ) -> Tally {
     let mut tally = Tally::new();
+    // One untimed warm-up request per worker: it opens this worker's connection and lets the
+    // service open the pool connection it will use, so the run measures the steady state the
+    // SLO is about, not cold connection set-up (TLS, database authentication). Only a successful
+    // warm-up is free: a failed one takes one of the run's requests and counts as failed.
+    match one_request(client, url.clone()).await {
+        Outcome::Ok => {}
+        failed => {
+            if next.fetch_add(1, Ordering::Relaxed) < total {
+                tally.count_failure(failed);
+            }
+        }
+    }
     while next.fetch_add(1, Ordering::Relaxed) < total {
         let start = Instant::now();
         let outcome = one_request(client, url.clone()).await;
         let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
         tally.histogram.saturating_record(micros.max(1));
-        tally.requests += 1;
         match outcome {
-            Outcome::Ok => {}
-            Outcome::HttpError => tally.http_errors += 1,
-            Outcome::AuthError => {
-                tally.http_errors += 1;
-                tally.auth_errors += 1;
-            }
-            Outcome::TransportError => tally.transport_errors += 1,
+            Outcome::Ok => tally.requests += 1,
+            failed => tally.count_failure(failed),
         }
     }
     tally

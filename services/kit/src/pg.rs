@@ -383,10 +383,14 @@ impl LocalCluster {
         let socket_dir = self.data.parent().unwrap_or(Path::new("/tmp"));
         let log = socket_dir.join("server.log");
         // Durability settings are off: this cluster is deleted on exit, and tests want speed.
+        // authentication_timeout: a client frozen mid-handshake (a test whose runtime is blocked
+        // dropping its database while a pool connects) holds a backend that cannot answer the
+        // barrier every DROP DATABASE waits for, stalling all drops for the 60 s default. A
+        // local SCRAM handshake takes milliseconds.
         let opts = format!(
             "-p {port} -k {} -c unix_socket_permissions=0700 -c listen_addresses=127.0.0.1 \
              -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400 \
-             -c shared_buffers=128MB",
+             -c shared_buffers=128MB -c authentication_timeout=2s",
             socket_dir.display()
         );
         let log_arg = path_str(&log).to_owned();
