@@ -261,6 +261,9 @@ spec:
   replicas: ${STAGING_REPLICAS:-2}
   activeService: ${service}
   previewService: ${service}-preview
+  # DATABASE_SECRET_ARN, AWS_REGION and AUTH_* (and calls' secrets through an ExternalSecret):
+  # terraform's kubernetes_env_manifests output creates it.
+  envFromSecret: ${service}-env
   migration:
     command: ["${service}", "migrate"]
 $(render_analysis "$service" "  ")
