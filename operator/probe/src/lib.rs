@@ -402,6 +402,7 @@ impl Tally {
     }
 }
 
+#[derive(Clone, Copy)]
 enum Outcome {
     Ok,
     HttpError,

@@ -184,12 +184,12 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// The verified identity of a request.
+/// The verified identity of a request. Cheap to clone (shared, immutable).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     /// The token's subject: a user id, or an app client id for service tokens.
-    pub sub: String,
-    scopes: Vec<String>,
+    pub sub: Arc<str>,
+    scopes: Arc<[String]>,
 }
 
 impl Caller {
@@ -198,7 +198,7 @@ impl Caller {
         scopes: impl IntoIterator<Item = impl Into<String>>,
     ) -> Self {
         Self {
-            sub: sub.into(),
+            sub: Arc::from(sub.into()),
             scopes: scopes.into_iter().map(Into::into).collect(),
         }
     }
@@ -223,7 +223,7 @@ impl Caller {
     /// 403 unless the caller is `user_id` itself or holds one of `scopes` (a service acting for
     /// users, or an admin).
     pub fn require_user(&self, user_id: &str, scopes: &[&str]) -> Result<(), ApiError> {
-        if self.sub == user_id || scopes.iter().any(|s| self.has_scope(s)) {
+        if &*self.sub == user_id || scopes.iter().any(|s| self.has_scope(s)) {
             Ok(())
         } else {
             Err(forbidden())
@@ -327,6 +327,20 @@ type JwksClient = hyper_util::client::legacy::Client<
     http_body_util::Empty<bytes::Bytes>,
 >;
 
+/// Tokens this process has already verified, keyed by their exact text: a service calls with
+/// one token for its whole lifetime (an hour), and an Ed25519 or RSA check costs more than the
+/// rest of a request. Only a byte-identical token hits, its expiry is checked on every use, the
+/// map is cleared whenever the key set changes (a key removed at the issuer stops its tokens at
+/// the next refresh) and when it reaches [`MAX_CACHED`] entries (bounded memory, no eviction
+/// bookkeeping on the hot path). Refused tokens are never cached.
+struct Verified {
+    caller: Caller,
+    /// `exp` as unix seconds.
+    exp: i64,
+}
+
+const MAX_CACHED: usize = 4096;
+
 /// Verifies bearer tokens. One per process, shared by every service through
 /// [`HttpSettings`](crate::app::HttpSettings).
 pub struct Authenticator {
@@ -336,6 +350,7 @@ pub struct Authenticator {
     leeway: Duration,
     keys: ArcSwap<KeySet>,
     remote: Option<Remote>,
+    verified: std::sync::Mutex<HashMap<Arc<str>, Verified>>,
 }
 
 impl fmt::Debug for Authenticator {
@@ -352,6 +367,7 @@ impl fmt::Debug for Authenticator {
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
+    exp: i64,
     #[serde(default)]
     aud: Option<OneOrMany>,
     #[serde(default)]
@@ -381,13 +397,14 @@ impl Authenticator {
                 keys: HashMap::new(),
             }),
             remote: None,
+            verified: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
     /// Trusts exactly the keys of `jwks` (dev mode, tests).
     pub fn with_jwks(settings: &AuthSettings, jwks: &JwkSet) -> Arc<Self> {
         let auth = Self::unloaded(settings, None);
-        auth.keys.store(Arc::new(parse_jwks(jwks)));
+        auth.replace_keys(parse_jwks(jwks));
         Arc::new(auth)
     }
 
@@ -438,6 +455,15 @@ impl Authenticator {
                 keys: HashMap::new(),
             }),
             remote,
+            verified: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Installs a new key set; tokens verified under the old one must be verified again.
+    fn replace_keys(&self, set: KeySet) {
+        self.keys.store(Arc::new(set));
+        if let Ok(mut cache) = self.verified.lock() {
+            cache.clear();
         }
     }
 
@@ -461,7 +487,7 @@ impl Authenticator {
             Ok(jwks) => {
                 let set = parse_jwks(&jwks);
                 tracing::info!(keys = set.keys.len(), "JWKS loaded");
-                self.keys.store(Arc::new(set));
+                self.replace_keys(set);
                 metrics::counter!("auth_jwks_fetches_total", "outcome" => "ok").increment(1);
                 true
             }
@@ -478,6 +504,39 @@ impl Authenticator {
         if token.is_empty() || token.len() > MAX_TOKEN_LEN {
             return Err(Refusal::Malformed);
         }
+        let now = chrono::Utc::now().timestamp();
+        let leeway = i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX);
+        if let Some(caller) = self.cached(token, now, leeway) {
+            return Ok(caller);
+        }
+        let (caller, exp) = self.verify_uncached(token).await?;
+        if let Ok(mut cache) = self.verified.lock() {
+            if cache.len() >= MAX_CACHED {
+                cache.clear();
+            }
+            cache.insert(
+                Arc::from(token),
+                Verified {
+                    caller: caller.clone(),
+                    exp,
+                },
+            );
+        }
+        Ok(caller)
+    }
+
+    /// A previously verified, still unexpired token's caller.
+    fn cached(&self, token: &str, now: i64, leeway: i64) -> Option<Caller> {
+        let mut cache = self.verified.lock().ok()?;
+        let hit = cache.get(token)?;
+        if now > hit.exp.saturating_add(leeway) {
+            cache.remove(token);
+            return None;
+        }
+        Some(hit.caller.clone())
+    }
+
+    async fn verify_uncached(&self, token: &str) -> Result<(Caller, i64), Refusal> {
         // `decode_header` fails on algorithms the crate does not know, `none` among them.
         let header = jsonwebtoken::decode_header(token).map_err(|_| Refusal::Malformed)?;
         if !matches!(
@@ -499,7 +558,8 @@ impl Authenticator {
             return Err(Refusal::Algorithm);
         }
         let claims = self.decode(token, &key)?;
-        self.caller(claims)
+        let exp = claims.exp;
+        Ok((self.caller(claims)?, exp))
     }
 
     fn key(&self, kid: &str) -> Option<Arc<Key>> {
@@ -561,7 +621,7 @@ impl Authenticator {
             .map(str::to_owned)
             .collect();
         Ok(Caller {
-            sub: claims.sub,
+            sub: Arc::from(claims.sub),
             scopes,
         })
     }

@@ -18,7 +18,7 @@ use serde_json::Value;
 
 async fn whoami(caller: Caller) -> kit::ApiResult<axum::Json<Value>> {
     Ok(axum::Json(
-        serde_json::json!({ "sub": caller.sub, "scopes": caller.scopes() }),
+        serde_json::json!({ "sub": &*caller.sub, "scopes": caller.scopes() }),
     ))
 }
 
@@ -286,6 +286,64 @@ async fn an_unreachable_issuer_at_start_is_not_fatal_and_trusts_nothing() {
     let t = bearer("alice", &[]);
     assert_eq!(
         get(&base, "/things/v1/whoami", Some(&t)).await.status(),
+        401
+    );
+}
+
+#[tokio::test]
+async fn a_verified_token_is_remembered_only_until_it_expires() {
+    let issuer = issuer();
+    let settings = kit::auth::AuthSettings {
+        leeway: Duration::ZERO,
+        ..issuer.settings()
+    };
+    let auth = Authenticator::with_jwks(&settings, &issuer.jwks());
+    let token = issuer.token("alice", &["a"], Duration::from_secs(1));
+    for _ in 0..3 {
+        let caller = auth.verify(&token).await.expect("fresh");
+        assert_eq!(
+            (&*caller.sub, caller.scopes()),
+            ("alice", &["a".to_owned()][..])
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(
+        auth.verify(&token).await,
+        Err(kit::auth::Refusal::Expired),
+        "a remembered token must still expire"
+    );
+}
+
+#[tokio::test]
+async fn a_key_withdrawn_at_the_issuer_stops_its_remembered_tokens() {
+    let old = issuer();
+    let new = LocalIssuer::generate(&old.issuer, &old.audience).expect("new key");
+    let jwks = JwksServer::start(&old.jwks()).await;
+    let auth = Authenticator::remote(&settings_for(old, &jwks.url, Duration::ZERO))
+        .await
+        .expect("remote");
+    let base = serve(auth).await;
+    let old_token = format!("Bearer {}", old.token("alice", &[], Duration::from_mins(1)));
+    assert_eq!(
+        get(&base, "/things/v1/whoami", Some(&old_token))
+            .await
+            .status(),
+        200
+    );
+    // The issuer withdraws the old key (compromised): the next refresh, here triggered by a
+    // token naming the new key, must also forget what the old key vouched for.
+    jwks.set(&new.jwks());
+    let new_token = format!("Bearer {}", new.token("bob", &[], Duration::from_mins(1)));
+    assert_eq!(
+        get(&base, "/things/v1/whoami", Some(&new_token))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        get(&base, "/things/v1/whoami", Some(&old_token))
+            .await
+            .status(),
         401
     );
 }
