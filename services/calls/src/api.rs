@@ -9,7 +9,11 @@ use aide::axum::{
 };
 use axum::extract::State;
 use chrono::{DateTime, Utc};
-use kit::{ApiError, ApiResult, Json, NoContent, Path, Validator};
+use kit::{
+    ApiError, ApiResult, Caller, Json, NoContent, Path, Query, Validator,
+    auth::{public, requires},
+    pagination::{Page, PageQuery},
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -23,8 +27,12 @@ use crate::{
     },
     settings::Settings,
     snapshot::{Origin, Snapshots},
-    store,
+    store::{self, Actor},
+    webhook::Signed,
 };
+
+/// Configuration of switchboards and subscribers, its audit log and the snapshot view.
+pub const SCOPE_ADMIN: &str = "calls:admin";
 
 /// Wall clock, injectable so tests can pin time (DST changes, holidays).
 pub trait Clock: Send + Sync {
@@ -105,7 +113,7 @@ static NO_ROUTING: std::sync::LazyLock<Routing> = std::sync::LazyLock::new(Routi
 
 async fn decide(
     State(st): State<AppState>,
-    Json(req): Json<DecisionRequest>,
+    Signed { body: req, .. }: Signed<DecisionRequest>,
 ) -> ApiResult<Json<Decision>> {
     check_request(&req)?;
     let deadline = Instant::now() + st.settings.decision_budget;
@@ -171,20 +179,25 @@ fn invalid(errors: Vec<kit::FieldError>) -> ApiResult<()> {
 
 async fn put_subscriber(
     State(st): State<AppState>,
+    caller: Caller,
     Path(NumberPath { number }): Path<NumberPath>,
     Json(cfg): Json<SubscriberConfig>,
 ) -> ApiResult<Json<SubscriberConfig>> {
+    caller.require_scope(SCOPE_ADMIN)?;
     check_number(&number)?;
     invalid(validate::subscriber(&cfg))?;
-    store::put_subscriber(&st.pool, &number, &cfg).await?;
+    store::put_subscriber(&st.pool, Actor(&caller.sub), &number, &cfg).await?;
+    tracing::info!(%number, by = %caller.sub, "subscriber configured");
     st.snapshots.wake();
     Ok(Json(cfg))
 }
 
 async fn get_subscriber(
     State(st): State<AppState>,
+    caller: Caller,
     Path(NumberPath { number }): Path<NumberPath>,
 ) -> ApiResult<Json<SubscriberConfig>> {
+    caller.require_scope(SCOPE_ADMIN)?;
     check_number(&number)?;
     store::get_subscriber(&st.pool, &number)
         .await?
@@ -194,30 +207,38 @@ async fn get_subscriber(
 
 async fn delete_subscriber(
     State(st): State<AppState>,
+    caller: Caller,
     Path(NumberPath { number }): Path<NumberPath>,
 ) -> ApiResult<NoContent> {
+    caller.require_scope(SCOPE_ADMIN)?;
     check_number(&number)?;
-    store::delete_subscriber(&st.pool, &number).await?;
+    store::delete_subscriber(&st.pool, Actor(&caller.sub), &number).await?;
+    tracing::info!(%number, by = %caller.sub, "subscriber removed");
     st.snapshots.wake();
     Ok(NoContent)
 }
 
 async fn put_pbx(
     State(st): State<AppState>,
+    caller: Caller,
     Path(NumberPath { number }): Path<NumberPath>,
     Json(cfg): Json<PbxConfig>,
 ) -> ApiResult<Json<PbxConfig>> {
+    caller.require_scope(SCOPE_ADMIN)?;
     check_number(&number)?;
     invalid(validate::pbx(&cfg))?;
-    store::put_pbx(&st.pool, &number, &cfg).await?;
+    store::put_pbx(&st.pool, Actor(&caller.sub), &number, &cfg).await?;
+    tracing::info!(%number, by = %caller.sub, "PBX flow configured");
     st.snapshots.wake();
     Ok(Json(cfg))
 }
 
 async fn get_pbx(
     State(st): State<AppState>,
+    caller: Caller,
     Path(NumberPath { number }): Path<NumberPath>,
 ) -> ApiResult<Json<PbxConfig>> {
+    caller.require_scope(SCOPE_ADMIN)?;
     check_number(&number)?;
     store::get_pbx(&st.pool, &number)
         .await?
@@ -227,10 +248,13 @@ async fn get_pbx(
 
 async fn delete_pbx(
     State(st): State<AppState>,
+    caller: Caller,
     Path(NumberPath { number }): Path<NumberPath>,
 ) -> ApiResult<NoContent> {
+    caller.require_scope(SCOPE_ADMIN)?;
     check_number(&number)?;
-    store::delete_pbx(&st.pool, &number).await?;
+    store::delete_pbx(&st.pool, Actor(&caller.sub), &number).await?;
+    tracing::info!(%number, by = %caller.sub, "PBX flow removed");
     st.snapshots.wake();
     Ok(NoContent)
 }
@@ -268,8 +292,74 @@ pub fn snapshot_info(snapshots: &Snapshots, now: DateTime<Utc>) -> SnapshotInfo 
     }
 }
 
-async fn get_snapshot(State(st): State<AppState>) -> Json<SnapshotInfo> {
-    Json(snapshot_info(&st.snapshots, Utc::now()))
+async fn get_snapshot(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<SnapshotInfo>> {
+    caller.require_scope(SCOPE_ADMIN)?;
+    Ok(Json(snapshot_info(&st.snapshots, Utc::now())))
+}
+
+/// One configuration change.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct AuditView {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    /// The `sub` of the verified token that made the change.
+    pub actor: String,
+    /// `put` or `delete`.
+    pub action: String,
+    /// `pbx` or `subscriber`.
+    pub kind: String,
+    pub number: String,
+    /// The configuration version before and after the change.
+    pub version_before: i64,
+    pub version_after: i64,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// Only this number's changes (E.164).
+    pub number: Option<String>,
+    /// Page size, 1..=100 (default 20).
+    pub limit: Option<u32>,
+    /// `next_cursor` from the previous page; omit for the first page.
+    pub cursor: Option<String>,
+}
+
+async fn get_audit(
+    State(st): State<AppState>,
+    caller: Caller,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<Json<Page<AuditView>>> {
+    caller.require_scope(SCOPE_ADMIN)?;
+    if let Some(n) = &q.number {
+        check_number(n)?;
+    }
+    let page = PageQuery {
+        limit: q.limit,
+        cursor: q.cursor,
+    };
+    let req = page.resolve::<i64>()?;
+    let rows = store::audit(&st.pool, q.number.as_deref(), req.after, req.fetch_limit()).await?;
+    let views = rows
+        .into_iter()
+        .map(|e| AuditView {
+            id: e.id,
+            at: e.at,
+            actor: e.actor,
+            action: e.action,
+            kind: e.kind,
+            number: e.number,
+            version_before: e.version_before,
+            version_after: e.version_after,
+        })
+        .collect();
+    Ok(Json(Page::from_rows(views, req.limit, |v: &AuditView| {
+        v.id
+    })))
+}
+
+fn admin(op: aide::transform::TransformOperation<'_>) -> aide::transform::TransformOperation<'_> {
+    requires(op, None, &[SCOPE_ADMIN])
 }
 
 pub fn routes(state: AppState) -> ApiRouter {
@@ -277,38 +367,59 @@ pub fn routes(state: AppState) -> ApiRouter {
         .api_route(
             "/calls/v1/decisions",
             post_with(decide, |op| {
-                op.summary("Decide the next step of a call").description(
+                let op = op.summary("Decide the next step of a call").description(
                     "Webhook of the telephony platform. Answers from the in-memory snapshot \
                          (never waits on the database); `source` says whether the snapshot is \
                          live, a stale snapshot, or the static fallback.",
-                )
+                );
+                let mut op = public(
+                    op,
+                    "no bearer token; the telephony provider signs the body (Meridian-Signature, \
+                     HMAC-SHA256, 5-minute window)",
+                );
+                op.inner_mut().security = vec![
+                    [(crate::webhook::SCHEME.to_owned(), Vec::new())]
+                        .into_iter()
+                        .collect(),
+                ];
+                op
             }),
         )
         .api_route(
             "/calls/v1/subscribers/{number}",
             put_with(put_subscriber, |op| {
-                op.summary("Create or replace a mobile subscriber's rules")
+                admin(op.summary("Create or replace a mobile subscriber's rules"))
             })
-            .get_with(get_subscriber, |op| op.summary("Read a subscriber's rules"))
+            .get_with(get_subscriber, |op| {
+                admin(op.summary("Read a subscriber's rules"))
+            })
             .delete_with(delete_subscriber, |op| {
-                op.summary("Remove a subscriber (idempotent)")
+                admin(op.summary("Remove a subscriber (idempotent)"))
             }),
         )
         .api_route(
             "/calls/v1/pbx/{number}",
             put_with(put_pbx, |op| {
-                op.summary("Create or replace a PBX flow")
-                    .description("The whole graph is validated before anything is stored.")
+                admin(
+                    op.summary("Create or replace a PBX flow")
+                        .description("The whole graph is validated before anything is stored."),
+                )
             })
-            .get_with(get_pbx, |op| op.summary("Read a PBX flow"))
+            .get_with(get_pbx, |op| admin(op.summary("Read a PBX flow")))
             .delete_with(delete_pbx, |op| {
-                op.summary("Remove a PBX flow (idempotent)")
+                admin(op.summary("Remove a PBX flow (idempotent)"))
             }),
         )
         .api_route(
             "/calls/v1/snapshot",
             get_with(get_snapshot, |op| {
-                op.summary("The routing snapshot this replica serves")
+                admin(op.summary("The routing snapshot this replica serves"))
+            }),
+        )
+        .api_route(
+            "/calls/v1/audit",
+            get_with(get_audit, |op| {
+                admin(op.summary("Configuration changes: who, when, which number, versions"))
             }),
         )
         .with_state(state)
