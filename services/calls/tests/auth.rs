@@ -37,13 +37,10 @@ async fn harness() -> H {
         std::sync::Arc::new(calls::SystemClock),
     )
     .await;
-    let app = kit::app::build(
+    let app = kit::testing::app_with(
         "calls",
-        vec![kit::app::Mounted {
-            name: "calls",
-            router: c.router,
-        }],
-        kit::health::Health::new(c.readiness),
+        c.router,
+        c.readiness,
         &kit::testing::http_settings(),
     );
     H {

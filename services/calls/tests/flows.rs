@@ -86,13 +86,10 @@ async fn harness_with(settings: Settings) -> H {
         ..settings
     };
     let c = calls::start(pool.clone(), settings, clock.clone()).await;
-    let app = kit::app::build(
+    let app = kit::testing::app_with(
         "calls",
-        vec![kit::app::Mounted {
-            name: "calls",
-            router: c.router,
-        }],
-        kit::health::Health::new(c.readiness),
+        c.router,
+        c.readiness,
         &kit::testing::http_settings(),
     );
     let base = spawn_app(app).await;

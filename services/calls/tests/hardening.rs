@@ -76,13 +76,10 @@ async fn harness() -> H {
         ..Settings::default()
     };
     let c = calls::start(pool.clone(), settings, Arc::new(SystemClock)).await;
-    let app = kit::app::build(
+    let app = kit::testing::app_with(
         "calls",
-        vec![kit::app::Mounted {
-            name: "calls",
-            router: c.router,
-        }],
-        kit::health::Health::new(c.readiness),
+        c.router,
+        c.readiness,
         &kit::app::HttpSettings {
             body_limit: 16 * 1024 * 1024,
             ..kit::testing::http_settings()
@@ -122,11 +119,14 @@ impl H {
     /// Stores the hospital flow and waits until the snapshot serves it.
     async fn configure_hospital(&self) {
         assert_eq!(self.put_pbx(HOSPITAL).await.status(), 200);
+        // Wait for this write's version, not merely for the number: the number may still be in
+        // the snapshot with the flow it had before.
+        let written = self.config_version().await;
         let deadline = Instant::now() + Duration::from_secs(5);
         while self
             .snapshots
             .current()
-            .is_none_or(|l| !l.routing.pbxes.contains_key(PBX))
+            .is_none_or(|l| l.routing.version < written || !l.routing.pbxes.contains_key(PBX))
         {
             assert!(
                 Instant::now() < deadline,

@@ -97,13 +97,10 @@ async fn decisions_survive_a_database_outage_and_a_cold_start_during_it() {
         std::sync::Arc::new(calls::SystemClock),
     )
     .await;
-    let app = kit::app::build(
+    let app = kit::testing::app_with(
         "calls",
-        vec![kit::app::Mounted {
-            name: "calls",
-            router: c.router,
-        }],
-        kit::health::Health::new(c.readiness),
+        c.router,
+        c.readiness,
         &kit::testing::http_settings(),
     );
     let base = kit::testing::spawn_app(app).await;

@@ -319,18 +319,27 @@ pub fn app_for(
     router: aide::axum::ApiRouter,
     pool: PgPool,
 ) -> axum::Router {
-    let health = crate::health::Health::new(vec![Arc::new(crate::health::DbReady::new(
+    let ready: Arc<dyn crate::health::ReadinessCheck> = Arc::new(crate::health::DbReady::new(
         service.schema,
         pool,
         service.migrator,
-    ))]);
+    ));
+    app_with(service.name, router, vec![ready], &http_settings())
+}
+
+/// Builds a finished application around one service's routes and its own readiness checks (a
+/// service whose readiness is not "the database is up", like calls), with `http` settings
+/// (usually [`http_settings`]).
+pub fn app_with(
+    name: &'static str,
+    router: aide::axum::ApiRouter,
+    readiness: Vec<Arc<dyn crate::health::ReadinessCheck>>,
+    http: &crate::app::HttpSettings,
+) -> axum::Router {
     crate::app::build(
-        service.name,
-        vec![crate::app::Mounted {
-            name: service.name,
-            router,
-        }],
-        health,
-        &http_settings(),
+        name,
+        vec![crate::app::Mounted { name, router }],
+        crate::health::Health::new(readiness),
+        http,
     )
 }
