@@ -447,126 +447,139 @@ async fn assert_problem(res: reqwest::Response, status: u16, field: Option<&str>
     }
 }
 
+/// One bad request: method, path (relative to the base URL), extra header, body, and the problem
+/// it must get (status, and the field it must name).
+struct Bad {
+    method: reqwest::Method,
+    path: String,
+    header: Option<(&'static str, &'static str)>,
+    body: Body,
+    status: u16,
+    field: Option<&'static str>,
+}
+
+enum Body {
+    None,
+    Json(Value),
+    Raw(&'static str, &'static str),
+}
+
+fn bad(method: reqwest::Method, path: impl Into<String>, body: Body) -> Bad {
+    Bad {
+        method,
+        path: path.into(),
+        header: None,
+        body,
+        status: 400,
+        field: None,
+    }
+}
+
+impl Bad {
+    fn field(mut self, f: &'static str) -> Self {
+        self.field = Some(f);
+        self
+    }
+    fn status(mut self, s: u16) -> Self {
+        self.status = s;
+        self
+    }
+    fn header(mut self, name: &'static str, value: &'static str) -> Self {
+        self.header = Some((name, value));
+        self
+    }
+}
+
 #[tokio::test]
 async fn bad_input_is_rejected_and_writes_nothing() {
+    use reqwest::Method;
     let h = harness(Settings::default()).await;
     let before = h.rows().await;
-    let start_url = |user: &str| format!("{}/streams/v1/users/{user}/sessions", h.base);
-
-    // Malformed ids.
-    assert_problem(
-        h.start("bad%20user", "tv", "film").await,
-        400,
-        Some("user_id"),
-    )
-    .await;
-    assert_problem(h.start("ok", "", "film").await, 400, Some("device_id")).await;
-    assert_problem(
-        h.start("ok", "tv", &"x".repeat(200)).await,
-        400,
-        Some("content_id"),
-    )
-    .await;
-    let bad_session = h
-        .http
-        .post(format!(
-            "{}/streams/v1/sessions/not-a-uuid/heartbeat",
-            h.base
-        ))
-        .send()
-        .await
-        .expect("send");
-    assert_problem(bad_session, 400, Some("session_id")).await;
-    // Unknown session.
-    let unknown = h
-        .http
-        .post(format!(
-            "{}/streams/v1/sessions/{}/heartbeat",
-            h.base,
-            uuid::Uuid::nil()
-        ))
-        .send()
-        .await
-        .expect("send");
-    assert_problem(unknown, 404, None).await;
-    // Limits out of range.
-    for bad in [0, 1000, -1] {
-        let res = h
+    let start = "/streams/v1/users/ok/sessions";
+    let good = || json!({ "device_id": "a", "content_id": "b" });
+    let limit = |v: Value| Body::Json(json!({ "max_streams": v }));
+    let cases = vec![
+        // Malformed ids.
+        bad(
+            Method::POST,
+            "/streams/v1/users/bad%20user/sessions",
+            Body::Json(good()),
+        )
+        .field("user_id"),
+        bad(
+            Method::POST,
+            start,
+            Body::Json(json!({ "device_id": "", "content_id": "film" })),
+        )
+        .field("device_id"),
+        bad(
+            Method::POST,
+            start,
+            Body::Json(json!({ "device_id": "tv", "content_id": "x".repeat(200) })),
+        )
+        .field("content_id"),
+        bad(
+            Method::POST,
+            "/streams/v1/sessions/not-a-uuid/heartbeat",
+            Body::None,
+        )
+        .field("session_id"),
+        // Unknown session.
+        bad(
+            Method::POST,
+            format!("/streams/v1/sessions/{}/heartbeat", uuid::Uuid::nil()),
+            Body::None,
+        )
+        .status(404),
+        // Limits out of range or of the wrong type.
+        bad(Method::PUT, "/streams/v1/users/u/limit", limit(json!(0))).field("max_streams"),
+        bad(Method::PUT, "/streams/v1/users/u/limit", limit(json!(1000))).field("max_streams"),
+        bad(Method::PUT, "/streams/v1/users/u/limit", limit(json!(-1))).field("max_streams"),
+        bad(
+            Method::PUT,
+            "/streams/v1/users/u/limit",
+            limit(json!("five")),
+        )
+        .field("max_streams"),
+        // Empty body, wrong content type, unknown field, missing field, bad Idempotency-Key.
+        bad(Method::POST, start, Body::Raw("application/json", "")).field("body"),
+        bad(
+            Method::POST,
+            start,
+            Body::Raw("text/plain", r#"{"device_id":"a","content_id":"b"}"#),
+        )
+        .status(415),
+        bad(
+            Method::POST,
+            start,
+            Body::Json(json!({ "device_id": "a", "content_id": "b", "quality": "4k" })),
+        )
+        .field("quality"),
+        bad(Method::POST, start, Body::Json(json!({ "device_id": "a" }))).field("content_id"),
+        bad(Method::POST, start, Body::Json(good()))
+            .header("Idempotency-Key", "")
+            .field("Idempotency-Key"),
+        // Bad page parameters.
+        bad(Method::GET, format!("{start}?limit=0"), Body::None).field("limit"),
+        bad(Method::GET, format!("{start}?cursor=garbage"), Body::None).field("cursor"),
+    ];
+    for case in cases {
+        let mut req = h
             .http
-            .put(format!("{}/streams/v1/users/u/limit", h.base))
-            .json(&json!({ "max_streams": bad }))
-            .send()
-            .await
-            .expect("put");
-        assert_problem(res, 400, Some("max_streams")).await;
+            .request(case.method.clone(), format!("{}{}", h.base, case.path));
+        if let Some((name, value)) = case.header {
+            req = req.header(name, value);
+        }
+        req = match case.body {
+            Body::None => req,
+            Body::Json(v) => req.json(&v),
+            Body::Raw(content_type, body) => req.header("content-type", content_type).body(body),
+        };
+        let res = req.send().await.expect("send");
+        let what = format!("{} {}", case.method, case.path);
+        assert_eq!(res.status().as_u16(), case.status, "{what}");
+        assert_problem(res, case.status, case.field).await;
     }
-    let res = h
-        .http
-        .put(format!("{}/streams/v1/users/u/limit", h.base))
-        .json(&json!({ "max_streams": "five" }))
-        .send()
-        .await
-        .expect("put");
-    assert_problem(res, 400, Some("max_streams")).await;
-    // Empty body, wrong content type, unknown field, missing field, bad Idempotency-Key.
-    let res = h
-        .http
-        .post(start_url("ok"))
-        .header("content-type", "application/json")
-        .send()
-        .await
-        .expect("send");
-    assert_problem(res, 400, Some("body")).await;
-    let res = h
-        .http
-        .post(start_url("ok"))
-        .header("content-type", "text/plain")
-        .body(r#"{"device_id":"a","content_id":"b"}"#)
-        .send()
-        .await
-        .expect("send");
-    assert_problem(res, 415, None).await;
-    let res = h
-        .http
-        .post(start_url("ok"))
-        .json(&json!({ "device_id": "a", "content_id": "b", "quality": "4k" }))
-        .send()
-        .await
-        .expect("send");
-    assert_problem(res, 400, Some("quality")).await;
-    let res = h
-        .http
-        .post(start_url("ok"))
-        .json(&json!({ "device_id": "a" }))
-        .send()
-        .await
-        .expect("send");
-    assert_problem(res, 400, Some("content_id")).await;
-    let res = h
-        .http
-        .post(start_url("ok"))
-        .header("Idempotency-Key", "")
-        .json(&json!({ "device_id": "a", "content_id": "b" }))
-        .send()
-        .await
-        .expect("send");
-    assert_problem(res, 400, Some("Idempotency-Key")).await;
-    // Bad page parameters.
-    let res = h
-        .http
-        .get(format!("{}?limit=0", start_url("ok")))
-        .send()
-        .await
-        .expect("send");
-    assert_problem(res, 400, Some("limit")).await;
-    let res = h
-        .http
-        .get(format!("{}?cursor=garbage", start_url("ok")))
-        .send()
-        .await
-        .expect("send");
-    assert_problem(res, 400, Some("cursor")).await;
-
     assert_eq!(h.rows().await, before, "bad input must not write anything");
 }
 
