@@ -28,7 +28,7 @@ image_ref() { # image_ref NAME -> registry/meridian-NAME:SHA
 }
 
 # True when the binary's crate exists in the workspace. Services that are planned
-# (calls, learning, ...) but not written yet are announced, not built or deployed.
+# (learning, playlists, attendance) but not written yet are announced, not built or deployed.
 in_workspace() {
   case "$1" in
     meridian) [[ -f "$MERIDIAN_ROOT/services/platform/Cargo.toml" ]] ;;
