@@ -291,7 +291,7 @@ pub struct PrometheusCheck {
     pub max_value: f64,
 }
 
-/// Phases of one release cycle (DESIGN.md §4).
+/// Phases of one release cycle (operator/README.md, "Phases").
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
 pub enum Phase {
     #[default]

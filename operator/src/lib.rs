@@ -1,5 +1,6 @@
 //! The meridian operator: blue-green [`crd::Release`]s with a migration step, SLO analysis and
-//! automatic rollback, and multi-country [`crd::Rollout`]s (DESIGN.md §4).
+//! automatic rollback, and multi-country [`crd::Rollout`]s (docs/architecture.md, "Delivery
+//! contract").
 //!
 //! Decisions are pure functions ([`release::state::decide`], [`rollout::plan`]) from observed state
 //! and a clock to the next phase and a list of actions; the reconcilers only gather observations

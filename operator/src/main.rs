@@ -118,7 +118,7 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `LOG_FORMAT=json|pretty` and `RUST_LOG`, like the services (DESIGN.md §2).
+/// `LOG_FORMAT=json|pretty` and `RUST_LOG`, like the services (docs/architecture.md).
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));

@@ -4,7 +4,7 @@
 //! One library for two callers on purpose: the operator's Release analysis probes the preview
 //! Service with it, and the Buildkite staging gate (`slo-gate`) probes staging with it. A release
 //! that passes the gate passes analysis for the same reason, because it is the same code measuring
-//! the same way (DESIGN.md §4).
+//! the same way (docs/architecture.md, "Delivery contract").
 //!
 //! What counts:
 //! - **latency** is measured per request from send to the last body byte, for every request,

@@ -706,7 +706,7 @@ pub fn deployment(release: &Release, colour: Colour, image: &str, replicas: i32)
                     // The services never call the Kubernetes API; IRSA mounts its own token.
                     automount_service_account_token: Some(false),
                     security_context: Some(pod_security_context()),
-                    // Matches the services' bounded drain on SIGTERM (DESIGN.md §2).
+                    // Covers the services' bounded drain on SIGTERM (SHUTDOWN_GRACE_SECS, 20 s by default).
                     termination_grace_period_seconds: Some(30),
                     volumes: Some(scratch_volumes()),
                     containers: vec![Container {
