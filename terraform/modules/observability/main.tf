@@ -193,7 +193,7 @@ resource "aws_prometheus_alert_manager_definition" "this" {
   })
 }
 
-# SLO alerts on the two series every service exports (DESIGN.md section 2).
+# SLO alerts on the two series every service exports (docs/architecture.md, "Service conventions").
 resource "aws_prometheus_rule_group_namespace" "slo" {
   count = local.prometheus ? 1 : 0
 
