@@ -351,6 +351,9 @@ pub struct Authenticator {
     keys: ArcSwap<KeySet>,
     remote: Option<Remote>,
     verified: std::sync::Mutex<HashMap<Arc<str>, Verified>>,
+    /// Bumped with every key-set change, under the `verified` lock: a verification that started
+    /// under an older key set does not enter the cache.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for Authenticator {
@@ -398,6 +401,7 @@ impl Authenticator {
             }),
             remote: None,
             verified: std::sync::Mutex::new(HashMap::new()),
+            generation: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -456,15 +460,20 @@ impl Authenticator {
             }),
             remote,
             verified: std::sync::Mutex::new(HashMap::new()),
+            generation: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
     /// Installs a new key set; tokens verified under the old one must be verified again.
     fn replace_keys(&self, set: KeySet) {
+        let mut cache = self
+            .verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.keys.store(Arc::new(set));
-        if let Ok(mut cache) = self.verified.lock() {
-            cache.clear();
-        }
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        cache.clear();
     }
 
     /// How many keys are currently trusted.
@@ -486,6 +495,13 @@ impl Authenticator {
         match fetch_jwks(&remote.client, &remote.url).await {
             Ok(jwks) => {
                 let set = parse_jwks(&jwks);
+                if set.keys.is_empty() {
+                    // An issuer never publishes zero keys; an empty or unusable answer is a fault
+                    // on its side, and taking it would refuse every caller.
+                    tracing::error!(url = %remote.url, "JWKS has no usable key; keeping the previous keys");
+                    metrics::counter!("auth_jwks_fetches_total", "outcome" => "empty").increment(1);
+                    return false;
+                }
                 tracing::info!(keys = set.keys.len(), "JWKS loaded");
                 self.replace_keys(set);
                 metrics::counter!("auth_jwks_fetches_total", "outcome" => "ok").increment(1);
@@ -509,8 +525,11 @@ impl Authenticator {
         if let Some(caller) = self.cached(token, now, leeway) {
             return Ok(caller);
         }
+        let generation = self.generation.load(std::sync::atomic::Ordering::SeqCst);
         let (caller, exp) = self.verify_uncached(token).await?;
-        if let Ok(mut cache) = self.verified.lock() {
+        if let Ok(mut cache) = self.verified.lock()
+            && self.generation.load(std::sync::atomic::Ordering::SeqCst) == generation
+        {
             if cache.len() >= MAX_CACHED {
                 cache.clear();
             }

@@ -347,3 +347,36 @@ async fn a_key_withdrawn_at_the_issuer_stops_its_remembered_tokens() {
         401
     );
 }
+
+#[tokio::test]
+async fn an_empty_key_set_from_the_issuer_does_not_lock_everyone_out() {
+    let good = issuer();
+    let jwks = JwksServer::start(&good.jwks()).await;
+    let auth = Authenticator::remote(&settings_for(good, &jwks.url, Duration::ZERO))
+        .await
+        .expect("remote");
+    let base = serve(auth).await;
+    // A broken issuer answers 200 with no keys; a token naming an unknown kid makes us fetch it.
+    jwks.set(&kit::auth::PublicKeys { keys: Vec::new() });
+    let stranger = LocalIssuer::generate(&good.issuer, &good.audience).expect("key");
+    let t = format!(
+        "Bearer {}",
+        stranger.token("x", &[], Duration::from_mins(1))
+    );
+    let fetched = jwks.fetches();
+    assert_eq!(
+        get(&base, "/things/v1/whoami", Some(&t)).await.status(),
+        401
+    );
+    assert_eq!(
+        jwks.fetches(),
+        fetched + 1,
+        "the unknown kid caused a fetch"
+    );
+    let known = bearer("alice", &[]);
+    assert_eq!(
+        get(&base, "/things/v1/whoami", Some(&known)).await.status(),
+        200,
+        "the previous keys are kept"
+    );
+}
