@@ -687,3 +687,7 @@ pub fn is_open(
         .iter()
         .any(|h| h.days.contains(&day) && h.open <= t && t < h.close)
 }
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;
