@@ -78,6 +78,14 @@ async fn main() -> anyhow::Result<()> {
             // One TLS provider for kube's clients and the analysis probe.
             probe::install_tls_provider();
             let client = kube::Client::try_default().await?;
+            // Before reporting ready: a missing CRD or Role is a clear start-up error, not a
+            // watcher retrying forever behind a ready probe.
+            if controllers.contains(&Controller::Release) {
+                operator::preflight::releases(&client, &namespaces).await?;
+            }
+            if controllers.contains(&Controller::Rollout) {
+                operator::preflight::rollouts(&client).await?;
+            }
             let metrics = Arc::new(operator::serve::Metrics::default());
             let port: u16 = std::env::var("PORT")
                 .ok()
