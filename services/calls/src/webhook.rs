@@ -15,7 +15,6 @@
 //! reaches the decision engine.
 
 use axum::{
-    body::Bytes,
     extract::{FromRequest, Request},
     http::{HeaderName, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
@@ -33,6 +32,8 @@ pub const SIGNATURE_HEADER: HeaderName = HeaderName::from_static("meridian-signa
 pub const REPLAY_WINDOW_SECS: i64 = 300;
 /// The OpenAPI security scheme name (the kit documents the scheme).
 pub const SCHEME: &str = kit::auth::SIGNATURE_SCHEME;
+/// Largest decision request read (bytes); every field is bounded far below this.
+pub const MAX_BODY: usize = 64 * 1024;
 /// Shortest secret accepted (bytes).
 pub const MIN_SECRET_LEN: usize = 32;
 const MAX_PROVIDERS: usize = 16;
@@ -133,10 +134,25 @@ impl WebhookKeys {
 
     /// Checks `header` for `body` at `now` (unix seconds). Returns the provider.
     pub fn verify(&self, header: &str, body: &[u8], now: i64) -> Result<&str, Refused> {
+        let sig = self.precheck(header, now)?;
+        self.verify_body(&sig, body)
+    }
+
+    /// Everything that can be checked without the body: the header parses, its time is inside
+    /// the window, its provider is known. Done before the body is read, so an anonymous client
+    /// cannot make a replica buffer bodies it will refuse.
+    fn precheck<'h>(&self, header: &'h str, now: i64) -> Result<Signature<'h>, Refused> {
         let sig = Signature::parse(header).ok_or(Refused::Malformed)?;
         if (now - sig.t).abs() > REPLAY_WINDOW_SECS {
             return Err(Refused::Stale);
         }
+        if !self.keys.iter().any(|(p, _)| p == sig.provider) {
+            return Err(Refused::BadSignature);
+        }
+        Ok(sig)
+    }
+
+    fn verify_body(&self, sig: &Signature<'_>, body: &[u8]) -> Result<&str, Refused> {
         let t = sig.t.to_string();
         for (provider, key) in self.keys.iter().filter(|(p, _)| p == sig.provider) {
             let mut mac = key.clone();
@@ -244,22 +260,31 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Signed<T> {
     type Rejection = Response;
 
     async fn from_request(req: Request, st: &AppState) -> Result<Self, Self::Rejection> {
+        let refused = |why: Refused| {
+            tracing::warn!(reason = %why, "webhook refused");
+            metrics::counter!("calls_webhook_refusals_total", "reason" => why.label()).increment(1);
+            Unsigned.into_response()
+        };
+        let keys = &st.settings.webhook_keys;
+        let now = chrono::Utc::now().timestamp();
         // A HeaderValue clone is a reference count, not a copy.
         let header = req.headers().get(&SIGNATURE_HEADER).cloned();
-        // The body limit (DefaultBodyLimit) applies here, before any MAC is computed.
-        let bytes = Bytes::from_request(req, st)
+        let header = signature(header.as_ref()).map_err(refused)?;
+        let sig = keys.precheck(header, now).map_err(refused)?;
+        // A decision is a few hundred bytes: read at most MAX_BODY of it, and only for a
+        // request that has already shown a plausible signature.
+        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY)
             .await
-            .map_err(IntoResponse::into_response)?;
-        let now = chrono::Utc::now().timestamp();
-        let provider = signature(header.as_ref())
-            .and_then(|h| st.settings.webhook_keys.verify(h, &bytes, now))
-            .map_err(|why| {
-                tracing::warn!(reason = %why, "webhook refused");
-                metrics::counter!("calls_webhook_refusals_total", "reason" => why.label())
-                    .increment(1);
-                Unsigned.into_response()
-            })?
-            .to_owned();
+            .map_err(|_| {
+                kit::ApiError::new(
+                    axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload-too-large",
+                    "Payload too large",
+                )
+                .with_detail(format!("a decision request is at most {MAX_BODY} bytes"))
+                .into_response()
+            })?;
+        let provider = keys.verify_body(&sig, &bytes).map_err(refused)?.to_owned();
         let body = kit::extract::decode_json(&bytes).map_err(IntoResponse::into_response)?;
         Ok(Self { provider, body })
     }

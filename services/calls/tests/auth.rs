@@ -467,7 +467,47 @@ async fn the_production_binary_survives_each_hostile_request() {
     assert_eq!(chain, 400, "10,000-node chain");
     assert_eq!(nul_prompt, 400, "NUL in a prompt");
     assert_eq!(nul_call, 400, "NUL in call_id");
-    assert_eq!(huge_node, 400, "1.9 MB node");
+    assert_eq!(
+        huge_node, 413,
+        "1.9 MB node: over the webhook's body limit, never read whole"
+    );
     assert!(alive, "the process died");
     assert_eq!((healthz, good), (200, 200), "still serving afterwards");
+}
+
+/// An anonymous client cannot make a replica read bodies: without a plausible signature the
+/// webhook answers before the body arrives.
+#[tokio::test]
+async fn an_unsigned_webhook_is_refused_before_its_body_is_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = harness().await;
+    let addr = h.base.trim_start_matches("http://").to_owned();
+    for signature in [
+        None,
+        Some("p=nobody,t=1,v1=00".to_owned()),
+        webhook::testing::keys().sign(webhook::testing::PROVIDER, 1, b"{}"),
+    ] {
+        let mut tcp = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
+        let mut head = "POST /calls/v1/decisions HTTP/1.1\r\nhost: x\r\n\
+                        content-type: application/json\r\ncontent-length: 1000000\r\n"
+            .to_owned();
+        if let Some(s) = &signature {
+            head.push_str(&format!("meridian-signature: {s}\r\n"));
+        }
+        head.push_str("\r\n");
+        tcp.write_all(head.as_bytes()).await.expect("write head");
+        // Not one byte of the announced megabyte is sent: the answer must come anyway.
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(2), tcp.read(&mut buf))
+            .await
+            .expect("answered without waiting for the body")
+            .expect("read");
+        let answer = String::from_utf8_lossy(&buf[..n]);
+        assert!(
+            answer.starts_with("HTTP/1.1 401"),
+            "{signature:?}: {answer}"
+        );
+    }
 }

@@ -323,10 +323,11 @@ async fn decision_fields_are_bounded_and_nothing_of_a_refused_request_is_logged(
     nul_call["request_id"] = json!("nul-call");
     let mut huge_node = start("huge-node");
     huge_node["event"] = json!("action_result");
-    huge_node["node"] = json!("n".repeat(1_900_000));
+    // Over the field caps, under the webhook's 64 KiB body limit: refused naming the field.
+    huge_node["node"] = json!("n".repeat(1_000));
     let mut huge_state = start("huge-state");
     huge_state["event"] = json!("action_result");
-    huge_state["state"] = json!("s".repeat(100_000));
+    huge_state["state"] = json!("s".repeat(10_000));
     let mut escape_in_request = start("escape");
     escape_in_request["request_id"] = json!("r\u{1b}]0;owned\u{7}");
     let mut c1_in_from = start("c1");
@@ -342,6 +343,14 @@ async fn decision_fields_are_bounded_and_nothing_of_a_refused_request_is_logged(
         assert!(p.to_string().len() < 2_000, "{p}");
     }
 
+    // Over the body limit (1.9 MB once went through whole, and into the log): 413 unread.
+    let mut too_big = start("too-big");
+    too_big["event"] = json!("action_result");
+    too_big["node"] = json!("n".repeat(1_900_000));
+    let res = h.decide(&too_big).await;
+    assert_eq!(res.status(), 413);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+
     // A good call is logged; the refused ones never reached the step log.
     assert_eq!(h.decide(&start("good")).await.status(), 200);
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -352,7 +361,14 @@ async fn decision_fields_are_bounded_and_nothing_of_a_refused_request_is_logged(
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    for id in ["call\u{0}1", "huge-node", "huge-state", "escape", "c1"] {
+    for id in [
+        "call\u{0}1",
+        "huge-node",
+        "huge-state",
+        "escape",
+        "c1",
+        "too-big",
+    ] {
         // A NUL cannot even be a query parameter: look the call id up without it.
         let id = id.replace('\u{0}', "");
         assert_eq!(h.steps_of(&id).await, 0, "{id} was logged");
