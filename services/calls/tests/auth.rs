@@ -494,7 +494,7 @@ async fn an_unsigned_webhook_is_refused_before_its_body_is_read() {
                         content-type: application/json\r\ncontent-length: 1000000\r\n"
             .to_owned();
         if let Some(s) = &signature {
-            head.push_str(&format!("meridian-signature: {s}\r\n"));
+            head = head + "meridian-signature: " + s + "\r\n";
         }
         head.push_str("\r\n");
         tcp.write_all(head.as_bytes()).await.expect("write head");

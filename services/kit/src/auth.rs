@@ -379,6 +379,9 @@ struct Claims {
     scope: Option<String>,
     #[serde(default)]
     scp: Option<Vec<String>>,
+    /// Cognito marks its ID tokens `id`: only access tokens are credentials for an API.
+    #[serde(default)]
+    token_use: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -476,6 +479,12 @@ impl Authenticator {
         cache.clear();
     }
 
+    fn same_kids(&self, set: &KeySet) -> bool {
+        let current = self.keys.load();
+        current.keys.len() == set.keys.len()
+            && set.keys.keys().all(|k| current.keys.contains_key(k))
+    }
+
     /// How many keys are currently trusted.
     pub fn key_count(&self) -> usize {
         self.keys.load().keys.len()
@@ -487,7 +496,16 @@ impl Authenticator {
         let Some(remote) = &self.remote else {
             return false;
         };
-        let mut last = remote.last_attempt.lock().await;
+        // A token naming an unknown kid never queues behind a fetch in flight: it is refused
+        // (401) at once, so made-up kids cannot hold requests while the issuer is slow.
+        let mut last = if force {
+            remote.last_attempt.lock().await
+        } else {
+            match remote.last_attempt.try_lock() {
+                Ok(guard) => guard,
+                Err(_) => return false,
+            }
+        };
         if !force && last.is_some_and(|t| t.elapsed() < remote.min_refresh) {
             return false;
         }
@@ -496,10 +514,14 @@ impl Authenticator {
             Ok(jwks) => {
                 let set = parse_jwks(&jwks);
                 if set.keys.is_empty() {
-                    // An issuer never publishes zero keys; an empty or unusable answer is a fault
-                    // on its side, and taking it would refuse every caller.
-                    tracing::error!(url = %remote.url, "JWKS has no usable key; keeping the previous keys");
+                    // A valid document without a usable key is the issuer withdrawing every key
+                    // (or rotating to an algorithm this service refuses): fail closed, loudly.
+                    // Only a failed fetch keeps the previous keys.
+                    tracing::error!(url = %remote.url, "JWKS has no usable key: every token is refused until it has one");
                     metrics::counter!("auth_jwks_fetches_total", "outcome" => "empty").increment(1);
+                } else if self.same_kids(&set) {
+                    // Unchanged: keep the keys and the tokens already verified with them.
+                    metrics::counter!("auth_jwks_fetches_total", "outcome" => "ok").increment(1);
                     return false;
                 }
                 tracing::info!(keys = set.keys.len(), "JWKS loaded");
@@ -611,6 +633,9 @@ impl Authenticator {
     }
 
     fn caller(&self, claims: Claims) -> Result<Caller, Refusal> {
+        if claims.token_use.as_deref().is_some_and(|u| u != "access") {
+            return Err(Refusal::Claims);
+        }
         let audience_ok = match &claims.aud {
             Some(OneOrMany::One(a)) => self.audiences.contains(a),
             Some(OneOrMany::Many(list)) => list.iter().any(|a| self.audiences.contains(a)),
@@ -636,7 +661,9 @@ impl Authenticator {
         let scopes = raw
             .into_iter()
             .take(MAX_SCOPES)
-            .map(|s| s.strip_prefix(self.scope_prefix.as_str()).unwrap_or(s))
+            // With a prefix, only the resource server's own scopes count: a bare
+            // `streams:admin` from elsewhere grants nothing.
+            .filter_map(|s| s.strip_prefix(self.scope_prefix.as_str()))
             .map(str::to_owned)
             .collect();
         Ok(Caller {
@@ -951,6 +978,18 @@ pub mod dev {
                 .mode(0o700)
                 .create(dir)
                 .map_err(|e| format!("create {}: {e}", dir.display()))?;
+            // The directory may have existed already (e.g. made by another user under /tmp when
+            // there is no HOME): it must be this user's alone, or its files could be swapped.
+            let meta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let me = rustix::process::getuid().as_raw();
+            if std::os::unix::fs::MetadataExt::uid(&meta) != me
+                || meta.permissions().mode() & 0o077 != 0
+            {
+                return Err(format!(
+                    "{} must belong to this user (uid {me}) and be private (chmod 700)",
+                    dir.display()
+                ));
+            }
         }
         match std::fs::read_to_string(path) {
             Ok(text) => {
@@ -1181,7 +1220,19 @@ mod tests {
             "scope": "meridian/streams:sessions openid",
         }));
         let caller = auth.verify(&token).await.expect("accepted");
-        assert_eq!(caller.scopes(), ["streams:sessions", "openid"]);
+        assert_eq!(
+            caller.scopes(),
+            ["streams:sessions"],
+            "only the resource server's own scopes count"
+        );
+        let id_token = issuer.sign(&serde_json::json!({
+            "iss": "https://idp", "sub": "u", "aud": "client-1", "exp": now + 60, "token_use": "id",
+        }));
+        assert_eq!(
+            auth.verify(&id_token).await,
+            Err(Refusal::Claims),
+            "an ID token is no credential"
+        );
         let other = issuer.sign(&serde_json::json!({
             "iss": "https://idp", "sub": "svc", "client_id": "client-2", "exp": now + 60,
         }));

@@ -56,7 +56,8 @@ where
         Err(std::env::VarError::NotPresent) => Ok(None),
         Err(std::env::VarError::NotUnicode(raw)) => Err(ConfigError {
             name: name.to_owned(),
-            value: raw.to_string_lossy().into_owned(),
+            // Never echoed: the variable may hold a secret.
+            value: format!("<{} bytes, not shown>", raw.len()),
             reason: "not valid UTF-8".to_owned(),
         }),
     }

@@ -349,14 +349,20 @@ async fn a_key_withdrawn_at_the_issuer_stops_its_remembered_tokens() {
 }
 
 #[tokio::test]
-async fn an_empty_key_set_from_the_issuer_does_not_lock_everyone_out() {
+async fn an_issuer_withdrawing_every_key_stops_every_token() {
     let good = issuer();
     let jwks = JwksServer::start(&good.jwks()).await;
     let auth = Authenticator::remote(&settings_for(good, &jwks.url, Duration::ZERO))
         .await
         .expect("remote");
     let base = serve(auth).await;
-    // A broken issuer answers 200 with no keys; a token naming an unknown kid makes us fetch it.
+    let known = bearer("alice", &[]);
+    assert_eq!(
+        get(&base, "/things/v1/whoami", Some(&known)).await.status(),
+        200
+    );
+    // The issuer publishes an empty set (every key revoked); a token naming an unknown kid
+    // makes us fetch it. Fail closed: the remembered token stops too.
     jwks.set(&kit::auth::PublicKeys { keys: Vec::new() });
     let stranger = LocalIssuer::generate(&good.issuer, &good.audience).expect("key");
     let t = format!(
@@ -373,10 +379,8 @@ async fn an_empty_key_set_from_the_issuer_does_not_lock_everyone_out() {
         fetched + 1,
         "the unknown kid caused a fetch"
     );
-    let known = bearer("alice", &[]);
     assert_eq!(
         get(&base, "/things/v1/whoami", Some(&known)).await.status(),
-        200,
-        "the previous keys are kept"
+        401
     );
 }
