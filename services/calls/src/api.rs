@@ -113,7 +113,7 @@ static NO_ROUTING: std::sync::LazyLock<Routing> = std::sync::LazyLock::new(Routi
 
 async fn decide(
     State(st): State<AppState>,
-    Signed { body: req, .. }: Signed<DecisionRequest>,
+    Signed { body: req }: Signed<DecisionRequest>,
 ) -> ApiResult<Json<Decision>> {
     check_request(&req)?;
     let deadline = Instant::now() + st.settings.decision_budget;

@@ -45,7 +45,7 @@ impl Default for Settings {
     fn default() -> Self {
         // A random key per process: nothing outside this process can forge its tokens. Tests and
         // the OpenAPI command use it; a service reads its shared key from the environment.
-        let key = kit::auth::local::random_seed().unwrap_or_else(|e| panic!("{e}"));
+        let key = kit::secret::random32().unwrap_or_else(|e| panic!("{e}"));
         Self {
             token_key: TokenKey::new(key),
             webhook_keys: WebhookKeys::default(),

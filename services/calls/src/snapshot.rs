@@ -10,7 +10,6 @@
 //! written `0600` through a temporary file in the same directory and an atomic rename.
 
 use std::{
-    ffi::OsString,
     path::{Path, PathBuf},
     sync::{
         Arc,
@@ -205,16 +204,7 @@ impl Snapshots {
 /// outlives a restart; a runtime directory would be emptied by a reboot, which is exactly when a
 /// cold start needs the file). `None` when neither variable holds an absolute path.
 pub fn default_path() -> Option<PathBuf> {
-    state_path(std::env::var_os("XDG_STATE_HOME"), std::env::var_os("HOME"))
-}
-
-fn state_path(xdg_state_home: Option<OsString>, home: Option<OsString>) -> Option<PathBuf> {
-    // The XDG specification says relative paths are invalid and are to be ignored.
-    let absolute = |v: OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
-    let base = xdg_state_home
-        .and_then(absolute)
-        .or_else(|| home.and_then(absolute).map(|h| h.join(".local/state")))?;
-    Some(base.join("meridian/calls/snapshot.json"))
+    kit::config::state_dir().map(|d| d.join("calls/snapshot.json"))
 }
 
 /// Writes `bytes` to `path` so that only this user can read it and a reader never sees half a
@@ -287,36 +277,5 @@ async fn listen(snapshots: Arc<Snapshots>, pool: PgPool) {
             snapshots.wake();
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_default_path_is_in_the_users_state_directory() {
-        let p = |x: Option<&str>, h: Option<&str>| {
-            state_path(x.map(OsString::from), h.map(OsString::from))
-        };
-        assert_eq!(
-            p(Some("/state"), Some("/home/a")),
-            Some(PathBuf::from("/state/meridian/calls/snapshot.json"))
-        );
-        assert_eq!(
-            p(None, Some("/home/a")),
-            Some(PathBuf::from(
-                "/home/a/.local/state/meridian/calls/snapshot.json"
-            ))
-        );
-        // Relative values are ignored, as the XDG specification asks.
-        assert_eq!(
-            p(Some("state"), Some("/home/a")),
-            Some(PathBuf::from(
-                "/home/a/.local/state/meridian/calls/snapshot.json"
-            ))
-        );
-        assert_eq!(p(Some(""), Some("")), None);
-        assert_eq!(p(None, None), None);
     }
 }

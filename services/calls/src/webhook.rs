@@ -16,11 +16,10 @@
 
 use axum::{
     extract::{FromRequest, Request},
-    http::{HeaderName, HeaderValue, StatusCode, header},
+    http::{HeaderName, HeaderValue},
     response::{IntoResponse, Response},
 };
 use hmac::{Hmac, KeyInit, Mac};
-use kit::ApiError;
 use serde::de::DeserializeOwned;
 use sha2::Sha256;
 
@@ -123,13 +122,10 @@ impl WebhookKeys {
         mac.update(t.to_string().as_bytes());
         mac.update(b".");
         mac.update(body);
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut out = format!("p={provider},t={t},v1=");
-        for b in mac.finalize().into_bytes() {
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xf)]));
-        }
-        Some(out)
+        Some(format!(
+            "p={provider},t={t},v1={}",
+            kit::secret::hex(&mac.finalize().into_bytes())
+        ))
     }
 
     /// Checks `header` for `body` at `now` (unix seconds). Returns the provider.
@@ -204,7 +200,7 @@ impl<'a> Signature<'a> {
             match part.trim().split_once('=')? {
                 ("p", v) if valid_provider(v) => provider = Some(v),
                 ("t", v) if v.len() <= 12 => t = v.parse().ok(),
-                ("v1", v) => mac = parse_hex32(v),
+                ("v1", v) => mac = kit::secret::parse_hex32(v),
                 _ => return None,
             }
         }
@@ -216,20 +212,8 @@ impl<'a> Signature<'a> {
     }
 }
 
-fn parse_hex32(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 || !s.is_ascii() {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
-}
-
 /// A JSON body whose signature checked out.
 pub struct Signed<T> {
-    pub provider: String,
     pub body: T,
 }
 
@@ -238,14 +222,10 @@ pub struct Unsigned;
 
 impl IntoResponse for Unsigned {
     fn into_response(self) -> Response {
-        let mut res = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
-            .with_detail("a valid Meridian-Signature is required")
-            .into_response();
-        res.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static(r#"Meridian-Signature realm="calls""#),
-        );
-        res
+        kit::auth::unauthorized(
+            r#"Meridian-Signature realm="calls""#,
+            "a valid Meridian-Signature is required",
+        )
     }
 }
 
@@ -284,9 +264,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Signed<T> {
                 .with_detail(format!("a decision request is at most {MAX_BODY} bytes"))
                 .into_response()
             })?;
-        let provider = keys.verify_body(&sig, &bytes).map_err(refused)?.to_owned();
+        keys.verify_body(&sig, &bytes).map_err(refused)?;
         let body = kit::extract::decode_json(&bytes).map_err(IntoResponse::into_response)?;
-        Ok(Self { provider, body })
+        Ok(Self { body })
     }
 }
 
@@ -308,8 +288,8 @@ pub mod testing {
     pub fn secret() -> &'static str {
         static SECRET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
         SECRET.get_or_init(|| {
-            let seed = kit::auth::local::random_seed().unwrap_or_else(|e| panic!("{e}"));
-            kit::auth::local::hex(&seed)
+            let seed = kit::secret::random32().unwrap_or_else(|e| panic!("{e}"));
+            kit::secret::hex(&seed)
         })
     }
 

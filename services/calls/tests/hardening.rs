@@ -537,3 +537,107 @@ async fn the_snapshot_file_is_private() {
     );
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// The production binary, as deployed (its own issuer configuration, secrets, default body
+/// limit), takes each request that once crashed or poisoned a replica, answers it with a 4xx,
+/// and is still serving afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_production_binary_survives_each_hostile_request() {
+    let db = TestDb::new().await;
+    use calls::{api::SCOPE_ADMIN, webhook};
+    use kit::testing::bearer;
+    use std::process::{Command, Stdio};
+    let jwks = kit::testing::JwksServer::start(&kit::testing::issuer().jwks()).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let state = std::env::temp_dir().join(format!("calls-bin-{}", uuid::Uuid::new_v4()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_calls"))
+        .env_remove("MERIDIAN_DEV")
+        .envs(jwks.env(kit::testing::issuer()))
+        .env("DATABASE_URL", db.url())
+        .env("CALLS_TOKEN_KEY", "a-production-like-token-key-0123456789")
+        .env("CALLS_WEBHOOK_SECRETS", webhook::testing::env())
+        .env("XDG_STATE_HOME", &state)
+        .env("PORT", port.to_string())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn calls");
+    let base = format!("http://127.0.0.1:{port}");
+    let http = Client::new();
+    let admin = bearer("ops", &[SCOPE_ADMIN]);
+    let mut ready = false;
+    for _ in 0..150 {
+        if http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let put = |body: String| {
+        http.put(format!("{base}/calls/v1/pbx/{PBX}"))
+            .header("authorization", &admin)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let decide = |body: Vec<u8>| {
+        http.post(format!("{base}/calls/v1/decisions"))
+            .header("content-type", "application/json")
+            .header(
+                webhook::SIGNATURE_HEADER.as_str(),
+                webhook::testing::signature(&body),
+            )
+            .body(body)
+            .send()
+    };
+    let status =
+        |r: Result<reqwest::Response, reqwest::Error>| r.map_or(0, |r| r.status().as_u16());
+    let call = |call_id: &str, node: Option<&str>| {
+        let mut v = json!({ "request_id": "r", "call_id": call_id, "call_type": "pbx",
+            "direction": "inbound", "from": "+46700000001", "to": PBX, "event": "call_started" });
+        if let Some(n) = node {
+            v["node"] = json!(n);
+        }
+        serde_json::to_vec(&v).expect("body")
+    };
+
+    // 10,000 nodes (720 KB, under the body limit) overflowed the stack of the recursive check.
+    let chain = status(put(chain_body(10_000)).await);
+    let nul_prompt = status(
+        put(
+            r#"{"fallback_target":"+46101110000","flow":{"entry":"a","timezone":"Europe/Stockholm",
+            "nodes":{"a":{"type":"announcement","prompt":{"say":"x\u0000y"},"next":"b"},
+            "b":{"type":"hangup","reason":"normal"}}}}"#
+                .to_owned(),
+        )
+        .await,
+    );
+    let nul_call = status(decide(call("bad\u{0}call", None)).await);
+    let huge_node = status(decide(call("c1", Some(&"n".repeat(1_900_000)))).await);
+    let healthz = status(http.get(format!("{base}/healthz")).send().await);
+    let good = status(decide(call("c2", None)).await);
+    let alive = child.try_wait().ok().flatten().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&state);
+
+    assert!(ready, "calls did not become ready");
+    assert_eq!(chain, 400, "10,000-node chain");
+    assert_eq!(nul_prompt, 400, "NUL in a prompt");
+    assert_eq!(nul_call, 400, "NUL in call_id");
+    assert_eq!(
+        huge_node, 413,
+        "1.9 MB node: over the webhook's body limit, never read whole"
+    );
+    assert!(alive, "the process died");
+    assert_eq!((healthz, good), (200, 200), "still serving afterwards");
+}

@@ -141,13 +141,17 @@ impl AuthSettings {
     /// [`from_env`](Self::from_env), failing (naming `AUTH_ISSUER`) when nothing is configured:
     /// what a production start calls.
     pub fn required_from_env() -> Result<Self, ConfigError> {
-        Self::from_env()?.ok_or_else(|| ConfigError {
+        Self::from_env()?.ok_or_else(Self::missing)
+    }
+
+    fn missing() -> ConfigError {
+        ConfigError {
             name: "AUTH_ISSUER".into(),
             value: String::new(),
             reason: "required (with AUTH_AUDIENCE and AUTH_JWKS_URL): the identity provider \
                      whose tokens this service accepts; only MERIDIAN_DEV=1 runs without one"
                 .into(),
-        })
+        }
     }
 
     /// Settings for an issuer whose keys are given, not fetched (dev mode, tests).
@@ -288,19 +292,24 @@ pub struct Unauthorized;
 
 impl IntoResponse for Unauthorized {
     fn into_response(self) -> Response {
-        let mut res = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
-            .with_detail("a valid bearer token is required")
-            .into_response();
-        res.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static(r#"Bearer realm="meridian", error="invalid_token""#),
-        );
-        res
+        unauthorized(
+            r#"Bearer realm="meridian", error="invalid_token""#,
+            "a valid bearer token is required",
+        )
     }
 }
 
-impl aide::OperationOutput for Unauthorized {
-    type Inner = crate::error::Problem;
+/// The one 401 of every credential check (bearer tokens, webhook signatures): problem+json and
+/// the `WWW-Authenticate` challenge of the scheme that was expected.
+pub fn unauthorized(challenge: &'static str, detail: &'static str) -> Response {
+    let mut res = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
+        .with_detail(detail)
+        .into_response();
+    res.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
+    res
 }
 
 /// One usable verification key.
@@ -910,13 +919,7 @@ pub async fn from_env_with(dev: bool) -> Result<Arc<Authenticator>, ConfigError>
         return Authenticator::remote(&settings).await;
     }
     if !dev {
-        return Err(AuthSettings::required_from_env()
-            .err()
-            .unwrap_or_else(|| ConfigError {
-                name: "AUTH_ISSUER".into(),
-                value: String::new(),
-                reason: "required".into(),
-            }));
+        return Err(AuthSettings::missing());
     }
     let issuer = dev::issuer().map_err(|reason| ConfigError {
         name: "MERIDIAN_DEV".into(),
@@ -936,25 +939,19 @@ pub async fn from_env_with(dev: bool) -> Result<Arc<Authenticator>, ConfigError>
 /// user's state directory (mode 0600 in a 0700 directory) and reused, so `meridian token` mints
 /// tokens that a running `meridian serve` accepts.
 pub mod dev {
-    use std::{io::Write, os::unix::fs::OpenOptionsExt, path::PathBuf};
+    use std::path::PathBuf;
 
-    use super::local::{LocalIssuer, random_seed};
+    pub use crate::secret::load_or_create as load_or_create_secret;
+
+    use super::local::LocalIssuer;
 
     pub const ISSUER: &str = "meridian-dev";
     pub const AUDIENCE: &str = "meridian";
 
-    /// `${XDG_STATE_HOME:-$HOME/.local/state}/meridian`.
+    /// [`crate::config::state_dir`], or `$TMPDIR/meridian` for an account without a home (the
+    /// secrets in it are checked to be this user's alone, [`crate::secret::load_or_create`]).
     pub fn state_dir() -> PathBuf {
-        let base = std::env::var_os("XDG_STATE_HOME")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("HOME")
-                    .filter(|v| !v.is_empty())
-                    .map(|h| PathBuf::from(h).join(".local/state"))
-            })
-            .unwrap_or_else(std::env::temp_dir);
-        base.join("meridian")
+        crate::config::state_dir().unwrap_or_else(|| std::env::temp_dir().join("meridian"))
     }
 
     pub fn key_path() -> PathBuf {
@@ -965,81 +962,6 @@ pub mod dev {
     pub fn issuer() -> Result<LocalIssuer, String> {
         let seed = load_or_create_secret(&key_path())?;
         LocalIssuer::from_seed(ISSUER, AUDIENCE, &seed)
-    }
-
-    /// Reads a 32-byte secret (hex) from `path`, creating it (0600, parent 0700) when absent.
-    /// Refuses a file that others can read.
-    pub fn load_or_create_secret(path: &std::path::Path) -> Result<[u8; 32], String> {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        let shown = path.display();
-        if let Some(dir) = path.parent() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| format!("create {}: {e}", dir.display()))?;
-            // The directory may have existed already (e.g. made by another user under /tmp when
-            // there is no HOME): it must be this user's alone, or its files could be swapped.
-            let meta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            let me = rustix::process::getuid().as_raw();
-            if std::os::unix::fs::MetadataExt::uid(&meta) != me
-                || meta.permissions().mode() & 0o077 != 0
-            {
-                return Err(format!(
-                    "{} must belong to this user (uid {me}) and be private (chmod 700)",
-                    dir.display()
-                ));
-            }
-        }
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                let mode = std::fs::metadata(path)
-                    .map_err(|e| format!("{shown}: {e}"))?
-                    .permissions()
-                    .mode();
-                if mode & 0o077 != 0 {
-                    return Err(format!(
-                        "{shown} is readable by others (mode {:o}); chmod 600 it or delete it",
-                        mode & 0o777
-                    ));
-                }
-                parse_hex32(text.trim()).ok_or_else(|| format!("{shown}: not 64 hex digits"))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let seed = random_seed()?;
-                let hex = super::local::hex(&seed);
-                // create_new: two processes racing both end up reading the winner's file.
-                match std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(path)
-                {
-                    Ok(mut f) => {
-                        f.write_all(hex.as_bytes())
-                            .and_then(|()| f.sync_all())
-                            .map_err(|e| format!("write {shown}: {e}"))?;
-                        Ok(seed)
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                        load_or_create_secret(path)
-                    }
-                    Err(e) => Err(format!("create {shown}: {e}")),
-                }
-            }
-            Err(e) => Err(format!("read {shown}: {e}")),
-        }
-    }
-
-    fn parse_hex32(s: &str) -> Option<[u8; 32]> {
-        if s.len() != 64 || !s.is_ascii() {
-            return None;
-        }
-        let mut out = [0u8; 32];
-        for (i, b) in out.iter_mut().enumerate() {
-            *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
-        }
-        Some(out)
     }
 }
 
@@ -1067,7 +989,7 @@ pub mod local {
     impl LocalIssuer {
         /// A fresh random key.
         pub fn generate(issuer: &str, audience: &str) -> Result<Self, String> {
-            Self::from_seed(issuer, audience, &random_seed()?)
+            Self::from_seed(issuer, audience, &crate::secret::random32()?)
         }
 
         /// The key whose seed is `seed` (what a key file stores).
@@ -1133,24 +1055,6 @@ pub mod local {
             // Signing our own well-formed claims with our own valid key cannot fail.
             jsonwebtoken::encode(&header, claims, &self.key).unwrap_or_default()
         }
-    }
-
-    /// Lower-case hex of `bytes`.
-    pub fn hex(bytes: &[u8]) -> String {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut out = String::with_capacity(bytes.len() * 2);
-        for b in bytes {
-            out.push(char::from(DIGITS[usize::from(b >> 4)]));
-            out.push(char::from(DIGITS[usize::from(b & 0xf)]));
-        }
-        out
-    }
-
-    /// 32 bytes from the operating system's CSPRNG.
-    pub fn random_seed() -> Result<[u8; 32], String> {
-        let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).map_err(|e| format!("no randomness from the OS: {e}"))?;
-        Ok(seed)
     }
 }
 

@@ -73,6 +73,25 @@ pub fn secs_or(name: &str, default: Duration) -> Result<Duration, ConfigError> {
     Ok(var_opt::<u64>(name)?.map_or(default, Duration::from_secs))
 }
 
+/// `${XDG_STATE_HOME:-$HOME/.local/state}/meridian`: where a process keeps what must outlive a
+/// restart on this machine (the calls snapshot file, the dev keys). `None` when neither variable
+/// holds an absolute path (the XDG specification says relative ones are to be ignored).
+pub fn state_dir() -> Option<std::path::PathBuf> {
+    state_dir_from(std::env::var_os("XDG_STATE_HOME"), std::env::var_os("HOME"))
+}
+
+fn state_dir_from(
+    xdg_state_home: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> Option<std::path::PathBuf> {
+    let absolute =
+        |v: std::ffi::OsString| Some(std::path::PathBuf::from(v)).filter(|p| p.is_absolute());
+    let base = xdg_state_home
+        .and_then(absolute)
+        .or_else(|| home.and_then(absolute).map(|h| h.join(".local/state")))?;
+    Some(base.join("meridian"))
+}
+
 /// Log output format: `json` for machines (the default), `pretty` for people.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {
@@ -196,6 +215,24 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_state_directory_follows_xdg_and_ignores_relative_paths() {
+        let p =
+            |x: Option<&str>, h: Option<&str>| state_dir_from(x.map(Into::into), h.map(Into::into));
+        let path = |s: &str| Some(std::path::PathBuf::from(s));
+        assert_eq!(p(Some("/state"), Some("/home/a")), path("/state/meridian"));
+        assert_eq!(
+            p(None, Some("/home/a")),
+            path("/home/a/.local/state/meridian")
+        );
+        assert_eq!(
+            p(Some("state"), Some("/home/a")),
+            path("/home/a/.local/state/meridian")
+        );
+        assert_eq!(p(Some(""), Some("")), None);
+        assert_eq!(p(None, None), None);
+    }
 
     #[test]
     fn redacts_passwords_only() {

@@ -17,6 +17,7 @@ pub mod health;
 pub mod metrics;
 pub mod pagination;
 pub mod pg;
+pub mod secret;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;

@@ -14,7 +14,6 @@
 
 use std::{
     fmt,
-    io::Read,
     net::TcpListener,
     os::unix::{
         fs::{MetadataExt, PermissionsExt},
@@ -243,9 +242,8 @@ rm -rf "$3""#;
 
 /// A password of 256 random bits from the kernel's CSPRNG, hex-encoded (URL-safe as is).
 fn random_password() -> Result<String, PgError> {
-    let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    Ok(crate::auth::local::hex(&bytes))
+    let bytes = crate::secret::random32().map_err(std::io::Error::other)?;
+    Ok(crate::secret::hex(&bytes))
 }
 
 fn start_local() -> Result<PgServer, PgError> {
