@@ -548,10 +548,7 @@ async fn the_production_binary_survives_each_hostile_request() {
     use kit::testing::bearer;
     use std::process::{Command, Stdio};
     let jwks = kit::testing::JwksServer::start(&kit::testing::issuer().jwks()).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
+    let port = kit::testing::free_port();
     let state = std::env::temp_dir().join(format!("calls-bin-{}", uuid::Uuid::new_v4()));
     let mut child = Command::new(env!("CARGO_BIN_EXE_calls"))
         .env_remove("MERIDIAN_DEV")
@@ -569,19 +566,7 @@ async fn the_production_binary_survives_each_hostile_request() {
     let base = format!("http://127.0.0.1:{port}");
     let http = Client::new();
     let admin = bearer("ops", &[SCOPE_ADMIN]);
-    let mut ready = false;
-    for _ in 0..150 {
-        if http
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let ready = kit::testing::wait_ready(&base, Duration::from_secs(15)).await;
     let put = |body: String| {
         http.put(format!("{base}/calls/v1/pbx/{PBX}"))
             .header("authorization", &admin)

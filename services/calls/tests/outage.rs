@@ -4,7 +4,6 @@
 //! interval.
 
 use std::{
-    net::TcpListener,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -16,13 +15,6 @@ use serde_json::{Value, json};
 
 const HOSPITAL: &str = include_str!("../samples/hospital.json");
 const PBX: &str = "+46101110099";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
 
 fn call(id: &str) -> Value {
     json!({ "request_id": id, "call_id": id, "call_type": "pbx", "direction": "inbound",
@@ -169,7 +161,7 @@ async fn decisions_survive_a_database_outage_and_a_cold_start_during_it() {
     assert_eq!(write.headers()["content-type"], "application/problem+json");
 
     // A fresh process started while the database is down answers from the file.
-    let port = free_port();
+    let port = kit::testing::free_port();
     // A production-mode process: its own issuer configuration, token key and webhook secret.
     let jwks = kit::testing::JwksServer::start(&kit::testing::issuer().jwks()).await;
     let mut child = Command::new(env!("CARGO_BIN_EXE_calls"))

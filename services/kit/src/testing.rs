@@ -108,6 +108,34 @@ impl Drop for TestDb {
     }
 }
 
+/// A loopback port nothing listens on right now (for a service process a test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_or_else(|e| panic!("no free port: {e}"), |a| a.port())
+}
+
+/// Polls `GET {base}/readyz` (base `http://127.0.0.1:PORT`) until it answers 200 or `limit`
+/// passes; whether it became ready. Plain HTTP/1.0 over a socket, so it needs no client crate.
+pub async fn wait_ready(base: &str, limit: std::time::Duration) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://").trim_end_matches('/');
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(mut tcp) = tokio::net::TcpStream::connect(addr).await {
+            let mut head = [0u8; 12];
+            let ok = tcp.write_all(b"GET /readyz HTTP/1.0\r\n\r\n").await.is_ok()
+                && tcp.read_exact(&mut head).await.is_ok()
+                && head.ends_with(b" 200");
+            if ok {
+                return true;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
+
 /// Serves `app` on a free loopback port in the background; returns its base URL
 /// (`http://127.0.0.1:PORT`). The server lives as long as the test's runtime.
 pub async fn spawn_app(app: axum::Router) -> String {

@@ -3,21 +3,13 @@
 
 use std::{
     io::{BufRead, BufReader},
-    net::TcpListener,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 #[tokio::test]
 async fn serve_without_database_url_runs_everything_and_stops_cleanly() {
-    let port = free_port();
+    let port = kit::testing::free_port();
     // Its own state directory: the dev keys this run creates are this test's alone.
     let state = std::env::temp_dir().join(format!("meridian-serve-test-{}", std::process::id()));
     let mut child = Command::new(env!("CARGO_BIN_EXE_meridian"))

@@ -259,10 +259,7 @@ async fn production_refuses_to_start_without_an_issuer() {
 async fn production_verifies_tokens_against_the_issuers_jwks() {
     let db = TestDb::new().await;
     let jwks = JwksServer::start(&issuer().jwks()).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
+    let port = kit::testing::free_port();
     let mut child = streams_binary()
         .envs(jwks.env(issuer()))
         .env("DATABASE_URL", db.url())
@@ -272,19 +269,7 @@ async fn production_verifies_tokens_against_the_issuers_jwks() {
         .expect("spawn streams");
     let base = format!("http://127.0.0.1:{port}");
     let http = Client::new();
-    let mut ready = false;
-    for _ in 0..150 {
-        if http
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let ready = kit::testing::wait_ready(&base, Duration::from_secs(15)).await;
     let list = |auth: String| {
         http.get(format!("{base}/streams/v1/users/bob/sessions"))
             .header("authorization", auth)
