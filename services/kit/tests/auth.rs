@@ -177,6 +177,15 @@ async fn the_openapi_document_states_every_routes_caller() {
     );
 }
 
+/// An application whose verifier fetches `issuer`'s keys from a JWKS server the test controls.
+async fn remote_app(issuer: &LocalIssuer, min_refresh: Duration) -> (JwksServer, String) {
+    let jwks = JwksServer::start(&issuer.jwks()).await;
+    let auth = Authenticator::remote(&settings_for(issuer, &jwks.url, min_refresh))
+        .await
+        .expect("remote");
+    (jwks, serve(auth).await)
+}
+
 fn settings_for(
     issuer: &LocalIssuer,
     jwks_url: &str,
@@ -193,11 +202,7 @@ fn settings_for(
 async fn a_key_rotated_in_at_the_issuer_is_trusted_without_a_restart() {
     let old = issuer();
     let new = LocalIssuer::generate(&old.issuer, &old.audience).expect("new key");
-    let jwks = JwksServer::start(&old.jwks()).await;
-    let auth = Authenticator::remote(&settings_for(old, &jwks.url, Duration::ZERO))
-        .await
-        .expect("remote");
-    let base = serve(auth).await;
+    let (jwks, base) = remote_app(old, Duration::ZERO).await;
     let old_token = format!("Bearer {}", old.token("alice", &[], Duration::from_mins(1)));
     let new_token = format!("Bearer {}", new.token("alice", &[], Duration::from_mins(1)));
 
@@ -251,12 +256,8 @@ async fn a_key_rotated_in_at_the_issuer_is_trusted_without_a_restart() {
 #[tokio::test]
 async fn unknown_kids_cannot_make_the_service_hammer_the_issuer() {
     let good = issuer();
-    let jwks = JwksServer::start(&good.jwks()).await;
-    let auth = Authenticator::remote(&settings_for(good, &jwks.url, Duration::from_hours(1)))
-        .await
-        .expect("remote");
+    let (jwks, base) = remote_app(good, Duration::from_hours(1)).await;
     assert_eq!(jwks.fetches(), 1, "one fetch at start");
-    let base = serve(auth).await;
     for _ in 0..30 {
         let stranger = LocalIssuer::generate(&good.issuer, &good.audience).expect("key");
         let t = format!(
@@ -318,11 +319,7 @@ async fn a_verified_token_is_remembered_only_until_it_expires() {
 async fn a_key_withdrawn_at_the_issuer_stops_its_remembered_tokens() {
     let old = issuer();
     let new = LocalIssuer::generate(&old.issuer, &old.audience).expect("new key");
-    let jwks = JwksServer::start(&old.jwks()).await;
-    let auth = Authenticator::remote(&settings_for(old, &jwks.url, Duration::ZERO))
-        .await
-        .expect("remote");
-    let base = serve(auth).await;
+    let (jwks, base) = remote_app(old, Duration::ZERO).await;
     let old_token = format!("Bearer {}", old.token("alice", &[], Duration::from_mins(1)));
     assert_eq!(
         get(&base, "/things/v1/whoami", Some(&old_token))
@@ -351,11 +348,7 @@ async fn a_key_withdrawn_at_the_issuer_stops_its_remembered_tokens() {
 #[tokio::test]
 async fn an_issuer_withdrawing_every_key_stops_every_token() {
     let good = issuer();
-    let jwks = JwksServer::start(&good.jwks()).await;
-    let auth = Authenticator::remote(&settings_for(good, &jwks.url, Duration::ZERO))
-        .await
-        .expect("remote");
-    let base = serve(auth).await;
+    let (jwks, base) = remote_app(good, Duration::ZERO).await;
     let known = bearer("alice", &[]);
     assert_eq!(
         get(&base, "/things/v1/whoami", Some(&known)).await.status(),
