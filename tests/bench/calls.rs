@@ -219,16 +219,8 @@ async fn main() -> anyhow::Result<()> {
         webhook_keys: calls::webhook::testing::keys(),
         ..calls::Settings::default()
     };
-    let c = calls::start(pool.clone(), settings, Arc::new(calls::SystemClock)).await;
-    let app = kit::app::build(
-        "calls",
-        vec![kit::app::Mounted {
-            name: "calls",
-            router: c.router,
-        }],
-        kit::health::Health::new(c.readiness),
-        &kit::app::HttpSettings::default(),
-    );
+    let c = calls::start_with(kit::Ctx::new(pool.clone(), true), settings).await;
+    let app = kit::testing::app_with(&calls::SERVICE, c.parts, &kit::app::HttpSettings::default());
     let base: Arc<str> = kit::testing::spawn_app(app).await.into();
     let hello_base: Arc<str> = hello_world().await.into();
     let kit_base: Arc<str> = hello_through_kit().await.into();

@@ -232,8 +232,10 @@ async fn main() -> anyhow::Result<()> {
     ));
     let app = kit::testing::app_for(
         &streams::SERVICE,
-        streams::router(pool.clone(), streams::Settings::default()),
-        pool.clone(),
+        streams::start_with(
+            kit::Ctx::routes_only(pool.clone()),
+            streams::Settings::default(),
+        ),
     );
     let base = kit::testing::spawn_app(app).await;
     let work = tempfile::tempdir()?;

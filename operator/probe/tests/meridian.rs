@@ -14,8 +14,7 @@ async fn spawn_streams(db: &TestDb) -> String {
     let pool = db.service_pool(&streams::SERVICE).await;
     spawn_app(app_for(
         &streams::SERVICE,
-        streams::router(pool.clone(), streams::Settings::default()),
-        pool,
+        streams::start_with(kit::Ctx::routes_only(pool), streams::Settings::default()),
     ))
     .await
 }

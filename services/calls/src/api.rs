@@ -34,25 +34,12 @@ use crate::{
 /// Configuration of switchboards and subscribers, its audit log and the snapshot view.
 pub const SCOPE_ADMIN: &str = "calls:admin";
 
-/// Wall clock, injectable so tests can pin time (DST changes, holidays).
-pub trait Clock: Send + Sync {
-    fn now(&self) -> DateTime<Utc>;
-}
-
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-}
-
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
     pub settings: Arc<Settings>,
     pub snapshots: Arc<Snapshots>,
-    pub clock: Arc<dyn Clock>,
+    pub clock: Arc<dyn kit::clock::Clock>,
     pub log: CallLog,
 }
 

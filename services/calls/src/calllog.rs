@@ -23,11 +23,12 @@ pub struct CallLog {
 }
 
 impl CallLog {
-    /// Starts the writer; `capacity` bounds memory while the database is away.
-    pub fn spawn(pool: PgPool, capacity: usize) -> Self {
+    /// Starts the writer; `capacity` bounds memory while the database is away. The writer
+    /// (the returned task) writes what is queued and ends once every `CallLog` is dropped.
+    pub fn spawn(pool: PgPool, capacity: usize) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        tokio::spawn(writer(pool, rx));
-        Self { tx }
+        let writer = tokio::spawn(writer(pool, rx));
+        (Self { tx }, writer)
     }
 
     /// Queues one decision for the step log, or counts it dropped if the queue is full. The
@@ -170,12 +171,17 @@ pub async fn purge_before(
     .await
 }
 
-/// Every `interval`, deletes steps older than `retention` (none when `retention` is `None`).
-pub fn spawn_retention(pool: PgPool, retention: Option<chrono::Duration>, interval: Duration) {
-    let Some(retention) = retention else {
-        return;
-    };
+/// Every `interval`, deletes steps older than `retention` (never when `retention` is `None`:
+/// the task then ends at once).
+pub fn spawn_retention(
+    pool: PgPool,
+    retention: Option<chrono::Duration>,
+    interval: Duration,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let Some(retention) = retention else {
+            return;
+        };
         // First run one interval after start: a starting replica has better things to do.
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -194,5 +200,5 @@ pub fn spawn_retention(pool: PgPool, retention: Option<chrono::Duration>, interv
                 Err(e) => tracing::warn!(error = %e, "step-log retention failed"),
             }
         }
-    });
+    })
 }

@@ -22,12 +22,12 @@ pub mod webhook;
 
 use std::sync::Arc;
 
-use aide::axum::ApiRouter;
 use chrono::Utc;
 use kit::health::{CheckFuture, ReadinessCheck};
 use sqlx::{PgPool, migrate::Migrator};
 
-pub use api::{AppState, Clock, SystemClock};
+pub use api::AppState;
+pub use kit::clock::{Clock, SystemClock};
 pub use settings::Settings;
 pub use snapshot::Snapshots;
 
@@ -39,6 +39,8 @@ pub static SERVICE: kit::Service = kit::Service {
     migrator: &MIGRATOR,
     // Calls must keep answering when PostgreSQL is down, including right after a restart.
     start_without_db: true,
+    start: |ctx| Box::pin(start(ctx)),
+    sample_data: |pool| Box::pin(async move { load_sample_data(&pool).await }),
 };
 
 /// Ready while a snapshot is loaded (from the database or the file), whatever the database's
@@ -65,15 +67,39 @@ impl ReadinessCheck for SnapshotReady {
     }
 }
 
-/// A running calls service: routes, readiness, and the snapshot (tests inspect it).
+/// A started calls service: its parts, and the snapshot (tests inspect it).
 pub struct Calls {
-    pub router: ApiRouter,
-    pub readiness: Vec<Arc<dyn ReadinessCheck>>,
+    pub parts: kit::ServiceParts,
     pub snapshots: Arc<Snapshots>,
 }
 
-/// Loads the first snapshot (database, else file), starts the refresher and the call log.
-pub async fn start(pool: PgPool, settings: Settings, clock: Arc<dyn Clock>) -> Calls {
+/// `SERVICE.start`: settings from the environment (dev fallbacks only in development mode),
+/// defaults and no background work for the OpenAPI-only start.
+async fn start(ctx: kit::Ctx) -> Result<kit::ServiceParts, kit::service::BoxError> {
+    let settings = if ctx.background {
+        Settings::from_env_with(ctx.dev)?
+    } else {
+        Settings::default()
+    };
+    Ok(start_with(ctx, settings).await.parts)
+}
+
+/// Starts the service with explicit settings (tests). Unless `ctx` is docs-only: loads the
+/// first snapshot (database, else file), starts the refresher, the call log and its retention.
+pub async fn start_with(ctx: kit::Ctx, settings: Settings) -> Calls {
+    let pool = ctx.pool;
+    let snapshots = Snapshots::new(settings.stale_after, settings.snapshot_path.clone());
+    if !ctx.background {
+        let state = AppState {
+            log: calllog::CallLog::spawn(pool.clone(), 1).0,
+            pool,
+            snapshots: Arc::clone(&snapshots),
+            settings: Arc::new(settings),
+            clock: ctx.clock,
+        };
+        let parts = kit::ServiceParts::new(api::routes(state), Vec::new());
+        return Calls { parts, snapshots };
+    }
     for note in &settings.dev_notes {
         tracing::warn!(
             "DEVELOPMENT MODE (MERIDIAN_DEV=1): {note}; never run like this in production"
@@ -82,30 +108,33 @@ pub async fn start(pool: PgPool, settings: Settings, clock: Arc<dyn Clock>) -> C
     if settings.webhook_keys.is_empty() {
         tracing::error!("no webhook secrets configured: every call decision will be refused (401)");
     }
-    let snapshots = Snapshots::new(settings.stale_after, settings.snapshot_path.clone());
     snapshots
         .load_initial(&pool, std::time::Duration::from_secs(2))
         .await;
-    snapshots.spawn_refresher(pool.clone(), settings.refresh_interval);
+    let mut background = snapshots.spawn_refresher(pool.clone(), settings.refresh_interval);
     crate::metrics::register();
-    let log = calllog::CallLog::spawn(pool.clone(), settings.log_queue);
-    calllog::spawn_retention(
+    let (log, writer) = calllog::CallLog::spawn(pool.clone(), settings.log_queue);
+    background.push(calllog::spawn_retention(
         pool.clone(),
         settings.step_retention,
         std::time::Duration::from_mins(1),
-    );
+    ));
     let state = AppState {
         pool,
         settings: Arc::new(settings),
         snapshots: Arc::clone(&snapshots),
-        clock,
+        clock: ctx.clock,
         log,
     };
-    Calls {
+    let parts = kit::ServiceParts {
         router: api::routes(state),
         readiness: vec![Arc::new(SnapshotReady(Arc::clone(&snapshots)))],
-        snapshots,
-    }
+        background,
+        // The step log's writer ends once the routes (holding its senders) are gone, after
+        // writing what is queued.
+        flush: vec![writer],
+    };
+    Calls { parts, snapshots }
 }
 
 /// The hospital switchboard of docs/calls.md (opening hours, menu, ring groups, queue, voicemail).
@@ -114,9 +143,7 @@ pub const SAMPLE_HOSPITAL: &str = include_str!("../samples/hospital.json");
 pub const SAMPLE_PBX_NUMBER: &str = "+46101110099";
 
 /// Loads the sample PBX flow and one mobile subscriber (idempotent).
-pub async fn load_sample_data(
-    pool: &PgPool,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+pub async fn load_sample_data(pool: &PgPool) -> Result<(), kit::service::BoxError> {
     let hospital: domain::model::PbxConfig = serde_json::from_str(SAMPLE_HOSPITAL)?;
     let actor = store::Actor("sample-data");
     store::put_pbx(pool, actor, SAMPLE_PBX_NUMBER, &hospital).await?;
@@ -129,16 +156,4 @@ pub async fn load_sample_data(
     };
     store::put_subscriber(pool, actor, "+46701234567", &subscriber).await?;
     Ok(())
-}
-
-/// The routes over an empty snapshot with no refresher: for generating the OpenAPI document.
-pub fn routes_for_docs(pool: PgPool) -> ApiRouter {
-    let settings = Settings::default();
-    api::routes(AppState {
-        log: calllog::CallLog::spawn(pool.clone(), 1),
-        pool,
-        snapshots: Snapshots::new(settings.stale_after, None),
-        settings: Arc::new(settings),
-        clock: Arc::new(SystemClock),
-    })
 }

@@ -176,13 +176,18 @@ impl Snapshots {
         }
     }
 
-    /// Keeps the snapshot current until the runtime stops.
-    pub fn spawn_refresher(self: &Arc<Self>, pool: PgPool, interval: Duration) {
+    /// Keeps the snapshot current until the returned tasks (the NOTIFY listener and the
+    /// periodic refresh) are aborted.
+    pub fn spawn_refresher(
+        self: &Arc<Self>,
+        pool: PgPool,
+        interval: Duration,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
         let this = Arc::clone(self);
         let listen_pool = pool.clone();
         let listener_this = Arc::clone(self);
-        tokio::spawn(async move { listen(listener_this, listen_pool).await });
-        tokio::spawn(async move {
+        let listener = tokio::spawn(async move { listen(listener_this, listen_pool).await });
+        let refresher = tokio::spawn(async move {
             loop {
                 tokio::select! {
                     () = tokio::time::sleep(interval) => {}
@@ -196,6 +201,7 @@ impl Snapshots {
                 }
             }
         });
+        vec![listener, refresher]
     }
 }
 

@@ -236,6 +236,18 @@ fn signature(header: Option<&HeaderValue>) -> Result<&str, Refused> {
         .map_err(|_| Refused::Malformed)
 }
 
+/// Marks an answer given before the request body was read to its end: the server closes the
+/// connection after it (the rest of the body is never read), and `Connection: close` tells the
+/// client so, instead of letting it put the connection back in its pool and fail its next
+/// request on the reset (RFC 9112, section 9.6).
+fn closing(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        HeaderValue::from_static("close"),
+    );
+    response
+}
+
 impl<T: DeserializeOwned> FromRequest<AppState> for Signed<T> {
     type Rejection = Response;
 
@@ -243,7 +255,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Signed<T> {
         let refused = |why: Refused| {
             tracing::warn!(reason = %why, "webhook refused");
             metrics::counter!("calls_webhook_refusals_total", "reason" => why.label()).increment(1);
-            Unsigned.into_response()
+            closing(Unsigned.into_response())
         };
         let keys = &st.settings.webhook_keys;
         let now = chrono::Utc::now().timestamp();
@@ -256,13 +268,15 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Signed<T> {
         let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY)
             .await
             .map_err(|_| {
-                kit::ApiError::new(
-                    axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload-too-large",
-                    "Payload too large",
+                closing(
+                    kit::ApiError::new(
+                        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                        "payload-too-large",
+                        "Payload too large",
+                    )
+                    .with_detail(format!("a decision request is at most {MAX_BODY} bytes"))
+                    .into_response(),
                 )
-                .with_detail(format!("a decision request is at most {MAX_BODY} bytes"))
-                .into_response()
             })?;
         keys.verify_body(&sig, &bytes).map_err(refused)?;
         let body = kit::extract::decode_json(&bytes).map_err(IntoResponse::into_response)?;

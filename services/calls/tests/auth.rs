@@ -31,18 +31,8 @@ async fn harness() -> H {
         webhook_keys: webhook::testing::keys(),
         ..Settings::default()
     };
-    let c = calls::start(
-        pool.clone(),
-        settings,
-        std::sync::Arc::new(calls::SystemClock),
-    )
-    .await;
-    let app = kit::testing::app_with(
-        "calls",
-        c.router,
-        c.readiness,
-        &kit::testing::http_settings(),
-    );
+    let c = calls::start_with(kit::Ctx::new(pool.clone(), true), settings).await;
+    let app = kit::testing::app_for(&calls::SERVICE, c.parts);
     H {
         base: spawn_app(app).await,
         _db: db,

@@ -2,36 +2,17 @@
 //! routing across a DST change and a holiday with a pinned clock, mobile rules, invalid flows
 //! rejected with the node named (and nothing stored), tampered tokens.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use calls::{Clock, Settings};
+use calls::Settings;
 use chrono::{DateTime, TimeZone, Utc};
+use kit::clock::PinnedClock;
 use kit::testing::{TestDb, spawn_app};
 use reqwest::Client;
 use serde_json::{Value, json};
 
 const HOSPITAL: &str = include_str!("../samples/hospital.json");
 const PBX: &str = "+46101110099";
-
-struct FixedClock(Mutex<DateTime<Utc>>);
-
-impl Clock for FixedClock {
-    fn now(&self) -> DateTime<Utc> {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-impl FixedClock {
-    fn set(&self, t: DateTime<Utc>) {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = t;
-    }
-}
 
 /// An operator with `calls:admin`: what these behaviour tests need (tests/auth.rs covers who
 /// may call what).
@@ -61,7 +42,7 @@ struct H {
     pool: sqlx::PgPool,
     base: String,
     http: Client,
-    clock: Arc<FixedClock>,
+    clock: Arc<PinnedClock>,
     snapshots: Arc<calls::Snapshots>,
 }
 
@@ -78,20 +59,17 @@ async fn harness() -> H {
 async fn harness_with(settings: Settings) -> H {
     let db = TestDb::new().await;
     let pool = db.service_pool(&calls::SERVICE).await;
-    let clock = Arc::new(FixedClock(Mutex::new(utc(2026, 11, 24, 9, 0))));
+    let clock = Arc::new(PinnedClock::new(utc(2026, 11, 24, 9, 0)));
     let dir = std::env::temp_dir().join(format!("calls-test-{}", uuid::Uuid::new_v4()));
     let settings = Settings {
         snapshot_path: Some(dir.join("snapshot.json")),
         webhook_keys: calls::webhook::testing::keys(),
         ..settings
     };
-    let c = calls::start(pool.clone(), settings, clock.clone()).await;
-    let app = kit::testing::app_with(
-        "calls",
-        c.router,
-        c.readiness,
-        &kit::testing::http_settings(),
-    );
+    let ctx = kit::Ctx::new(pool.clone(), true).with_clock(clock.clone());
+    let c = calls::start_with(ctx, settings).await;
+    let snapshots = c.snapshots;
+    let app = kit::testing::app_for(&calls::SERVICE, c.parts);
     let base = spawn_app(app).await;
     H {
         _db: db,
@@ -99,7 +77,7 @@ async fn harness_with(settings: Settings) -> H {
         base,
         http: admin_client(),
         clock,
-        snapshots: c.snapshots,
+        snapshots,
     }
 }
 

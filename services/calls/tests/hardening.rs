@@ -12,7 +12,7 @@ use std::{
 };
 
 use calls::{
-    Settings, Snapshots, SystemClock,
+    Settings, Snapshots,
     calllog::{self, CallLog},
     domain::engine::{CallType, Decision, DecisionRequest, Direction, Event, Source},
     store::StepRecord,
@@ -75,11 +75,11 @@ async fn harness() -> H {
         webhook_keys: calls::webhook::testing::keys(),
         ..Settings::default()
     };
-    let c = calls::start(pool.clone(), settings, Arc::new(SystemClock)).await;
+    let c = calls::start_with(kit::Ctx::new(pool.clone(), true), settings).await;
+    let snapshots = c.snapshots;
     let app = kit::testing::app_with(
-        "calls",
-        c.router,
-        c.readiness,
+        &calls::SERVICE,
+        c.parts,
         &kit::app::HttpSettings {
             body_limit: 16 * 1024 * 1024,
             ..kit::testing::http_settings()
@@ -90,7 +90,7 @@ async fn harness() -> H {
         pool,
         base: spawn_app(app).await,
         http: Client::new(),
-        snapshots: c.snapshots,
+        snapshots,
         dir,
     }
 }
@@ -434,7 +434,7 @@ async fn a_row_postgresql_refuses_costs_only_itself() {
         .execute(&pool)
         .await
         .expect("truncate");
-    let log = CallLog::spawn(pool.clone(), 100);
+    let (log, _writer) = CallLog::spawn(pool.clone(), 100);
     let decision = Decision {
         actions: Vec::new(),
         next: None,

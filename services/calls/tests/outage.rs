@@ -83,18 +83,8 @@ async fn decisions_survive_a_database_outage_and_a_cold_start_during_it() {
         webhook_keys: calls::webhook::testing::keys(),
         ..Settings::default()
     };
-    let c = calls::start(
-        pool.clone(),
-        settings,
-        std::sync::Arc::new(calls::SystemClock),
-    )
-    .await;
-    let app = kit::testing::app_with(
-        "calls",
-        c.router,
-        c.readiness,
-        &kit::testing::http_settings(),
-    );
+    let c = calls::start_with(kit::Ctx::new(pool.clone(), true), settings).await;
+    let app = kit::testing::app_for(&calls::SERVICE, c.parts);
     let base = kit::testing::spawn_app(app).await;
     let http = Client::builder()
         .default_headers(kit::testing::auth_headers(

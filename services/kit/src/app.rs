@@ -12,7 +12,6 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use sqlx::migrate::Migrator;
 use tower_http::{
     catch_panic::CatchPanicLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
@@ -22,22 +21,7 @@ use crate::{error::ApiError, health::Health};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Static description of one service: its name (the URL prefix and metrics label), its Postgres
-/// schema and its migrations.
-pub struct Service {
-    pub name: &'static str,
-    pub schema: &'static str,
-    pub migrator: &'static Migrator,
-    /// Start (and serve) even when the database is unreachable at start-up: for services that
-    /// answer from a local snapshot (calls). Migrations are then left to the migration Job.
-    pub start_without_db: bool,
-}
-
-/// What a service hands to [`run_single`]: its routes and its readiness conditions.
-pub struct ServiceParts {
-    pub router: ApiRouter,
-    pub readiness: Vec<Arc<dyn crate::health::ReadinessCheck>>,
-}
+pub use crate::service::{BoxError, Ctx, Service, ServiceParts};
 
 /// One service's routes, ready to mount: `router` already carries the service's state, and its
 /// paths start with `/<name>/`.
@@ -182,47 +166,47 @@ async fn timeout(
     }
 }
 
-/// Runs one service as its own process (the production shape): reads [`CommonConfig`] from the
-/// environment, connects, migrates, serves on `PORT` until SIGTERM.
-///
-/// With the single argument `migrate` it only applies migrations and exits: that is the command
-/// of the Release's migration Job.
-///
-/// The database is `DATABASE_URL`; binaries that also accept `DATABASE_SECRET_ARN` (AWS) call
-/// [`run_single_with`] instead.
-///
-/// [`CommonConfig`]: crate::config::CommonConfig
-pub async fn run_single<F>(
-    svc: &'static Service,
-    make: impl FnOnce(sqlx::PgPool) -> F,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
-where
-    F: std::future::Future<Output = ServiceParts>,
-{
-    run_single_with(svc, || async { Ok::<_, BoxError>(None) }, make).await
-}
-
-/// The error type of a [`run_single_with`] database resolver.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// [`run_single`] with a fallback for when `DATABASE_URL` is unset: `database` resolves the
-/// connection options some other way (`kit_aws::database_from_env` reads `DATABASE_SECRET_ARN`
-/// from Secrets Manager) or returns `None`, and then the binary fails naming both variables.
-/// It runs after telemetry is initialised, so its logs are JSON like the rest. Keeping the
-/// resolver a closure keeps kit itself free of the AWS SDK.
-pub async fn run_single_with<D, DF, E, F>(
-    svc: &'static Service,
-    database: D,
-    make: impl FnOnce(sqlx::PgPool) -> F,
-) -> Result<(), BoxError>
+/// The whole `main` of a per-service binary: [`run_single_with`], errors printed and turned
+/// into the exit status (2 for a configuration error the operator must fix, 1 otherwise).
+pub async fn main<D, DF, E>(svc: &'static Service, database: D) -> std::process::ExitCode
 where
     D: FnOnce() -> DF,
     DF: std::future::Future<Output = Result<Option<sqlx::postgres::PgConnectOptions>, E>>,
     E: Into<BoxError>,
-    F: std::future::Future<Output = ServiceParts>,
+{
+    match run_single_with(svc, database).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{}: {e}", svc.name);
+            let config = e.downcast_ref::<crate::config::ConfigError>().is_some();
+            std::process::ExitCode::from(if config { 2 } else { 1 })
+        }
+    }
+}
+
+/// Runs one service as its own process (the production shape): reads [`CommonConfig`] from the
+/// environment, connects, migrates, starts the service ([`Service::start`]) and serves on
+/// `PORT` until SIGTERM, then drains, stops its background work and closes the pool.
+///
+/// With the single argument `migrate` it only applies migrations and exits: that is the command
+/// of the Release's migration Job.
+///
+/// The database is `DATABASE_URL`, else whatever `database` resolves (`kit_aws::database_from_env`
+/// reads `DATABASE_SECRET_ARN` from Secrets Manager), else the binary fails naming both
+/// variables. The resolver runs after telemetry is initialised, so its logs are JSON like the
+/// rest; keeping it a closure keeps kit itself free of the AWS SDK.
+///
+/// [`CommonConfig`]: crate::config::CommonConfig
+pub async fn run_single_with<D, DF, E>(svc: &'static Service, database: D) -> Result<(), BoxError>
+where
+    D: FnOnce() -> DF,
+    DF: std::future::Future<Output = Result<Option<sqlx::postgres::PgConnectOptions>, E>>,
+    E: Into<BoxError>,
 {
     let cfg = crate::config::CommonConfig::from_env()?;
     crate::telemetry::init(cfg.log_format);
+    // The explicit development mode; each fallback it allows says so loudly where it is taken.
+    let dev = crate::auth::dev_mode();
     let migrate_only = std::env::args().nth(1).as_deref() == Some("migrate");
     // Before any connection: a production start without an issuer fails naming the setting.
     // The migration Job serves nothing and needs none.
@@ -267,7 +251,7 @@ where
         Err(e) => return Err(e.into()),
     }
     crate::db::spawn_pool_metrics(svc.name, pool.clone());
-    let parts = make(pool.clone()).await;
+    let parts = crate::service::start(svc, crate::service::Ctx::new(pool.clone(), dev)).await?;
     let health = Health::new(parts.readiness);
     let app = build(
         svc.name,
@@ -289,6 +273,7 @@ where
         cfg.http_limits,
     )
     .await?;
+    crate::service::stop(parts.background, parts.flush, cfg.shutdown_grace).await;
     pool.close().await;
     tracing::info!(service = svc.name, "stopped");
     Ok(())

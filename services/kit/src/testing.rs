@@ -340,34 +340,36 @@ pub fn http_settings() -> crate::app::HttpSettings {
     }
 }
 
-/// Builds a finished application around one service router, as `meridian serve` would, with a
-/// readiness check on `pool`, trusting the tests' [`issuer`].
-pub fn app_for(
-    service: &'static crate::Service,
-    router: aide::axum::ApiRouter,
-    pool: PgPool,
-) -> axum::Router {
-    let ready: Arc<dyn crate::health::ReadinessCheck> = Arc::new(crate::health::DbReady::new(
-        service.schema,
-        pool,
-        service.migrator,
-    ));
-    app_with(service.name, router, vec![ready], &http_settings())
+/// Builds a finished application around a started service, as the service's own binary would
+/// (its routes under the kit's endpoints and middleware, `/readyz` from its own readiness
+/// checks), trusting the tests' [`issuer`]. The background tasks keep running (the test's
+/// runtime ends them).
+pub fn app_for(service: &'static crate::Service, parts: crate::ServiceParts) -> axum::Router {
+    app_with(service, parts, &http_settings())
 }
 
-/// Builds a finished application around one service's routes and its own readiness checks (a
-/// service whose readiness is not "the database is up", like calls), with `http` settings
-/// (usually [`http_settings`]).
+/// [`app_for`] with other HTTP settings (another verifier, limits, fault injection).
 pub fn app_with(
-    name: &'static str,
-    router: aide::axum::ApiRouter,
-    readiness: Vec<Arc<dyn crate::health::ReadinessCheck>>,
+    service: &'static crate::Service,
+    parts: crate::ServiceParts,
     http: &crate::app::HttpSettings,
 ) -> axum::Router {
     crate::app::build(
-        name,
-        vec![crate::app::Mounted { name, router }],
-        crate::health::Health::new(readiness),
+        service.name,
+        vec![crate::app::Mounted {
+            name: service.name,
+            router: parts.router,
+        }],
+        crate::health::Health::new(parts.readiness),
         http,
     )
+}
+
+/// Starts `service` on `pool` through its contract ([`crate::Service::start`]), with the
+/// system clock, in development mode (so secrets the test does not set fall back to dev ones).
+/// Panics on a start-up error: a test's set-up failing is the test failing.
+pub async fn start(service: &'static crate::Service, pool: PgPool) -> crate::ServiceParts {
+    crate::service::start(service, crate::Ctx::new(pool, true))
+        .await
+        .unwrap_or_else(|e| panic!("{} did not start: {e}", service.name))
 }

@@ -25,6 +25,16 @@ static SERVICE: kit::Service = kit::Service {
     schema: "kit_test",
     migrator: &MIGRATOR,
     start_without_db: false,
+    start: |ctx| {
+        Box::pin(async move {
+            let ready = DbReady::for_service(&SERVICE, ctx.pool);
+            Ok(kit::ServiceParts::new(
+                things_router(Duration::from_millis(800)),
+                vec![ready],
+            ))
+        })
+    },
+    sample_data: |_| Box::pin(async { Ok(()) }),
 };
 
 #[derive(Deserialize, JsonSchema)]
@@ -491,4 +501,36 @@ async fn fault_injection_delays_only_the_chosen_prefix() {
         "not delayed: {:?}",
         t.elapsed()
     );
+}
+
+/// The contract end to end: `kit::testing::start` runs the service's own `start`, and the app
+/// built from its parts serves its routes and its readiness (which needs its migrations).
+#[tokio::test]
+async fn a_service_started_through_its_contract_serves_routes_and_readiness() {
+    let db = kit::testing::TestDb::new().await;
+    let pool = db.pool(SERVICE.schema);
+    let parts = kit::testing::start(&SERVICE, pool.clone()).await;
+    let base = kit::testing::spawn_app(kit::testing::app_for(&SERVICE, parts)).await;
+    let http = reqwest::Client::new();
+    let ready = http
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), 503, "not ready before its migrations ran");
+    kit::db::migrate(&pool, SERVICE.schema, SERVICE.migrator)
+        .await
+        .expect("migrate");
+    let ready = http
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), 200);
+    let thing = http
+        .get(format!("{base}/things/7"))
+        .send()
+        .await
+        .expect("thing");
+    assert_eq!(thing.status(), 200);
 }

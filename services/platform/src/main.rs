@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use kit::{
     app::{HttpSettings, Mounted},
     config::CommonConfig,
-    health::{DbReady, Health, ReadinessCheck},
+    health::Health,
     pg::PgServer,
 };
 use sqlx::postgres::PgConnectOptions;
@@ -148,7 +148,7 @@ async fn main() -> anyhow::Result<()> {
             let options = configured_database(&cfg)
                 .await?
                 .context("DATABASE_URL or DATABASE_SECRET_ARN must be set for migrate")?;
-            let pools = connect_all(&cfg, options);
+            let pools = connect_all(&cfg, &options);
             migrate_all(&pools).await
         }
         Command::Postgres { watch_pid } => run_postgres(watch_pid).await,
@@ -174,8 +174,8 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Openapi => {
             let url = "postgres://unused@127.0.0.1:1/unused";
-            let pools = connect_all(&cfg, kit::db::connect_options(url)?);
-            let (routers, _) = mounted(&pools, false).await?;
+            let pools = connect_all(&cfg, &kit::db::connect_options(url)?);
+            let (routers, _) = start_all(&pools, StartMode::DocsOnly).await?;
             let (_app, doc) = kit::app::build_with_doc(
                 "meridian",
                 routers,
@@ -188,10 +188,19 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// Every service this binary runs, in mount order. A new service is one line here (and its
+/// crate in Cargo.toml): docs/adding-a-service.md.
+static SERVICES: &[&kit::Service] = &[&streams::SERVICE, &calls::SERVICE];
+
 /// One pool per service, each scoped to the service's schema (as in production).
-struct Pools {
-    streams: sqlx::PgPool,
-    calls: sqlx::PgPool,
+struct Pools(Vec<(&'static kit::Service, sqlx::PgPool)>);
+
+impl Pools {
+    async fn close(&self) {
+        for (_, pool) in &self.0 {
+            pool.close().await;
+        }
+    }
 }
 
 /// The database the environment names: `DATABASE_URL`, else `DATABASE_SECRET_ARN` read from
@@ -203,70 +212,63 @@ async fn configured_database(cfg: &CommonConfig) -> anyhow::Result<Option<PgConn
     Ok(kit_aws::database_from_env().await?)
 }
 
-fn connect_all(cfg: &CommonConfig, options: PgConnectOptions) -> Pools {
+fn connect_all(cfg: &CommonConfig, options: &PgConnectOptions) -> Pools {
     let settings = kit::db::PoolSettings {
         max_connections: cfg.db_max_connections,
         acquire_timeout: cfg.db_acquire_timeout,
     };
-    Pools {
-        streams: kit::db::pool_with(options.clone(), streams::SERVICE.schema, &settings),
-        calls: kit::db::pool_with(options, calls::SERVICE.schema, &settings),
-    }
+    Pools(
+        SERVICES
+            .iter()
+            .map(|svc| {
+                let pool = kit::db::pool_with(options.clone(), svc.schema, &settings);
+                (*svc, pool)
+            })
+            .collect(),
+    )
 }
 
 async fn migrate_all(pools: &Pools) -> anyhow::Result<()> {
-    kit::db::migrate(
-        &pools.streams,
-        streams::SERVICE.schema,
-        streams::SERVICE.migrator,
-    )
-    .await?;
-    kit::db::migrate(&pools.calls, calls::SERVICE.schema, calls::SERVICE.migrator).await?;
+    for (svc, pool) in &pools.0 {
+        kit::db::migrate(pool, svc.schema, svc.migrator)
+            .await
+            .with_context(|| format!("migrating {}", svc.name))?;
+    }
     tracing::info!("migrations applied");
     Ok(())
 }
 
-/// Every service's routes. Without `background`, no background work starts (OpenAPI only).
-async fn mounted(
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum StartMode {
+    /// Routes only, no background work or database access (the OpenAPI document).
+    DocsOnly,
+    /// Running services, in development mode (`meridian serve`).
+    Serve,
+}
+
+/// Starts every service through its contract. Returns the routes to mount, every service's
+/// readiness checks, and what to stop at shutdown.
+async fn start_all(
     pools: &Pools,
-    background: bool,
-) -> anyhow::Result<(Vec<Mounted>, Vec<Arc<dyn ReadinessCheck>>)> {
-    if !background {
-        let routers = vec![
-            Mounted {
-                name: streams::SERVICE.name,
-                router: streams::router(pools.streams.clone(), streams::Settings::default()),
-            },
-            Mounted {
-                name: calls::SERVICE.name,
-                router: calls::routes_for_docs(pools.calls.clone()),
-            },
-        ];
-        return Ok((routers, Vec::new()));
+    mode: StartMode,
+) -> anyhow::Result<(Vec<Mounted>, Vec<kit::ServiceParts>)> {
+    let mut routers = Vec::new();
+    let mut rest = Vec::new();
+    for (svc, pool) in &pools.0 {
+        let ctx = match mode {
+            StartMode::DocsOnly => kit::Ctx::routes_only(pool.clone()),
+            StartMode::Serve => kit::Ctx::new(pool.clone(), true),
+        };
+        let mut parts = kit::service::start(svc, ctx)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: {e}", svc.name))?;
+        routers.push(Mounted {
+            name: svc.name,
+            router: std::mem::take(&mut parts.router),
+        });
+        rest.push(parts);
     }
-    let streams_router = streams::start(pools.streams.clone(), streams::Settings::from_env()?);
-    let calls = calls::start(
-        pools.calls.clone(),
-        calls::Settings::from_env_with(true)?,
-        Arc::new(calls::SystemClock),
-    )
-    .await;
-    let mut readiness = vec![DbReady::for_service(
-        &streams::SERVICE,
-        pools.streams.clone(),
-    )];
-    readiness.extend(calls.readiness);
-    let routers = vec![
-        Mounted {
-            name: streams::SERVICE.name,
-            router: streams_router,
-        },
-        Mounted {
-            name: calls::SERVICE.name,
-            router: calls.router,
-        },
-    ];
-    Ok((routers, readiness))
+    Ok((routers, rest))
 }
 
 async fn serve(
@@ -291,19 +293,25 @@ async fn serve(
             (kit::db::connect_options(server.url())?, Some(server))
         }
     };
-    let pools = connect_all(&cfg, options);
+    let pools = connect_all(&cfg, &options);
     migrate_all(&pools).await?;
     if sample {
-        streams::load_sample_data(&pools.streams).await?;
-        calls::load_sample_data(&pools.calls)
-            .await
-            .map_err(|e| anyhow::anyhow!(e))?;
+        for (svc, pool) in &pools.0 {
+            (svc.sample_data)(pool.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("{} sample data: {e}", svc.name))?;
+        }
         tracing::info!("sample data loaded");
     }
-    kit::db::spawn_pool_metrics(streams::SERVICE.name, pools.streams.clone());
-    kit::db::spawn_pool_metrics(calls::SERVICE.name, pools.calls.clone());
+    for (svc, pool) in &pools.0 {
+        kit::db::spawn_pool_metrics(svc.name, pool.clone());
+    }
 
-    let (mut routers, checks) = mounted(&pools, true).await?;
+    let (mut routers, mut started) = start_all(&pools, StartMode::Serve).await?;
+    let checks = started
+        .iter_mut()
+        .flat_map(|p| std::mem::take(&mut p.readiness))
+        .collect();
     let auth = match kit::auth::AuthSettings::from_env()? {
         Some(_) => kit::auth::from_env_with(false).await?,
         None => {
@@ -342,8 +350,10 @@ async fn serve(
         cfg.http_limits,
     )
     .await?;
-    pools.streams.close().await;
-    pools.calls.close().await;
+    for parts in started {
+        kit::service::stop(parts.background, parts.flush, cfg.shutdown_grace).await;
+    }
+    pools.close().await;
     drop(server);
     tracing::info!(drained, "stopped");
     Ok(())

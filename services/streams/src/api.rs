@@ -29,7 +29,8 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::{
-    domain::{self, Admission, Session, Settings},
+    Settings,
+    domain::{self, Admission, Session},
     store,
 };
 

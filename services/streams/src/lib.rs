@@ -6,7 +6,7 @@
 //! counting by itself, so crashed players never hold slots.
 //!
 //! - [`api`]: axum handlers and the request/response types;
-//! - [`domain`]: settings, validation and outcome rules (pure);
+//! - [`domain`]: validation and outcome rules (pure); [`settings`]: from the environment;
 //! - [`store`]: the SQL, including the one-round-trip admission function;
 //! - [`sweeper`]: deletes expired leases in bounded batches.
 //!
@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod domain;
+pub mod settings;
 pub mod store;
 pub mod sweeper;
 
@@ -24,29 +25,46 @@ use aide::axum::ApiRouter;
 use sqlx::{PgPool, migrate::Migrator};
 
 pub use api::AppState;
-pub use domain::Settings;
+pub use settings::Settings;
 
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/streams");
 
+/// The service, as every runner sees it (kit's contract, docs/adding-a-service.md).
 pub static SERVICE: kit::Service = kit::Service {
     name: "streams",
     schema: "streams",
     migrator: &MIGRATOR,
     start_without_db: false,
+    start: |ctx| Box::pin(async move { start(ctx) }),
+    sample_data: |pool| Box::pin(async move { Ok(load_sample_data(&pool).await?) }),
 };
 
-/// The service's routes (all under `/streams/v1`), without background work.
-pub fn router(pool: PgPool, settings: Settings) -> ApiRouter {
+/// `SERVICE.start`: settings from the environment (defaults for the OpenAPI-only start).
+fn start(ctx: kit::Ctx) -> Result<kit::ServiceParts, kit::service::BoxError> {
+    let settings = if ctx.background {
+        Settings::from_env()?
+    } else {
+        Settings::default()
+    };
+    Ok(start_with(ctx, settings))
+}
+
+/// Starts the service with explicit settings (tests): routes, readiness (database reachable,
+/// migrations applied) and, unless `ctx` is docs-only, the sweeper.
+pub fn start_with(ctx: kit::Ctx, settings: Settings) -> kit::ServiceParts {
+    let ready = kit::health::DbReady::for_service(&SERVICE, ctx.pool.clone());
+    let mut parts = kit::ServiceParts::new(router(ctx.pool.clone(), settings), vec![ready]);
+    if ctx.background {
+        parts.background.push(sweeper::spawn(ctx.pool, settings));
+    }
+    parts
+}
+
+fn router(pool: PgPool, settings: Settings) -> ApiRouter {
     api::routes(AppState {
         pool,
         settings: Arc::new(settings),
     })
-}
-
-/// The routes plus the sweeper: what a running service needs.
-pub fn start(pool: PgPool, settings: Settings) -> ApiRouter {
-    sweeper::spawn(pool.clone(), settings);
-    router(pool, settings)
 }
 
 /// A few limit overrides for local exploration (idempotent).

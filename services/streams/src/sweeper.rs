@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sqlx::{PgConnection, PgPool};
 
-use crate::{domain::Settings, store};
+use crate::{Settings, store};
 
 /// Runs one sweep: batches until a batch comes back short. Returns rows deleted.
 pub async fn sweep_once(pool: &PgPool, batch: i64) -> Result<u64, sqlx::Error> {
@@ -73,8 +73,8 @@ async fn try_lock(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
         .await
 }
 
-/// Spawns the sweeper loop; it lives as long as the runtime.
-pub fn spawn(pool: PgPool, settings: Settings) {
+/// Spawns the sweeper loop; it runs until aborted (at shutdown) or the pool closes.
+pub fn spawn(pool: PgPool, settings: Settings) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(settings.sweep_interval);
         let mut gauges = GaugeSampler::default();
@@ -105,5 +105,5 @@ pub fn spawn(pool: PgPool, settings: Settings) {
             // current.
             metrics::gauge!("streams_gauge_sampler").set(f64::from(u8::from(gauges.is_leader())));
         }
-    });
+    })
 }

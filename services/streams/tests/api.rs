@@ -52,8 +52,7 @@ async fn spawn_instance(db: &TestDb, settings: Settings) -> String {
     );
     spawn_app(app_for(
         &streams::SERVICE,
-        streams::router(pool.clone(), settings),
-        pool,
+        streams::start_with(kit::Ctx::routes_only(pool), settings),
     ))
     .await
 }

@@ -25,8 +25,10 @@ async fn harness() -> H {
     let pool = db.service_pool(&streams::SERVICE).await;
     let app = app_for(
         &streams::SERVICE,
-        streams::router(pool.clone(), streams::Settings::default()),
-        pool.clone(),
+        streams::start_with(
+            kit::Ctx::routes_only(pool.clone()),
+            streams::Settings::default(),
+        ),
     );
     H {
         base: spawn_app(app).await,
