@@ -13,7 +13,8 @@
 #   tests/policy/gate.sh            (tests/run calls it after building the workspace)
 #
 # Needs the debug binaries `meridian` and `slo-gate` in ${CARGO_TARGET_DIR:-target}/debug and
-# the policy venv (tests/policy/delivery.sh creates it) for its YAML parser.
+# the policy venv (tests/policy/delivery.sh creates it) for its YAML parser (ruamel.yaml, which
+# check-jsonschema brings).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -28,8 +29,9 @@ py="${MERIDIAN_CACHE:-$HOME/.cache/meridian}/venv/bin/python"
 
 # The command of the step keyed "slo-gate", exactly as Buildkite would run it.
 step_cmd=$("$py" - <<'PY'
-import sys, yaml
-steps = yaml.safe_load(open("buildkite/pipeline.yml"))["steps"]
+import sys
+from ruamel.yaml import YAML
+steps = YAML(typ="safe").load(open("buildkite/pipeline.yml"))["steps"]
 cmds = [s.get("command") for s in steps if isinstance(s, dict) and s.get("key") == "slo-gate"]
 if len(cmds) != 1 or not isinstance(cmds[0], str):
     sys.exit("pipeline.yml must have exactly one step keyed slo-gate with a single command")
