@@ -171,8 +171,8 @@ async fn private_route_passes_only_with_the_token_sent_on_every_request() {
     assert_eq!(seen.0.load(Ordering::Relaxed), 0);
 
     let c = with_token(config(url.clone(), 40), TOKEN);
-    // Each worker's untimed warm-up request counts on the server too.
-    let warm_ups = c.concurrency.min(40);
+    // Each worker's untimed warm-up requests count on the server too.
+    let warm_ups = c.concurrency.min(40) * probe::WARMUP_ROUNDS;
     let v = probe::run(&c, SLO).await.unwrap();
     assert!(v.passed, "with the token: {}", v.summary());
     assert_eq!(v.measurement.errors, 0);
