@@ -1,6 +1,7 @@
 //! The Release reconciler: observe → [`state::decide`] → execute the actions → apply status.
 //!
-//! It holds no decisions of its own. It reads only what the current phase needs (the migration
+//! It holds no decisions of its own, and builds no objects of its own either: what it writes
+//! comes from [`super::manifests`]. It reads only what the current phase needs (the migration
 //! Job while migrating, the preview Deployment while deploying or promoting), so each reconcile
 //! makes a small, predictable set of API calls — the tests assert them request by request.
 //!
@@ -9,12 +10,8 @@
 //! name is unique per release). A finalizer makes deletion point the active Service back at the
 //! last promoted colour, so orphaned workloads (`--cascade=orphan`) never serve a failed preview.
 //!
-//! Every pod it creates (both colours, the migration Job) runs as the images' non-root user with
-//! the Kubernetes "restricted" security profile: no privilege escalation, every capability
-//! dropped, the runtime's default seccomp profile and a read-only root filesystem. What the
-//! services write goes to two size-capped `emptyDir`s: `/tmp`, and the XDG state directory
-//! (`XDG_STATE_HOME`), where calls keeps its snapshot file, which so survives a container
-//! restart in the same pod. Requests and limits come from `spec.resources`.
+//! Every reconcile is counted and timed, and the phase it observed is exported
+//! ([`crate::metrics`]).
 //!
 //! It watches only the namespaces it is given (`--namespaces` / `WATCH_NAMESPACES`), one
 //! controller per namespace, so its RBAC is a namespaced Role in each (see [`crate::rbac`]).
@@ -25,17 +22,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource,
-    EnvVar as K8sEnvVar, HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, Secret, SecretEnvSource, SecurityContext, Service,
-    Volume, VolumeMount,
-};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action as ControllerAction, Controller};
@@ -43,9 +32,8 @@ use kube::runtime::events::{Event, EventType as KubeEventType, Recorder, Reporte
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
-use serde_json::json;
-use std::collections::BTreeMap;
 
+use super::manifests;
 use super::state::{self, Action, DeploymentObs, EventType, Observed};
 use crate::crd::{Colour, JobState, Phase, Release, ReleaseSpec, ReleaseStatus, SecretKeyRef};
 
@@ -53,19 +41,6 @@ use crate::crd::{Colour, JobState, Phase, Release, ReleaseSpec, ReleaseStatus, S
 pub const FINALIZER: &str = "meridian.dev/release-selector";
 /// Field manager for every write, and the Event reporter name.
 pub const MANAGER: &str = "meridian-operator";
-/// Labels the operator puts on (and selects) pods.
-pub const RELEASE_LABEL: &str = "meridian.dev/release";
-pub const COLOUR_LABEL: &str = "meridian.dev/colour";
-/// uid and gid every pod runs as: the `nonroot` user of the distroless images (docker/Dockerfile,
-/// `USER 65532:65532`).
-pub const RUN_AS_USER: i64 = 65_532;
-/// The writable `emptyDir`s (the root filesystem is read-only): scratch space, and the state
-/// directory the services find through `XDG_STATE_HOME` (calls: its snapshot file).
-pub const TMP_MOUNT: &str = "/tmp";
-pub const STATE_MOUNT: &str = "/var/lib/meridian";
-/// Size cap of each; a pod writing more is evicted rather than filling the node.
-pub const SCRATCH_SIZE_LIMIT: &str = "128Mi";
-
 /// Runs one probe; injected so tests need no preview Service and the binary uses [`probe::run`].
 pub type Prober = Arc<
     dyn Fn(
@@ -268,7 +243,10 @@ async fn execute(
         Action::CreateMigrationJob { name: job_name } => {
             let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
             match jobs
-                .create(&PostParams::default(), &migration_job(release, job_name))
+                .create(
+                    &PostParams::default(),
+                    &manifests::migration_job(release, job_name),
+                )
                 .await
             {
                 Ok(_) => {}
@@ -291,7 +269,7 @@ async fn execute(
             replicas,
         } => {
             let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
-            let d = deployment(release, *colour, image, *replicas);
+            let d = manifests::deployment(release, *colour, image, *replicas);
             deployments
                 .patch(
                     &state::deployment_name(&name, *colour),
@@ -308,7 +286,7 @@ async fn execute(
         }
         Action::ScaleDown(colour) => {
             let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
-            let patch = json!({ "spec": { "replicas": 0 } });
+            let patch = manifests::scale_down_patch();
             match deployments
                 .patch(
                     &state::deployment_name(&name, *colour),
@@ -435,10 +413,7 @@ async fn switch_selector(
     colour: Colour,
 ) -> Result<(), Error> {
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
-    let patch = json!({ "spec": { "selector": {
-        RELEASE_LABEL: release,
-        COLOUR_LABEL: colour.as_str(),
-    } } });
+    let patch = manifests::selector_patch(release, colour);
     services
         .patch(service, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
@@ -452,11 +427,7 @@ async fn patch_status(
     status: &ReleaseStatus,
 ) -> Result<(), Error> {
     let api: Api<Release> = Api::namespaced(ctx.client.clone(), ns);
-    let patch = json!({
-        "apiVersion": "meridian.dev/v1alpha1",
-        "kind": "Release",
-        "status": status,
-    });
+    let patch = manifests::status_patch(status);
     api.patch_status(
         name,
         &PatchParams::apply(MANAGER).force(),
@@ -544,248 +515,6 @@ fn job_state(job: &Job) -> JobState {
         JobState::Failed
     } else {
         JobState::Running
-    }
-}
-
-fn owner_meta(release: &Release, name: String, labels: BTreeMap<String, String>) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(name),
-        namespace: release.namespace(),
-        labels: Some(labels),
-        owner_references: release.controller_owner_ref(&()).map(|o| vec![o]),
-        ..ObjectMeta::default()
-    }
-}
-
-fn env(spec: &ReleaseSpec) -> (Option<Vec<K8sEnvVar>>, Option<Vec<EnvFromSource>>) {
-    let var = |name: &str, value: &str| K8sEnvVar {
-        name: name.to_owned(),
-        value: Some(value.to_owned()),
-        ..K8sEnvVar::default()
-    };
-    // First, so that the spec's own env can still point it elsewhere (the last entry wins).
-    let mut env = vec![var("XDG_STATE_HOME", STATE_MOUNT)];
-    env.extend(spec.env.iter().map(|e| var(&e.name, &e.value)));
-    let env_from = spec.env_from_secret.as_ref().map(|s| {
-        vec![EnvFromSource {
-            secret_ref: Some(SecretEnvSource {
-                name: s.clone(),
-                optional: Some(false),
-            }),
-            ..EnvFromSource::default()
-        }]
-    });
-    (Some(env), env_from)
-}
-
-/// The pod-level half of the restricted profile: non-root uid/gid, default seccomp profile.
-fn pod_security_context() -> PodSecurityContext {
-    PodSecurityContext {
-        run_as_non_root: Some(true),
-        run_as_user: Some(RUN_AS_USER),
-        run_as_group: Some(RUN_AS_USER),
-        seccomp_profile: Some(SeccompProfile {
-            type_: "RuntimeDefault".into(),
-            localhost_profile: None,
-        }),
-        ..PodSecurityContext::default()
-    }
-}
-
-/// The container-level half: no escalation, no capabilities, nothing written outside `/tmp`.
-fn container_security_context() -> SecurityContext {
-    SecurityContext {
-        allow_privilege_escalation: Some(false),
-        read_only_root_filesystem: Some(true),
-        run_as_non_root: Some(true),
-        capabilities: Some(Capabilities {
-            add: None,
-            drop: Some(vec!["ALL".into()]),
-        }),
-        ..SecurityContext::default()
-    }
-}
-
-fn resources(spec: &ReleaseSpec) -> ResourceRequirements {
-    let r = &spec.resources;
-    let mut limits = BTreeMap::from([("memory".to_owned(), Quantity(r.limits.memory.clone()))]);
-    if let Some(cpu) = &r.limits.cpu {
-        limits.insert("cpu".to_owned(), Quantity(cpu.clone()));
-    }
-    ResourceRequirements {
-        requests: Some(BTreeMap::from([
-            ("cpu".to_owned(), Quantity(r.requests.cpu.clone())),
-            ("memory".to_owned(), Quantity(r.requests.memory.clone())),
-        ])),
-        limits: Some(limits),
-        ..ResourceRequirements::default()
-    }
-}
-
-/// The writable volumes, by name and mount path.
-const SCRATCH: [(&str, &str); 2] = [("tmp", TMP_MOUNT), ("state", STATE_MOUNT)];
-
-fn scratch_volumes() -> Vec<Volume> {
-    SCRATCH
-        .iter()
-        .map(|(name, _)| Volume {
-            name: (*name).into(),
-            empty_dir: Some(EmptyDirVolumeSource {
-                medium: None,
-                size_limit: Some(Quantity(SCRATCH_SIZE_LIMIT.into())),
-            }),
-            ..Volume::default()
-        })
-        .collect()
-}
-
-fn scratch_mounts() -> Vec<VolumeMount> {
-    SCRATCH
-        .iter()
-        .map(|(name, path)| VolumeMount {
-            name: (*name).into(),
-            mount_path: (*path).into(),
-            ..VolumeMount::default()
-        })
-        .collect()
-}
-
-fn labels(spec: &ReleaseSpec, release: &str, colour: Option<Colour>) -> BTreeMap<String, String> {
-    let mut l = BTreeMap::from([
-        ("app.kubernetes.io/name".to_owned(), spec.service.clone()),
-        (
-            "app.kubernetes.io/managed-by".to_owned(),
-            MANAGER.to_owned(),
-        ),
-        (RELEASE_LABEL.to_owned(), release.to_owned()),
-    ]);
-    if let Some(c) = colour {
-        l.insert(COLOUR_LABEL.to_owned(), c.as_str().to_owned());
-    }
-    l
-}
-
-/// The Deployment of one colour.
-pub fn deployment(release: &Release, colour: Colour, image: &str, replicas: i32) -> Deployment {
-    let name = release.name_any();
-    let spec = &release.spec;
-    let pod_labels = labels(spec, &name, Some(colour));
-    let selector = BTreeMap::from([
-        (RELEASE_LABEL.to_owned(), name.clone()),
-        (COLOUR_LABEL.to_owned(), colour.as_str().to_owned()),
-    ]);
-    let (env, env_from) = env(spec);
-    let http_probe = |path: &str| Probe {
-        http_get: Some(HTTPGetAction {
-            path: Some(path.to_owned()),
-            port: IntOrString::Int(spec.container_port),
-            ..HTTPGetAction::default()
-        }),
-        period_seconds: Some(5),
-        ..Probe::default()
-    };
-    Deployment {
-        metadata: owner_meta(
-            release,
-            state::deployment_name(&name, colour),
-            pod_labels.clone(),
-        ),
-        spec: Some(DeploymentSpec {
-            replicas: Some(replicas),
-            selector: LabelSelector {
-                match_labels: Some(selector),
-                ..LabelSelector::default()
-            },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(PodSpec {
-                    service_account_name: spec.service_account_name.clone(),
-                    // The services never call the Kubernetes API; IRSA mounts its own token.
-                    automount_service_account_token: Some(false),
-                    security_context: Some(pod_security_context()),
-                    // Covers the services' bounded drain on SIGTERM (SHUTDOWN_GRACE_SECS, 20 s by default).
-                    termination_grace_period_seconds: Some(30),
-                    volumes: Some(scratch_volumes()),
-                    containers: vec![Container {
-                        name: spec.service.clone(),
-                        image: Some(image.to_owned()),
-                        ports: Some(vec![ContainerPort {
-                            container_port: spec.container_port,
-                            name: Some("http".into()),
-                            ..ContainerPort::default()
-                        }]),
-                        env,
-                        env_from,
-                        readiness_probe: Some(http_probe("/readyz")),
-                        liveness_probe: Some(http_probe("/healthz")),
-                        resources: Some(resources(spec)),
-                        security_context: Some(container_security_context()),
-                        volume_mounts: Some(scratch_mounts()),
-                        ..Container::default()
-                    }],
-                    ..PodSpec::default()
-                }),
-            },
-            ..DeploymentSpec::default()
-        }),
-        status: None,
-    }
-}
-
-/// The migration Job of one cycle.
-pub fn migration_job(release: &Release, job_name: &str) -> Job {
-    let spec = &release.spec;
-    let migration = spec
-        .migration
-        .clone()
-        .unwrap_or_else(|| crate::crd::MigrationSpec {
-            image: None,
-            command: vec![],
-            args: vec![],
-            timeout_seconds: 600,
-            backoff_limit: 1,
-        });
-    let (env, env_from) = env(spec);
-    Job {
-        metadata: owner_meta(
-            release,
-            job_name.to_owned(),
-            labels(spec, &release.name_any(), None),
-        ),
-        spec: Some(JobSpec {
-            backoff_limit: Some(migration.backoff_limit),
-            active_deadline_seconds: Some(i64::from(migration.timeout_seconds)),
-            // Kept a day for post-mortems, then garbage-collected.
-            ttl_seconds_after_finished: Some(86_400),
-            template: PodTemplateSpec {
-                metadata: None,
-                spec: Some(PodSpec {
-                    restart_policy: Some("Never".into()),
-                    service_account_name: spec.service_account_name.clone(),
-                    automount_service_account_token: Some(false),
-                    security_context: Some(pod_security_context()),
-                    volumes: Some(scratch_volumes()),
-                    containers: vec![Container {
-                        name: "migrate".into(),
-                        image: Some(migration.image.unwrap_or_else(|| spec.image.clone())),
-                        command: Some(migration.command),
-                        args: (!migration.args.is_empty()).then_some(migration.args),
-                        env,
-                        env_from,
-                        resources: Some(resources(spec)),
-                        security_context: Some(container_security_context()),
-                        volume_mounts: Some(scratch_mounts()),
-                        ..Container::default()
-                    }],
-                    ..PodSpec::default()
-                }),
-            },
-            ..JobSpec::default()
-        }),
-        status: None,
     }
 }
 
