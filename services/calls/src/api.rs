@@ -98,12 +98,22 @@ fn check_request(req: &DecisionRequest) -> ApiResult<()> {
 
 static NO_ROUTING: std::sync::LazyLock<Routing> = std::sync::LazyLock::new(Routing::default);
 
+/// The decision budget (`CALLS_DECISION_BUDGET_MS`) as the engine sees it: spent at a monotonic
+/// instant. The clock is read here, not in the pure engine.
+struct Deadline(Instant);
+
+impl engine::Budget for Deadline {
+    fn spent(&self) -> bool {
+        Instant::now() >= self.0
+    }
+}
+
 async fn decide(
     State(st): State<AppState>,
     Signed { body: req }: Signed<DecisionRequest>,
 ) -> ApiResult<Json<Decision>> {
     check_request(&req)?;
-    let deadline = Instant::now() + st.settings.decision_budget;
+    let deadline = Deadline(Instant::now() + st.settings.decision_budget);
     let now = st.clock.now();
     let snap = st.snapshots.current();
     // Freshness is about the real database, not the (injectable) routing clock.
@@ -114,7 +124,7 @@ async fn decide(
         key: &st.settings.token_key,
         token_max_age_secs: st.settings.token_max_age_secs,
         emergency_target: st.settings.emergency_target.as_deref(),
-        deadline: Some(deadline),
+        budget: Some(&deadline),
     };
     let mut decision = guarded(
         || {

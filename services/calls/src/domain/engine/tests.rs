@@ -214,7 +214,16 @@ struct World {
     routing: Routing,
     key: TokenKey,
     emergency: Option<String>,
-    deadline: Option<Instant>,
+    deadline: Option<Deadline>,
+}
+
+/// A monotonic deadline, as the webhook's budget is.
+struct Deadline(Instant);
+
+impl Budget for Deadline {
+    fn spent(&self) -> bool {
+        Instant::now() >= self.0
+    }
 }
 
 impl World {
@@ -252,7 +261,7 @@ impl World {
             key: &self.key,
             token_max_age_secs: MAX_AGE,
             emergency_target: self.emergency.as_deref(),
-            deadline: self.deadline,
+            budget: self.deadline.as_ref().map(|d| d as &dyn Budget),
         }
     }
 
@@ -981,11 +990,11 @@ fn the_step_bound_ends_a_runaway_call_in_the_fallback() {
 #[test]
 fn a_deadline_already_past_answers_the_static_fallback() {
     let mut w = World::new();
-    w.deadline = Some(
+    w.deadline = Some(Deadline(
         Instant::now()
             .checked_sub(Duration::from_millis(1))
             .unwrap_or_else(Instant::now),
-    );
+    ));
     assert_pbx_fallback(&w.decide(&pbx_call()), OVER_BUDGET);
 
     w.routing
@@ -997,8 +1006,76 @@ fn a_deadline_already_past_answers_the_static_fallback() {
     assert_eq!(d.notes, vec![OVER_BUDGET.to_owned()]);
 
     // A deadline in the future leaves the answer alone.
-    w.deadline = Some(Instant::now() + Duration::from_mins(1));
+    w.deadline = Some(Deadline(Instant::now() + Duration::from_mins(1)));
     assert_flow_start(&w.decide(&pbx_call()));
+}
+
+/// Spent after a number of checks: shows where the engine looks at its budget, with no clock.
+struct Checks {
+    left: std::cell::Cell<u32>,
+    seen: std::cell::Cell<u32>,
+}
+
+impl Budget for Checks {
+    fn spent(&self) -> bool {
+        self.seen.set(self.seen.get() + 1);
+        let left = self.left.get();
+        self.left.set(left.saturating_sub(1));
+        left == 0
+    }
+}
+
+#[test]
+fn the_budget_is_checked_between_nodes_and_cuts_a_chain_short() {
+    // A chain of announcements: with the budget never spent the answer walks it to the end, and
+    // the engine asked once per node.
+    let a = |next: &str| Node::Announcement {
+        prompt: say("step"),
+        next: next.into(),
+    };
+    let nodes: BTreeMap<String, Node> = (0..5)
+        .map(|i| (format!("n{i}"), a(&format!("n{}", i + 1))))
+        .chain([(
+            "n5".to_owned(),
+            Node::Hangup {
+                reason: HangupReason::Normal,
+            },
+        )])
+        .collect();
+    let w = World::with_pbx(PbxConfig {
+        fallback_target: PBX_FALLBACK.into(),
+        flow: Flow {
+            entry: "n0".into(),
+            timezone: "Europe/Stockholm".into(),
+            nodes,
+        },
+    });
+    let plenty = Checks {
+        left: std::cell::Cell::new(u32::MAX),
+        seen: std::cell::Cell::new(0),
+    };
+    let ctx = Ctx {
+        budget: Some(&plenty),
+        ..w.ctx(now())
+    };
+    let whole = decide(&ctx, &pbx_call());
+    assert_eq!(whole.source, Source::Live);
+    assert!(
+        plenty.seen.get() >= 6,
+        "checked at least once per node: {}",
+        plenty.seen.get()
+    );
+    // Spent after the first two checks: the answer is the static fallback, not half a chain.
+    let short = Checks {
+        left: std::cell::Cell::new(2),
+        seen: std::cell::Cell::new(0),
+    };
+    let ctx = Ctx {
+        budget: Some(&short),
+        ..w.ctx(now())
+    };
+    assert_pbx_fallback(&decide(&ctx, &pbx_call()), OVER_BUDGET);
+    assert_eq!(short.seen.get(), 3, "stops at the first spent check");
 }
 
 #[test]
