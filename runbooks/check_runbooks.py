@@ -13,13 +13,19 @@ Rules, each reported with the file it concerns:
      from README.md (the index); every relative link in README.md resolves;
   4. every alert has, in tests/*.test.yml, a promtool case where it fires (non-empty
      exp_alerts) and one where it stays silent (empty exp_alerts);
-  5. alert names are unique.
+  5. alert names are unique;
+  6. dashboards: every alert page links at least one dashboard panel, as a Markdown link whose
+     text is the panel's exact title and whose target is the dashboard JSON under dashboards/
+     (`[Snapshot age per replica](../dashboards/calls.json)`); every such link, in pages/ and
+     procedures/, must name a panel that exists in that file; every dashboards/*.json parses
+     and its panel titles are unique (a title is the link's anchor).
 Exit status 1 on any violation. Needs a YAML parser: ruamel.yaml (installed with
 check-jsonschema) or PyYAML.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -38,6 +44,52 @@ def load_yaml(path: Path):
         import yaml  # type: ignore[import-not-found]
 
         return yaml.safe_load(path.read_text())
+
+
+# [panel title](relative/path/to/dashboard.json), optionally with a #fragment after the file.
+DASHBOARD_LINK = re.compile(r"\[([^\]]+)\]\(([^)#\s]+\.json)(?:#[^)]*)?\)")
+
+
+def panel_titles(panels) -> list[str]:
+    """Titles of every panel, including those nested in (collapsed) rows; rows themselves excluded."""
+    out: list[str] = []
+    for p in panels or []:
+        if p.get("type") == "row":
+            out.extend(panel_titles(p.get("panels")))
+        elif p.get("title"):
+            out.append(p["title"])
+    return out
+
+
+def check_dashboards(root: Path, errors: list[str]) -> None:
+    boards: dict[Path, set[str]] = {}
+    for db in sorted((root / "dashboards").glob("*.json")):
+        try:
+            titles = panel_titles(json.loads(db.read_text()).get("panels"))
+        except ValueError as e:
+            errors.append(f"{db.relative_to(root)}: not valid JSON: {e}")
+            continue
+        for t in sorted({t for t in titles if titles.count(t) > 1}):
+            errors.append(f"{db.relative_to(root)}: duplicate panel title {t!r} (pages link panels by title)")
+        boards[db.resolve()] = set(titles)
+    alert_pages = {p.resolve() for p in root.glob("pages/*.md")}
+    for page in sorted([*root.glob("pages/*.md"), *root.glob("procedures/*.md")]):
+        links = 0
+        for text, target in DASHBOARD_LINK.findall(page.read_text()):
+            path = (page.parent / target).resolve()
+            if path.parent != (root / "dashboards").resolve():
+                continue
+            links += 1
+            rel = path.relative_to(root) if root in path.parents else target
+            if path not in boards:
+                errors.append(f"{page.relative_to(root)}: links to a missing dashboard: {target}")
+            elif text not in boards[path]:
+                errors.append(f"{page.relative_to(root)}: links to a missing panel \"{text}\" in {rel}")
+        if page.resolve() in alert_pages and not links:
+            errors.append(
+                f"{page.relative_to(root)}: links no dashboard panel "
+                "(add [<panel title>](../dashboards/<dashboard>.json) under Queries)"
+            )
 
 
 def main() -> int:
@@ -117,10 +169,16 @@ def main() -> int:
     for name in sorted((fires | silent) - set(alerts)):
         errors.append(f"tests: promtool case for unknown alert {name}")
 
+    check_dashboards(root, errors)
+
     for e in errors:
         print(f"runbooks: {e}", file=sys.stderr)
     pages = len(list(root.glob("pages/*.md"))) + len(list(root.glob("procedures/*.md")))
-    print(f"runbooks: {len(alerts)} alerts, {pages} pages, {len(test_files)} test files, {len(errors)} problems")
+    dashboards = len(list(root.glob("dashboards/*.json")))
+    print(
+        f"runbooks: {len(alerts)} alerts, {pages} pages, {len(test_files)} test files, "
+        f"{dashboards} dashboards, {len(errors)} problems"
+    )
     return 1 if errors else 0
 
 
