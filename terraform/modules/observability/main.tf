@@ -222,6 +222,58 @@ resource "aws_prometheus_rule_group_namespace" "slo" {
   })
 }
 
+# ----------------------------------------------------------------------------- runbooks: recording rules and dashboards (large)
+# Both are read from runbooks/ at plan time, so the repository keeps one copy of each: the
+# recording rules of runbooks/rules/*.rules.yml (the SLO burn panels of the dashboards read
+# meridian:* series, which exist only where these rules are evaluated) and the Grafana dashboards
+# of runbooks/dashboards/*.json (runbooks/README.md, "Dashboards"). Only groups made entirely of
+# recording rules are loaded; the runbook alert groups are not (alerting here is the
+# meridian-slo namespace above). A copy of terraform/ without runbooks/ next to it renders
+# neither (fileset of a missing directory is empty); the module's tests assert what the real
+# tree renders.
+
+locals {
+  runbooks_dir    = "${path.module}/../../../runbooks"
+  rule_files      = local.prometheus ? sort(fileset("${local.runbooks_dir}/rules", "*.rules.yml")) : []
+  dashboard_files = local.prometheus ? sort(fileset("${local.runbooks_dir}/dashboards", "*.json")) : []
+
+  recording_groups = flatten([
+    for f in local.rule_files : [
+      for g in yamldecode(file("${local.runbooks_dir}/rules/${f}")).groups : g
+      if length(g.rules) > 0 && alltrue([for r in g.rules : can(r.record)])
+    ]
+  ])
+
+  # One ConfigMap per dashboard for the Grafana dashboard sidecar (grafana Helm chart,
+  # sidecar.dashboards.enabled, label grafana_dashboard=1, folderAnnotation grafana_folder). They
+  # are outputs, not resources: Terraform never talks to the cluster (private endpoint); the
+  # Buildkite cluster-addons step applies them like kubernetes_env_manifests.
+  dashboard_manifests = {
+    for f in local.dashboard_files : "grafana-dashboard-meridian-${trimsuffix(f, ".json")}" => yamlencode({
+      apiVersion = "v1"
+      kind       = "ConfigMap"
+      metadata = {
+        name      = "grafana-dashboard-meridian-${trimsuffix(f, ".json")}"
+        namespace = var.dashboards_namespace
+        labels = {
+          grafana_dashboard           = "1"
+          "app.kubernetes.io/part-of" = "meridian"
+        }
+        annotations = { grafana_folder = var.dashboards_folder }
+      }
+      data = { (f) = file("${local.runbooks_dir}/dashboards/${f}") }
+    })
+  }
+}
+
+resource "aws_prometheus_rule_group_namespace" "recording" {
+  count = local.prometheus && length(local.recording_groups) > 0 ? 1 : 0
+
+  name         = "meridian-recording"
+  workspace_id = aws_prometheus_workspace.this[0].id
+  data         = yamlencode({ groups = local.recording_groups })
+}
+
 data "aws_iam_policy_document" "sns" {
   statement {
     sid       = "AlarmsAndAlertmanagerPublish"

@@ -22,3 +22,13 @@ output "operator_role_arn" {
   description = "Pod Identity role of the operator (AMP query access; null in cloudwatch mode)."
   value       = try(aws_iam_role.operator[0].arn, null)
 }
+
+output "dashboard_manifests" {
+  description = "mode = prometheus: one ConfigMap (YAML) per dashboard of runbooks/dashboards, labelled grafana_dashboard=1 for the Grafana sidecar; applied in the cluster like kubernetes_env_manifests. Empty in cloudwatch mode."
+  value       = local.dashboard_manifests
+}
+
+output "recording_rule_groups" {
+  description = "Names of the runbooks/rules recording-rule groups loaded into the AMP workspace (namespace meridian-recording); empty in cloudwatch mode."
+  value       = [for g in local.recording_groups : g.name]
+}

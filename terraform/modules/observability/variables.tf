@@ -120,3 +120,20 @@ variable "operator_service_account" {
     name      = "meridian-operator"
   }
 }
+
+variable "dashboards_namespace" {
+  description = "Namespace of the Grafana dashboard ConfigMaps (output dashboard_manifests, mode = prometheus): the one the Grafana sidecar watches."
+  type        = string
+  default     = "monitoring"
+
+  validation {
+    condition     = can(regex("^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", var.dashboards_namespace))
+    error_message = "dashboards_namespace must be a Kubernetes namespace name (RFC 1123 label)."
+  }
+}
+
+variable "dashboards_folder" {
+  description = "Grafana folder of the dashboards (annotation grafana_folder, read by the sidecar's folderAnnotation)."
+  type        = string
+  default     = "Meridian"
+}
