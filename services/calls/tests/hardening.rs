@@ -544,6 +544,8 @@ async fn the_snapshot_file_is_private() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_production_binary_survives_each_hostile_request() {
     let db = TestDb::new().await;
+    // What the migration Job did before the replica starts (replicas only check the schema).
+    db.service_pool(&calls::SERVICE).await;
     use calls::{api::SCOPE_ADMIN, webhook};
     use kit::testing::bearer;
     use std::process::{Command, Stdio};

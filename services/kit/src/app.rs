@@ -185,11 +185,13 @@ where
 }
 
 /// Runs one service as its own process (the production shape): reads [`CommonConfig`] from the
-/// environment, connects, migrates, starts the service ([`Service::start`]) and serves on
+/// environment, connects, checks (or applies) its migrations, starts the service ([`Service::start`]) and serves on
 /// `PORT` until SIGTERM, then drains, stops its background work and closes the pool.
 ///
 /// With the single argument `migrate` it only applies migrations and exits: that is the command
-/// of the Release's migration Job.
+/// of the Release's migration Job. Serving, it does not migrate (unless `MIGRATE_ON_START=1`):
+/// it checks the schema holds every migration it ships, and accepts a newer one
+/// ([`crate::db::check_schema`]).
 ///
 /// The database is `DATABASE_URL`, else whatever `database` resolves (`kit_aws::database_from_env`
 /// reads `DATABASE_SECRET_ARN` from Secrets Manager), else the binary fails naming both
@@ -239,14 +241,24 @@ where
             acquire_timeout: cfg.db_acquire_timeout,
         },
     );
-    match crate::db::migrate(&pool, svc.schema, svc.migrator).await {
+    // Only the migration Job migrates (`<service> migrate`): a serving replica checks that the
+    // schema is at least what it needs and accepts a newer one, so the previous release keeps
+    // starting beside (and after a rollback from) a newer one. MIGRATE_ON_START=1 is for where
+    // no Job runs before traffic moves (today: the ECS countries).
+    let migrate_on_start = crate::config::var_or("MIGRATE_ON_START", 0_u8)? == 1;
+    let prepared = if migrate_only || migrate_on_start {
+        crate::db::migrate(&pool, svc.schema, svc.migrator).await
+    } else {
+        crate::db::check_schema(&pool, svc).await.map(|_| ())
+    };
+    match prepared {
         Ok(()) if migrate_only => {
             tracing::info!(service = svc.name, "migrations applied");
             return Ok(());
         }
         Ok(()) => {}
         Err(e) if svc.start_without_db && !migrate_only => {
-            tracing::warn!(service = svc.name, error = %e, "database unavailable at start; serving without it");
+            tracing::warn!(service = svc.name, error = %e, "database unavailable or behind at start; serving without it");
         }
         Err(e) => return Err(e.into()),
     }

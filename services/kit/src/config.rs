@@ -123,6 +123,7 @@ impl FromStr for LogFormat {
 /// | `AWS_REGION` | — | AWS region of that secret (set by terraform) |
 /// | `AWS_ENDPOINT_URL` | — | AWS API endpoint override (tests: a moto server); never set in AWS |
 /// | `DATABASE_SSL_ROOT_CERT` | — | PEM CA bundle for the secret's `sslmode` `verify-ca`/`verify-full` (the RDS bundle); unset: Mozilla's roots |
+/// | `MIGRATE_ON_START` | 0 | 1 = a per-service binary applies its migrations at start (where no migration Job runs: the ECS countries); 0 = it only checks the schema holds every migration it ships (a newer schema is fine) and refuses to start otherwise, naming `<service> migrate` |
 /// | `DB_MAX_CONNECTIONS` | 10 | pool size per service |
 /// | `DB_ACQUIRE_TIMEOUT_MS` | 2000 | how long a request waits for a pooled connection |
 /// | `SHUTDOWN_GRACE_SECS` | 20 | how long SIGTERM waits for in-flight requests |

@@ -39,6 +39,19 @@ pub enum DbError {
         schema: String,
         source: sqlx::migrate::MigrateError,
     },
+    #[error("cannot read the migrations of schema {schema}: {source}")]
+    Unreachable { schema: String, source: sqlx::Error },
+    #[error(
+        "schema {schema} is at migration {}, this binary needs {needed}: run `{service} migrate` \
+         first (the Release's migration Job), or set MIGRATE_ON_START=1 where no Job runs",
+        applied.map_or_else(|| "none".to_owned(), |v| v.to_string())
+    )]
+    SchemaBehind {
+        service: &'static str,
+        schema: &'static str,
+        applied: Option<i64>,
+        needed: i64,
+    },
 }
 
 /// Opens a pool whose sessions resolve unqualified names in `schema`.
@@ -88,10 +101,15 @@ pub fn pool_with(options: PgConnectOptions, schema: &str, settings: &PoolSetting
 
 /// Applies `migrator` (from `sqlx::migrate!`) inside `schema`, creating the schema if needed.
 /// Safe to run from several replicas at once: sqlx holds an advisory lock while migrating.
+///
+/// Migrations a newer release applied and this binary does not know are left alone, not an
+/// error: with expand/contract migrations the previous release runs against the newer schema
+/// (a rollback re-images it and its migration Job runs this), so refusing them would turn every
+/// rollback over a migration into a failed Job and a crash-looping old image.
 pub async fn migrate(pool: &PgPool, schema: &str, migrator: &Migrator) -> Result<(), DbError> {
     let mut scoped = Migrator {
         migrations: migrator.migrations.clone(),
-        ignore_missing: migrator.ignore_missing,
+        ignore_missing: true,
         locking: migrator.locking,
         no_tx: migrator.no_tx,
         ..Migrator::DEFAULT
@@ -102,6 +120,28 @@ pub async fn migrate(pool: &PgPool, schema: &str, migrator: &Migrator) -> Result
         schema: schema.to_owned(),
         source,
     })
+}
+
+/// At start-up without migrating: the database must already hold every migration this binary
+/// ships (newer ones are fine, see [`migrate`]). The error says what to run.
+pub async fn check_schema(pool: &PgPool, svc: &crate::Service) -> Result<i64, DbError> {
+    let needed = latest_version(svc.migrator);
+    let applied =
+        applied_version(pool, svc.schema)
+            .await
+            .map_err(|source| DbError::Unreachable {
+                schema: svc.schema.to_owned(),
+                source,
+            })?;
+    match applied {
+        Some(v) if v >= needed => Ok(v),
+        applied => Err(DbError::SchemaBehind {
+            service: svc.name,
+            schema: svc.schema,
+            applied,
+            needed,
+        }),
+    }
 }
 
 /// The newest migration version a service binary ships; readiness compares it to the database.

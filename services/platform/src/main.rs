@@ -33,6 +33,9 @@ Environment (all optional):
   PORT                    listen port (default 8080; --port wins)
   LOG_FORMAT              json | pretty (default json)
   RUST_LOG                log filter (default info)
+  MIGRATE_ON_START        per-service binaries: 1 = apply migrations at start; default 0 = only
+                          check the schema is at least what the binary needs (`<svc> migrate`
+                          is the migration Job); `meridian serve` always migrates
   DB_MAX_CONNECTIONS      pool size per service (default 10)
   DB_ACQUIRE_TIMEOUT_MS   wait for a pooled connection (default 2000)
   SHUTDOWN_GRACE_SECS     drain time after SIGTERM (default 20)

@@ -260,6 +260,8 @@ async fn production_refuses_to_start_without_an_issuer() {
 #[tokio::test]
 async fn production_verifies_tokens_against_the_issuers_jwks() {
     let db = TestDb::new().await;
+    // What the migration Job did before the replica starts (replicas only check the schema).
+    db.service_pool(&streams::SERVICE).await;
     let jwks = JwksServer::start(&issuer().jwks()).await;
     let port = kit::testing::free_port();
     let mut child = streams_binary()
@@ -297,4 +299,76 @@ async fn production_verifies_tokens_against_the_issuers_jwks() {
     assert_eq!(other.ok(), Some(StatusCode::FORBIDDEN));
     assert_eq!(forged.ok(), Some(StatusCode::UNAUTHORIZED));
     assert!(jwks.fetches() >= 1, "the binary fetched the issuer's keys");
+}
+
+/// Only the migration Job migrates: a serving replica refuses a schema older than it needs
+/// (naming the command to run), starts against one a release newer (expand/contract: the
+/// previous release runs beside, and after a rollback from, the next), and the previous
+/// release's migration Job, re-run by a rollback, succeeds against the newer schema.
+#[tokio::test]
+async fn replicas_check_the_schema_and_accept_a_newer_one() {
+    let db = TestDb::new().await;
+    let jwks = JwksServer::start(&issuer().jwks()).await;
+    let out = streams_binary()
+        .envs(jwks.env(issuer()))
+        .env("DATABASE_URL", db.url())
+        .env("PORT", "0")
+        .output()
+        .expect("run streams");
+    assert!(!out.status.success(), "started on an unmigrated schema");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("streams migrate"), "{err}");
+
+    let migrate = streams_binary()
+        .arg("migrate")
+        .env("DATABASE_URL", db.url())
+        .output()
+        .expect("run streams migrate");
+    assert!(
+        migrate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrate.stderr)
+    );
+
+    // The next release's expand migration, which this binary has never heard of.
+    let pool = db.pool(streams::SERVICE.schema);
+    let newest = kit::db::latest_version(&streams::MIGRATOR);
+    sqlx::query(
+        "INSERT INTO streams._sqlx_migrations \
+           (version, description, success, checksum, execution_time) \
+         VALUES ($1, 'a newer release''s expand migration', true, '\\x00'::bytea, 1)",
+    )
+    .bind(newest + 1)
+    .execute(&pool)
+    .await
+    .expect("record a newer migration");
+
+    let again = streams_binary()
+        .arg("migrate")
+        .env("DATABASE_URL", db.url())
+        .output()
+        .expect("re-run streams migrate");
+    assert!(
+        again.status.success(),
+        "the previous release's migration Job fails on the newer schema: {}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    let port = kit::testing::free_port();
+    let mut child = streams_binary()
+        .envs(jwks.env(issuer()))
+        .env("DATABASE_URL", db.url())
+        .env("PORT", port.to_string())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn streams");
+    let base = format!("http://127.0.0.1:{port}");
+    let ready = kit::testing::wait_ready(&base, Duration::from_secs(15)).await;
+    let alive = child.try_wait().ok().flatten().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        alive && ready,
+        "the previous release did not start on the newer schema"
+    );
 }

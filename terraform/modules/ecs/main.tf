@@ -243,6 +243,10 @@ resource "aws_ecs_task_definition" "service" {
       DATABASE_SECRET_ARN = each.value.database_secret_arn
       AWS_REGION          = local.region
       SERVICE_NAME        = each.key
+      # No migration Job runs before an ECS deployment (the operator's Release does that on
+      # EKS): here each task applies its migrations at start (expand/contract, so a task of the
+      # previous release still starts against the newer schema).
+      MIGRATE_ON_START = "1"
     }) : { name = k, value = v }]
     secrets = [for k, ref in local.secret_refs[each.key] : { name = k, valueFrom = ref }]
     logConfiguration = {
