@@ -622,3 +622,26 @@ async fn decisions_are_counted_by_source_and_outcome() {
     // Registered at start, so alerts see the series before the first such answer.
     assert_eq!(value("snapshot", "voicemail"), "0");
 }
+
+/// The first snapshot's version is exported as soon as the service has started, before any
+/// routing change: it was once set before the metrics recorder existed, and lost.
+#[tokio::test]
+async fn the_first_snapshot_version_is_exported_at_start() {
+    let h = harness().await;
+    let metrics = h
+        .http
+        .get(format!("{}/metrics", h.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    let loaded = h.snapshots.current().map(|l| l.routing.version).expect("a snapshot");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == format!("calls_snapshot_version {loaded}")),
+        "no calls_snapshot_version {loaded} in\n{metrics}"
+    );
+}

@@ -56,7 +56,12 @@ pub struct Ctx {
 
 impl Ctx {
     /// A running service's context: the system clock, background work on.
+    ///
+    /// Installs the kit's metrics recorder first: a service that registers a counter or sets a
+    /// gauge while starting (calls' decision counters, its snapshot version) must not bind it
+    /// to the no-op recorder that is global until then, or the series never reaches /metrics.
     pub fn new(pool: PgPool, dev: bool) -> Self {
+        crate::metrics::install();
         Self {
             pool,
             dev,
