@@ -308,6 +308,20 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// Every phase, in the order of a cycle (the `phase` label values of `meridian_release_phase`).
+    pub const ALL: [Self; 10] = [
+        Self::Pending,
+        Self::Migrating,
+        Self::DeployingPreview,
+        Self::Analyzing,
+        Self::Promoting,
+        Self::Succeeded,
+        Self::RollingBack,
+        Self::RolledBack,
+        Self::Failed,
+        Self::Frozen,
+    ];
+
     /// Phases in which a cycle is still moving (and the progress deadline applies).
     pub fn in_progress(self) -> bool {
         matches!(

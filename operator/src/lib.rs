@@ -8,6 +8,7 @@
 //! without a cluster, and the I/O be tested against a mocked API server.
 
 pub mod crd;
+pub mod metrics;
 pub mod preflight;
 pub mod rbac;
 pub mod release;

@@ -2,8 +2,10 @@
 //! account or KUBECONFIG), or print the CRD or RBAC YAML.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use clap::{Parser, Subcommand};
+use operator::metrics::Controller;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -43,12 +45,6 @@ enum Command {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Controller {
-    Release,
-    Rollout,
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
@@ -74,7 +70,10 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 Vec::new()
             };
-            init_tracing();
+            // The services' log format (kit::telemetry): one JSON object per line unless
+            // LOG_FORMAT=pretty; RUST_LOG filters (deploy/deployment.yaml: info,kube=warn).
+            let log_format = kit::config::var_or("LOG_FORMAT", kit::config::LogFormat::Json)?;
+            kit::telemetry::init(log_format);
             // One TLS provider for kube's clients and the analysis probe.
             probe::install_tls_provider();
             let client = kube::Client::try_default().await?;
@@ -86,28 +85,29 @@ async fn main() -> anyhow::Result<()> {
             if controllers.contains(&Controller::Rollout) {
                 operator::preflight::rollouts(&client).await?;
             }
-            let metrics = Arc::new(operator::serve::Metrics::default());
+            let metrics = operator::metrics::install();
+            operator::metrics::register(&controllers);
+            tokio::spawn(operator::serve::upkeep(metrics.clone()));
+            let ready = operator::serve::Ready::default();
             let port: u16 = std::env::var("PORT")
                 .ok()
                 .and_then(|p| p.parse().ok())
                 .unwrap_or(8080);
             let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
-            let app = operator::serve::router(Arc::clone(&metrics));
+            let app = operator::serve::router(Arc::clone(&ready), metrics.clone());
             tokio::spawn(async move {
                 if let Err(e) = axum::serve(listener, app).await {
                     tracing::error!(error = %e, "health/metrics server stopped");
                 }
             });
             tracing::info!(?controllers, ?namespaces, port, "controllers starting");
-            let release = controllers.contains(&Controller::Release).then(|| {
-                operator::release::reconcile::run(client.clone(), &namespaces, Arc::clone(&metrics))
-            });
+            let release = controllers
+                .contains(&Controller::Release)
+                .then(|| operator::release::reconcile::run(client.clone(), &namespaces));
             let rollout = controllers
                 .contains(&Controller::Rollout)
-                .then(|| operator::rollout::clusters::run(client.clone(), Arc::clone(&metrics)));
-            metrics
-                .ready
-                .store(true, std::sync::atomic::Ordering::Relaxed);
+                .then(|| operator::rollout::clusters::run(client.clone()));
+            ready.store(true, Ordering::Relaxed);
             tokio::join!(
                 async {
                     if let Some(f) = release {
@@ -124,16 +124,4 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// `LOG_FORMAT=json|pretty` and `RUST_LOG`, like the services (docs/architecture.md).
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if std::env::var("LOG_FORMAT").as_deref() == Ok("pretty") {
-        builder.init();
-    } else {
-        builder.json().init();
-    }
 }

@@ -1,63 +1,33 @@
 //! The operator's own HTTP endpoints on `$PORT` (default 8080), as docker/operator.Dockerfile
 //! promises: `/healthz` (process alive), `/readyz` (controllers started) and `/metrics`
-//! (Prometheus text: reconcile outcomes per controller), so the operator is probed and scraped
-//! like every service.
+//! (Prometheus text of [`crate::metrics`]), so the operator is probed and scraped like every
+//! service.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::{Router, extract::State, http::StatusCode, routing::get};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Router, extract::State, routing::get};
+use metrics_exporter_prometheus::PrometheusHandle;
 
-/// Counters the controllers bump; read by `/metrics`.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    pub ready: AtomicBool,
-    pub release_ok: AtomicU64,
-    pub release_error: AtomicU64,
-    pub rollout_ok: AtomicU64,
-    pub rollout_error: AtomicU64,
+/// Set once the controllers have started; `/readyz` answers 503 until then.
+pub type Ready = Arc<AtomicBool>;
+
+#[derive(Clone)]
+struct Endpoints {
+    ready: Ready,
+    metrics: PrometheusHandle,
 }
 
-impl Metrics {
-    /// Counts one reconcile outcome of `controller` (`release` or `rollout`).
-    pub fn record(&self, controller: &str, ok: bool) {
-        let counter = match (controller, ok) {
-            ("release", true) => &self.release_ok,
-            ("release", false) => &self.release_error,
-            ("rollout", true) => &self.rollout_ok,
-            _ => &self.rollout_error,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn render(&self) -> String {
-        let mut out = String::from(
-            "# HELP meridian_operator_reconciles_total Reconciles by controller and result.\n\
-             # TYPE meridian_operator_reconciles_total counter\n",
-        );
-        for (controller, result, counter) in [
-            ("release", "ok", &self.release_ok),
-            ("release", "error", &self.release_error),
-            ("rollout", "ok", &self.rollout_ok),
-            ("rollout", "error", &self.rollout_error),
-        ] {
-            let n = counter.load(Ordering::Relaxed);
-            out = format!(
-                "{out}meridian_operator_reconciles_total{{controller=\"{controller}\",result=\"{result}\"}} {n}\n"
-            );
-        }
-        out
-    }
-}
-
-/// The router serving the three endpoints.
-pub fn router(metrics: Arc<Metrics>) -> Router {
+/// The router serving the three endpoints; `/metrics` renders `metrics`.
+pub fn router(ready: Ready, metrics: PrometheusHandle) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/readyz",
-            get(|State(m): State<Arc<Metrics>>| async move {
-                if m.ready.load(Ordering::Relaxed) {
+            get(|State(e): State<Endpoints>| async move {
+                if e.ready.load(Ordering::Relaxed) {
                     (StatusCode::OK, "ready")
                 } else {
                     (StatusCode::SERVICE_UNAVAILABLE, "starting")
@@ -66,48 +36,94 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
         )
         .route(
             "/metrics",
-            get(|State(m): State<Arc<Metrics>>| async move { m.render() }),
+            get(|State(e): State<Endpoints>| async move { render(&e.metrics) }),
         )
-        .with_state(metrics)
+        .with_state(Endpoints { ready, metrics })
+}
+
+/// `GET /metrics`: the Prometheus text format, with the content type kit's `/metrics` sends.
+fn render(handle: &PrometheusHandle) -> Response {
+    let mut res = handle.render().into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    res
+}
+
+/// Histogram samples wait in the recorder until a render or an upkeep drains them; this keeps
+/// them bounded when nothing scrapes for a while.
+pub async fn upkeep(handle: PrometheusHandle) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        handle.run_upkeep();
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::{Controller, ErrorKind};
     use axum::body::{Body, to_bytes};
     use axum::http::Request;
+    use std::time::Duration;
     use tower::ServiceExt;
 
-    async fn get_text(app: Router, path: &str) -> (StatusCode, String) {
+    async fn get_text(app: Router, path: &str) -> (StatusCode, String, String) {
         let res = app
             .oneshot(Request::get(path).body(Body::empty()).unwrap())
             .await
             .unwrap();
         let status = res.status();
+        let content_type = res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
         let body = to_bytes(res.into_body(), 1 << 20).await.unwrap();
-        (status, String::from_utf8(body.to_vec()).unwrap())
+        (
+            status,
+            String::from_utf8(body.to_vec()).unwrap(),
+            content_type,
+        )
     }
 
     #[tokio::test]
     async fn health_readiness_and_metrics() {
-        let metrics = Arc::new(Metrics::default());
-        let app = router(Arc::clone(&metrics));
+        let recorder = crate::metrics::recorder();
+        let ready = Ready::default();
+        let app = router(Arc::clone(&ready), recorder.handle());
         assert_eq!(get_text(app.clone(), "/healthz").await.0, StatusCode::OK);
         assert_eq!(
             get_text(app.clone(), "/readyz").await.0,
             StatusCode::SERVICE_UNAVAILABLE
         );
-        metrics.ready.store(true, Ordering::Relaxed);
-        metrics.record("release", true);
-        metrics.record("release", false);
-        metrics.record("release", true);
+        ready.store(true, Ordering::Relaxed);
+        metrics::with_local_recorder(&recorder, || {
+            let ms = Duration::from_millis(40);
+            crate::metrics::reconciled(Controller::Release, Ok(()), ms);
+            crate::metrics::reconciled(Controller::Release, Err(ErrorKind::KubeApi), ms);
+            crate::metrics::reconciled(Controller::Release, Ok(()), ms);
+        });
         assert_eq!(get_text(app.clone(), "/readyz").await.0, StatusCode::OK);
-        let (_, text) = get_text(app, "/metrics").await;
-        assert!(text.contains(
-            "meridian_operator_reconciles_total{controller=\"release\",result=\"ok\"} 2\n"
-        ));
-        assert!(text.contains(
-            "meridian_operator_reconciles_total{controller=\"release\",result=\"error\"} 1\n"
-        ));
+        let (status, text, content_type) = get_text(app, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+        for line in [
+            "meridian_operator_reconciles_total{controller=\"release\",result=\"ok\"} 2\n",
+            "meridian_operator_reconciles_total{controller=\"release\",result=\"error\"} 1\n",
+            "meridian_operator_reconcile_errors_total{controller=\"release\",kind=\"kube_api\"} 1\n",
+            "meridian_operator_reconcile_duration_seconds_bucket{controller=\"release\",le=\"0.025\"} 0\n",
+            "meridian_operator_reconcile_duration_seconds_bucket{controller=\"release\",le=\"0.05\"} 3\n",
+            "meridian_operator_reconcile_duration_seconds_count{controller=\"release\"} 3\n",
+            "# TYPE meridian_operator_reconcile_duration_seconds histogram\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        assert!(
+            !text.contains("rollout"),
+            "nothing recorded for rollouts:\n{text}"
+        );
     }
 }

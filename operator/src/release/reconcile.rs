@@ -19,7 +19,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -36,6 +36,7 @@ use kube::{Client, Resource, ResourceExt};
 use super::manifests;
 use super::state::{self, Action, DeploymentObs, EventType, Observed};
 use crate::crd::{Colour, JobState, Phase, Release, ReleaseSpec, ReleaseStatus, SecretKeyRef};
+use crate::metrics::{self, Controller as Ctl, ErrorKind, Verdict};
 
 /// Finalizer that restores the active selector before a Release goes away.
 pub const FINALIZER: &str = "meridian.dev/release-selector";
@@ -117,8 +118,38 @@ pub enum Error {
     Finalizer(#[from] Box<kube::runtime::finalizer::Error<Error>>),
 }
 
-/// Reconciles one Release (the function the Controller calls).
+impl Error {
+    /// The `kind` label this error is counted under.
+    pub fn kind(&self) -> ErrorKind {
+        use kube::runtime::finalizer::Error as F;
+        match self {
+            Self::Kube(_) => ErrorKind::KubeApi,
+            Self::NoNamespace => ErrorKind::InvalidObject,
+            Self::Finalizer(e) => match e.as_ref() {
+                F::ApplyFailed(e) | F::CleanupFailed(e) => e.kind(),
+                F::AddFinalizer(_) | F::RemoveFinalizer(_) | F::InvalidFinalizer => {
+                    ErrorKind::Finalizer
+                }
+                F::UnnamedObject => ErrorKind::InvalidObject,
+            },
+        }
+    }
+}
+
+/// Reconciles one Release (the function the Controller calls), counted and timed in
+/// [`crate::metrics`].
 pub async fn reconcile(
+    release: Arc<Release>,
+    ctx: Arc<Context>,
+) -> Result<ControllerAction, Error> {
+    let start = Instant::now();
+    let result = reconcile_release(release, ctx).await;
+    let outcome = result.as_ref().map(|_| ()).map_err(Error::kind);
+    metrics::reconciled(Ctl::Release, outcome, start.elapsed());
+    result
+}
+
+async fn reconcile_release(
     release: Arc<Release>,
     ctx: Arc<Context>,
 ) -> Result<ControllerAction, Error> {
@@ -140,11 +171,12 @@ pub fn error_policy(_release: Arc<Release>, error: &Error, _ctx: Arc<Context>) -
     ControllerAction::requeue(Duration::from_secs(30))
 }
 
-/// Runs the Release controller over `namespaces` until SIGTERM, counting outcomes in `metrics`.
+/// Runs the Release controller over `namespaces` until SIGTERM. [`reconcile`] counts every
+/// reconcile; a failing watch is counted here (kind `watch`).
 ///
 /// One controller per namespace, each watching only its own namespace's Releases, Deployments
 /// and Jobs: a cluster-wide watch would need a ClusterRole to list every namespace's workloads.
-pub async fn run(client: Client, namespaces: &[String], metrics: Arc<crate::serve::Metrics>) {
+pub async fn run(client: Client, namespaces: &[String]) {
     let ctx = Arc::new(Context::new(client.clone()));
     let controllers = namespaces.iter().map(|ns| {
         Controller::new(
@@ -165,8 +197,8 @@ pub async fn run(client: Client, namespaces: &[String], metrics: Arc<crate::serv
     });
     futures_util::stream::select_all(controllers)
         .for_each(|result| {
-            metrics.record("release", result.is_ok());
             if let Err(e) = result {
+                metrics::controller_error(Ctl::Release, &e);
                 tracing::warn!(error = %e, "release reconcile error");
             }
             async {}
@@ -174,8 +206,23 @@ pub async fn run(client: Client, namespaces: &[String], metrics: Arc<crate::serv
         .await;
 }
 
+/// Exports the phase `status` says the Release is in.
+fn export_phase(release: &Release, ns: &str, status: &ReleaseStatus) {
+    metrics::release_phase(
+        ns,
+        &release.name_any(),
+        &release.spec.service,
+        status.phase,
+        status.phase_since,
+    );
+}
+
 async fn apply(release: &Release, ctx: &Context, ns: &str) -> Result<ControllerAction, Error> {
     let name = release.name_any();
+    // What the cluster says now, even if this reconcile fails before writing anything.
+    if let Some(status) = &release.status {
+        export_phase(release, ns, status);
+    }
     let status = release.status.clone().unwrap_or_default();
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
@@ -222,6 +269,7 @@ async fn apply(release: &Release, ctx: &Context, ns: &str) -> Result<ControllerA
     }
     if Some(&new_status) != release.status.as_ref() {
         patch_status(ctx, ns, &name, &new_status).await?;
+        export_phase(release, ns, &new_status);
     }
     Ok(decision.requeue_after.map_or_else(
         || ControllerAction::requeue(Duration::from_mins(5)),
@@ -300,7 +348,21 @@ async fn execute(
                 Err(e) => return Err(e.into()),
             }
         }
-        Action::RunAnalysis => run_analysis(spec, ctx, ns, status).await?,
+        Action::RunAnalysis => {
+            let runs = status.analysis.len();
+            run_analysis(spec, ctx, ns, status).await?;
+            // A run recorded (passed, breached, or unable to probe) is a completed analysis.
+            if status.analysis.len() > runs
+                && let Some(run) = status.analysis.last()
+            {
+                let verdict = if run.passed {
+                    Verdict::Passed
+                } else {
+                    Verdict::Breached
+                };
+                metrics::release_analysis(ns, &spec.service, verdict);
+            }
+        }
         Action::EmitEvent {
             type_,
             reason,
@@ -476,6 +538,7 @@ async fn cleanup(release: &Release, ctx: &Context, ns: &str) -> Result<Controlle
         None => "release deleted before any promotion; selector left as is".to_owned(),
     };
     publish(ctx, release, EventType::Normal, "Deleted", &note).await?;
+    metrics::release_deleted(ns, &name, &release.spec.service);
     Ok(ControllerAction::await_change())
 }
 

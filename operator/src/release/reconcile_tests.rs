@@ -939,3 +939,243 @@ async fn refused_probe_requests_fail_the_analysis() {
     reconcile(Arc::new(release), ctx).await.expect("reconciler");
     timeout_after_1s(mocksrv).await;
 }
+
+// ---------------------------------------------------------------- metrics
+//
+// Each scenario below runs one reconcile with a local recorder (`#[tokio::test]` runs on one
+// thread, so the recorder sees everything the reconcile records) and reads the series back from
+// the rendered text, as `/metrics` would serve them.
+
+use crate::metrics::testing::sample;
+
+fn with_recorder() -> metrics_exporter_prometheus::PrometheusRecorder {
+    crate::metrics::recorder()
+}
+
+fn phase_series(phase: &str) -> String {
+    format!(
+        r#"meridian_release_phase{{namespace="default",release="streams",service="streams",phase="{phase}"}}"#
+    )
+}
+
+const RELEASE_OK: &str = r#"meridian_operator_reconciles_total{controller="release",result="ok"}"#;
+const RELEASE_ERROR: &str =
+    r#"meridian_operator_reconciles_total{controller="release",result="error"}"#;
+const SINCE: &str =
+    r#"meridian_release_phase_since_timestamp_seconds{namespace="default",release="streams"}"#;
+
+fn analysis_series(verdict: &str) -> String {
+    format!(
+        r#"meridian_release_analysis_total{{namespace="default",service="streams",verdict="{verdict}"}}"#
+    )
+}
+
+#[tokio::test]
+async fn a_promotion_exports_succeeded_as_the_only_current_phase() {
+    let recorder = with_recorder();
+    let _local = ::metrics::set_default_local_recorder(&recorder);
+    let (ctx, server) = context(true);
+    let mut release = Release::test()
+        .finalized()
+        .in_phase(Phase::Promoting)
+        .with_analysis(true);
+    // Promoting began an hour ago; promotion starts Succeeded now.
+    release.status.as_mut().unwrap().phase_since = Some("2026-11-23T11:00:00Z".parse().unwrap());
+    let mocksrv = server.run(vec![
+        Expect::new(
+            Method::GET,
+            "/apis/apps/v1/namespaces/default/deployments/streams-green",
+        )
+        .respond(ready_deployment("green", "registry/streams:v2", 3)),
+        selector_patch("streams", "green"),
+        event("Promoted", "Normal"),
+        status_apply(&release, |s| assert_eq!(s.phase, Phase::Succeeded)),
+    ]);
+    reconcile(Arc::new(release), ctx).await.expect("reconciler");
+    timeout_after_1s(mocksrv).await;
+    let text = recorder.handle().render();
+    for phase in Phase::ALL {
+        let want = if phase == Phase::Succeeded { 1.0 } else { 0.0 };
+        assert_eq!(
+            sample(&text, &phase_series(&phase.to_string())),
+            Some(want),
+            "{phase}\n{text}"
+        );
+    }
+    assert_eq!(
+        sample(&text, SINCE),
+        Some(1_795_435_200.0),
+        "phaseSince of Succeeded: now"
+    );
+    assert_eq!(sample(&text, RELEASE_OK), Some(1.0));
+    assert_eq!(sample(&text, RELEASE_ERROR), None);
+    assert_eq!(
+        sample(
+            &text,
+            r#"meridian_operator_reconcile_duration_seconds_count{controller="release"}"#
+        ),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn a_breached_and_a_passed_analysis_are_counted_by_verdict() {
+    let recorder = with_recorder();
+    let _local = ::metrics::set_default_local_recorder(&recorder);
+    for passes in [false, true] {
+        let (ctx, server) = context(passes);
+        let release = Release::test().finalized().in_phase(Phase::Analyzing);
+        let mocksrv = server.run(vec![status_apply(&release, move |s| {
+            assert_eq!(s.analysis[0].passed, passes);
+        })]);
+        reconcile(Arc::new(release), ctx).await.expect("reconciler");
+        timeout_after_1s(mocksrv).await;
+    }
+    let text = recorder.handle().render();
+    assert_eq!(
+        sample(&text, &analysis_series("breached")),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, &analysis_series("passed")),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(sample(&text, &phase_series("Analyzing")), Some(1.0));
+    assert_eq!(sample(&text, RELEASE_OK), Some(2.0));
+}
+
+/// An analysis that cannot run (the token Secret is missing) fails the preview like a breach
+/// and is counted as one; no probe ran, but the analysis completed.
+#[tokio::test]
+async fn an_analysis_that_cannot_run_is_counted_as_breached() {
+    let recorder = with_recorder();
+    let _local = ::metrics::set_default_local_recorder(&recorder);
+    let (ctx, server, _) = context_recording(true, 0.0);
+    let release = analysing_with_token_secret();
+    let mocksrv = server.run(vec![
+        Expect::new(Method::GET, SECRET_URI).fail(404, "NotFound"),
+        status_apply(&release, |s| assert!(!s.analysis[0].passed)),
+    ]);
+    reconcile(Arc::new(release), ctx).await.expect("reconciler");
+    timeout_after_1s(mocksrv).await;
+    let text = recorder.handle().render();
+    assert_eq!(
+        sample(&text, &analysis_series("breached")),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, &analysis_series("passed")),
+        Some(0.0),
+        "{text}"
+    );
+}
+
+/// A failed reconcile counts as an error of its kind, still exports the phase the cluster holds,
+/// and records no analysis verdict (nothing was judged).
+#[tokio::test]
+async fn a_failed_reconcile_counts_its_kind_and_keeps_the_observed_phase() {
+    let recorder = with_recorder();
+    let _local = ::metrics::set_default_local_recorder(&recorder);
+    let (ctx, server, _) = context_recording(true, 0.0);
+    let release = analysing_with_token_secret();
+    let mocksrv = server.run(vec![
+        Expect::new(Method::GET, SECRET_URI).fail(500, "InternalError"),
+    ]);
+    let err = reconcile(Arc::new(release), ctx).await.unwrap_err();
+    assert_eq!(err.kind(), crate::metrics::ErrorKind::KubeApi, "{err}");
+    timeout_after_1s(mocksrv).await;
+    let text = recorder.handle().render();
+    assert_eq!(sample(&text, RELEASE_ERROR), Some(1.0), "{text}");
+    assert_eq!(sample(&text, RELEASE_OK), None);
+    assert_eq!(
+        sample(
+            &text,
+            r#"meridian_operator_reconcile_errors_total{controller="release",kind="kube_api"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(sample(&text, &phase_series("Analyzing")), Some(1.0));
+    assert_eq!(sample(&text, SINCE), Some(1_795_435_200.0));
+    assert_eq!(sample(&text, &analysis_series("breached")), Some(0.0));
+}
+
+/// Adding the finalizer fails: kind `finalizer`, not a plain API error.
+#[tokio::test]
+async fn a_failed_finalizer_patch_is_a_finalizer_error() {
+    let recorder = with_recorder();
+    let _local = ::metrics::set_default_local_recorder(&recorder);
+    let (ctx, server) = context(true);
+    let mocksrv = server.run(vec![
+        Expect::new(
+            Method::PATCH,
+            "/apis/meridian.dev/v1alpha1/namespaces/default/releases/streams?",
+        )
+        .fail(500, "InternalError"),
+    ]);
+    let err = reconcile(Arc::new(Release::test()), ctx).await.unwrap_err();
+    assert_eq!(err.kind(), crate::metrics::ErrorKind::Finalizer, "{err}");
+    timeout_after_1s(mocksrv).await;
+    let text = recorder.handle().render();
+    assert_eq!(
+        sample(
+            &text,
+            r#"meridian_operator_reconcile_errors_total{controller="release",kind="finalizer"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        !text.contains("meridian_release_phase"),
+        "no status yet, no phase: {text}"
+    );
+}
+
+#[tokio::test]
+async fn deletion_zeroes_every_phase_of_the_release() {
+    let recorder = with_recorder();
+    let _local = ::metrics::set_default_local_recorder(&recorder);
+    // As an earlier reconcile of the analysing Release left it.
+    crate::metrics::release_phase(
+        "default",
+        "streams",
+        "streams",
+        Phase::Analyzing,
+        Some(now()),
+    );
+    let before = recorder.handle().render();
+    assert_eq!(sample(&before, &phase_series("Analyzing")), Some(1.0));
+
+    let (ctx, server) = context(true);
+    let deleted = Release::test()
+        .finalized()
+        .in_phase(Phase::Analyzing)
+        .needs_delete();
+    let removed = {
+        let mut r = deleted.clone();
+        r.meta_mut().finalizers = None;
+        serde_json::to_value(r).unwrap()
+    };
+    let mocksrv = server.run(vec![
+        selector_patch("streams", "blue"),
+        event("Deleted", "Normal"),
+        Expect::new(
+            Method::PATCH,
+            "/apis/meridian.dev/v1alpha1/namespaces/default/releases/streams?",
+        )
+        .respond(removed),
+    ]);
+    reconcile(Arc::new(deleted), ctx).await.expect("reconciler");
+    timeout_after_1s(mocksrv).await;
+    let text = recorder.handle().render();
+    for phase in Phase::ALL {
+        assert_eq!(
+            sample(&text, &phase_series(&phase.to_string())),
+            Some(0.0),
+            "{phase}\n{text}"
+        );
+    }
+    assert_eq!(sample(&text, RELEASE_OK), Some(1.0));
+}

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
@@ -22,7 +22,8 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
 use super::plan::{RolloutAction, TargetObs, plan};
-use crate::crd::{Release, Rollout};
+use crate::crd::{Release, Rollout, RolloutPhase};
+use crate::metrics::{self, Controller as Ctl, ErrorKind};
 use crate::release::reconcile::MANAGER;
 
 /// Key of the kubeconfig inside each target Secret.
@@ -36,6 +37,25 @@ pub enum Error {
     NoKubeconfig(String),
     #[error("kubeconfig in secret {secret}: {reason}")]
     BadKubeconfig { secret: String, reason: String },
+}
+
+impl Error {
+    /// The `kind` label this error is counted under.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Kube(_) => ErrorKind::KubeApi,
+            Self::NoKubeconfig(_) | Self::BadKubeconfig { .. } => ErrorKind::Kubeconfig,
+        }
+    }
+}
+
+/// Whether a Rollout in `phase` has halted: stopped for good by a failed Release, whether or not
+/// it put previous images back.
+pub fn halted(phase: RolloutPhase) -> bool {
+    matches!(
+        phase,
+        RolloutPhase::Halted | RolloutPhase::RollingBack | RolloutPhase::RolledBack
+    )
 }
 
 /// Builds a client config from kubeconfig YAML (its current context). Use token or
@@ -102,8 +122,25 @@ struct Ctx {
     recorder: Recorder,
 }
 
+/// Reconciles one Rollout, counted and timed in [`crate::metrics`].
 async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Ctx>) -> Result<ControllerAction, Error> {
+    let start = Instant::now();
+    let result = reconcile_rollout(rollout, ctx).await;
+    let outcome = result.as_ref().map(|_| ()).map_err(Error::kind);
+    metrics::reconciled(Ctl::Rollout, outcome, start.elapsed());
+    result
+}
+
+async fn reconcile_rollout(
+    rollout: Arc<Rollout>,
+    ctx: Arc<Ctx>,
+) -> Result<ControllerAction, Error> {
     let spec = &rollout.spec;
+    let name = rollout.name_any();
+    // What the Rollout's status says now, even if this reconcile fails before writing.
+    if let Some(status) = &rollout.status {
+        metrics::rollout_halted(&spec.namespace, &name, halted(status.phase));
+    }
     let mut clients = BTreeMap::new();
     let mut observed = BTreeMap::new();
     for target in spec.waves.iter().flat_map(|w| &w.targets) {
@@ -163,20 +200,21 @@ async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Ctx>) -> Result<ControllerAct
             "status": decision.status,
         });
         api.patch_status(
-            &rollout.name_any(),
+            &name,
             &PatchParams::apply(MANAGER).force(),
             &Patch::Apply(&patch),
         )
         .await?;
+        metrics::rollout_halted(&spec.namespace, &name, halted(decision.status.phase));
     }
     Ok(ControllerAction::requeue(
         decision.requeue_after.unwrap_or(Duration::from_mins(5)),
     ))
 }
 
-/// Runs the Rollout controller (management cluster) until SIGTERM, counting outcomes in
-/// `metrics`.
-pub async fn run(client: Client, metrics: Arc<crate::serve::Metrics>) {
+/// Runs the Rollout controller (management cluster) until SIGTERM. [`reconcile`] counts every
+/// reconcile; a failing watch is counted here (kind `watch`).
+pub async fn run(client: Client) {
     let ctx = Arc::new(Ctx {
         recorder: Recorder::new(
             client.clone(),
@@ -198,7 +236,17 @@ pub async fn run(client: Client, metrics: Arc<crate::serve::Metrics>) {
             ctx,
         )
         .for_each(|result| {
-            metrics.record("rollout", result.is_ok());
+            match result {
+                // A scheduled reconcile of a Rollout deleted since: stop reporting it halted.
+                Err(kube::runtime::controller::Error::ObjectNotFound(gone)) => {
+                    metrics::rollout_deleted(&gone.name);
+                }
+                Err(e) => {
+                    metrics::controller_error(Ctl::Rollout, &e);
+                    tracing::warn!(error = %e, "rollout reconcile error");
+                }
+                Ok(_) => {}
+            }
             async {}
         })
         .await;
@@ -306,5 +354,183 @@ users:
             .await
             .unwrap()
             .unwrap();
+    }
+
+    // ------------------------------------------------------------ the Rollout's own series
+
+    use crate::crd::{RolloutSpec, RolloutStatus, Target, Wave};
+    use crate::metrics::testing::sample;
+
+    const SECRET: &str = "/api/v1/namespaces/meridian-system/secrets/kubeconfig-se";
+    const STATUS: &str = "/apis/meridian.dev/v1alpha1/rollouts/calls-0123456789ab-se/status?&force=true&fieldManager=meridian-operator";
+    const HALTED: &str =
+        r#"meridian_rollout_halted{namespace="meridian",rollout="calls-0123456789ab-se"}"#;
+
+    fn rollout(status: Option<RolloutStatus>) -> Rollout {
+        let mut r = Rollout::new(
+            "calls-0123456789ab-se",
+            RolloutSpec {
+                image: "registry/calls:v2".into(),
+                namespace: "meridian".into(),
+                release: "calls".into(),
+                waves: vec![Wave {
+                    name: "se".into(),
+                    targets: vec![Target {
+                        name: "se".into(),
+                        kubeconfig_secret: "kubeconfig-se".into(),
+                    }],
+                    bake_seconds: 0,
+                }],
+                max_parallel: 1,
+                halt_policy: crate::crd::HaltPolicy::Halt,
+                secret_namespace: "meridian-system".into(),
+                paused: false,
+            },
+        );
+        r.metadata.generation = Some(1);
+        r.status = status;
+        r
+    }
+
+    /// Answers each `(method, uri, status, body)` in order; `None` echoes the request body.
+    fn api(
+        script: Vec<(http::Method, &'static str, u16, Option<serde_json::Value>)>,
+    ) -> (Arc<Ctx>, tokio::task::JoinHandle<()>) {
+        let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(svc, "default");
+        let server = tokio::spawn(async move {
+            for (method, uri, status, body) in script {
+                let (req, send) = handle.next_request().await.expect("request made");
+                assert_eq!(req.method(), method);
+                assert_eq!(req.uri().to_string(), uri);
+                let request_body = req.into_body().collect_bytes().await.unwrap();
+                let body = body.map_or(request_body.to_vec(), |b| serde_json::to_vec(&b).unwrap());
+                send.send_response(
+                    Response::builder()
+                        .status(status)
+                        .body(Body::from(body))
+                        .unwrap(),
+                );
+            }
+        });
+        let ctx = Arc::new(Ctx {
+            recorder: Recorder::new(
+                client.clone(),
+                Reporter {
+                    controller: MANAGER.into(),
+                    instance: None,
+                },
+            ),
+            client,
+        });
+        (ctx, server)
+    }
+
+    fn not_found() -> serde_json::Value {
+        json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "reason": "NotFound", "message": "not found", "code": 404,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_halted_rollout_reports_halted() {
+        let recorder = crate::metrics::recorder();
+        let _local = ::metrics::set_default_local_recorder(&recorder);
+        let halted = rollout(Some(RolloutStatus {
+            phase: RolloutPhase::Halted,
+            observed_generation: Some(1),
+            targets: vec![crate::crd::TargetStatus {
+                name: "se".into(),
+                wave: 0,
+                previous_image: Some("registry/calls:v1".into()),
+                started: true,
+                rolled_back: false,
+            }],
+            ..RolloutStatus::default()
+        }));
+        // The target is unreachable (no Secret); a halted Rollout writes nothing anyway.
+        let (ctx, server) = api(vec![(http::Method::GET, SECRET, 404, Some(not_found()))]);
+        reconcile(Arc::new(halted), ctx).await.expect("reconcile");
+        tokio::time::timeout(Duration::from_secs(1), server)
+            .await
+            .unwrap()
+            .unwrap();
+        let text = recorder.handle().render();
+        assert_eq!(sample(&text, HALTED), Some(1.0), "{text}");
+        assert_eq!(
+            sample(
+                &text,
+                r#"meridian_operator_reconciles_total{controller="rollout",result="ok"}"#
+            ),
+            Some(1.0)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_new_rollout_reports_not_halted_and_a_failed_status_write_is_a_kube_api_error() {
+        let recorder = crate::metrics::recorder();
+        let _local = ::metrics::set_default_local_recorder(&recorder);
+        let (ctx, server) = api(vec![
+            (http::Method::GET, SECRET, 404, Some(not_found())),
+            (
+                http::Method::PATCH,
+                STATUS,
+                200,
+                Some(serde_json::to_value(rollout(None)).unwrap()),
+            ),
+        ]);
+        reconcile(Arc::new(rollout(None)), ctx)
+            .await
+            .expect("reconcile");
+        tokio::time::timeout(Duration::from_secs(1), server)
+            .await
+            .unwrap()
+            .unwrap();
+        let text = recorder.handle().render();
+        assert_eq!(sample(&text, HALTED), Some(0.0), "{text}");
+
+        let (ctx, server) = api(vec![
+            (http::Method::GET, SECRET, 404, Some(not_found())),
+            (
+                http::Method::PATCH,
+                STATUS,
+                500,
+                Some(json!({
+                    "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                    "reason": "InternalError", "message": "etcd", "code": 500,
+                })),
+            ),
+        ]);
+        let err = reconcile(Arc::new(rollout(None)), ctx).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::KubeApi);
+        tokio::time::timeout(Duration::from_secs(1), server)
+            .await
+            .unwrap()
+            .unwrap();
+        let text = recorder.handle().render();
+        let r = |s: &str| sample(&text, s);
+        assert_eq!(
+            r(r#"meridian_operator_reconciles_total{controller="rollout",result="error"}"#),
+            Some(1.0),
+            "{text}"
+        );
+        assert_eq!(
+            r(r#"meridian_operator_reconcile_errors_total{controller="rollout",kind="kube_api"}"#),
+            Some(1.0)
+        );
+    }
+
+    #[test]
+    fn kubeconfig_errors_are_their_own_kind() {
+        assert_eq!(
+            Error::NoKubeconfig("k".into()).kind(),
+            ErrorKind::Kubeconfig
+        );
+        let bad = Error::BadKubeconfig {
+            secret: "k".into(),
+            reason: "r".into(),
+        };
+        assert_eq!(bad.kind(), ErrorKind::Kubeconfig);
     }
 }
