@@ -96,12 +96,31 @@ pub fn build_with_doc(
         ..Default::default()
     };
 
+    // The request timeout (and fault injection) sit inside the metrics layer, so a request cut
+    // off by the timeout is counted as the 503 its client got, and an injected delay shows in the
+    // latency histogram like a real slow route would: the error and latency SLOs see them.
+    let inner = |router: ApiRouter| {
+        let mut router = router.layer(middleware::from_fn_with_state(
+            http.request_timeout,
+            timeout,
+        ));
+        // Only when asked for: a layer that does nothing still costs a boxed call per request.
+        if let Some(fault) = http.fault_delay.clone() {
+            router = router.layer(middleware::from_fn_with_state(
+                Arc::new(fault),
+                inject_delay,
+            ));
+        }
+        router
+    };
     let mut app = ApiRouter::new();
     for svc in services {
         let name = svc.name;
-        app = app.merge(svc.router.layer(middleware::from_fn(move |req, next| {
-            crate::metrics::observe(name, req, next)
-        })));
+        app = app.merge(
+            inner(svc.router).layer(middleware::from_fn(move |req, next| {
+                crate::metrics::observe(name, req, next)
+            })),
+        );
     }
     let app = app.finish_api(&mut api);
     crate::auth::document_scheme(&mut api);
@@ -113,29 +132,18 @@ pub fn build_with_doc(
         .route("/readyz", get(crate::health::readyz).with_state(health))
         .route("/metrics", get(crate::metrics::render))
         .route("/openapi.json", get(serve_openapi))
-        .layer(Extension(api))
-        .layer(middleware::from_fn(|req, next| {
+        .layer(Extension(api));
+    let kit_routes =
+        Router::from(inner(ApiRouter::from(kit_routes))).layer(middleware::from_fn(|req, next| {
             crate::metrics::observe("kit", req, next)
         }));
 
-    let mut router = app
+    let router = app
         .merge(kit_routes)
         .fallback(crate::error::not_found_fallback)
         .method_not_allowed_fallback(crate::error::method_not_allowed_fallback)
         .layer(DefaultBodyLimit::max(http.body_limit))
-        .layer(Extension(Arc::clone(&http.auth)));
-    // Only when asked for: a layer that does nothing still costs a boxed call per request.
-    if let Some(fault) = http.fault_delay.clone() {
-        router = router.layer(middleware::from_fn_with_state(
-            Arc::new(fault),
-            inject_delay,
-        ));
-    }
-    let router = router
-        .layer(middleware::from_fn_with_state(
-            http.request_timeout,
-            timeout,
-        ))
+        .layer(Extension(Arc::clone(&http.auth)))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal(&"handler panicked").into_response()
         }))

@@ -534,3 +534,41 @@ async fn a_service_started_through_its_contract_serves_routes_and_readiness() {
         .expect("thing");
     assert_eq!(thing.status(), 200);
 }
+
+/// A request the timeout cuts off answers 503 problem+json, and the metrics count it as that
+/// 503 (the timeout sits inside the metrics layer): the error SLO sees timeouts.
+#[tokio::test]
+async fn a_timed_out_request_is_a_503_the_metrics_count() {
+    let app = kit::app::build(
+        "kit-test",
+        vec![Mounted {
+            name: "things",
+            router: things_router(Duration::from_millis(800)),
+        }],
+        Health::default(),
+        &HttpSettings {
+            request_timeout: Duration::from_millis(100),
+            ..HttpSettings::default()
+        },
+    );
+    let base = kit::testing::spawn_app(app).await;
+    let http = reqwest::Client::new();
+    let res = http.get(format!("{base}/slow")).send().await.expect("slow");
+    assert_eq!(res.status(), 503);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    let counted = series_count(&metrics, "http_requests_total{service=\"things\"");
+    assert!(
+        counted.iter().any(|l| l.contains("route=\"/slow\"")
+            && l.contains("status=\"503\"")
+            && l.ends_with(" 1")),
+        "the timeout is not counted: {counted:?}"
+    );
+}
