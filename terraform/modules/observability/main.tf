@@ -155,6 +155,10 @@ resource "aws_prometheus_scraper" "this" {
     scrape_configs = [{
       job_name              = "meridian-pods"
       kubernetes_sd_configs = [{ role = "pod" }]
+      # The series carry their own `service` (every kit metric) and `namespace` (the operator's
+      # Release and Rollout gauges) labels; without this the pod's target labels below would
+      # overwrite them (every operator series would claim the operator's own namespace).
+      honor_labels = true
       relabel_configs = [
         { source_labels = ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"], action = "keep", regex = "true" },
         { source_labels = ["__meta_kubernetes_namespace"], target_label = "namespace" },
