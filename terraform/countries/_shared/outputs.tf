@@ -73,6 +73,11 @@ output "kubernetes_env_manifests" {
   value       = module.stack.kubernetes_env_manifests
 }
 
+output "dashboard_manifests" {
+  description = "Prometheus-mode countries: Grafana dashboard ConfigMaps (runbooks/dashboards) for the Grafana sidecar; applied like kubernetes_env_manifests."
+  value       = module.stack.dashboard_manifests
+}
+
 output "external_secrets_role_arn" {
   description = "EKS: IAM role of the External Secrets Operator controller."
   value       = module.stack.external_secrets_role_arn

@@ -70,6 +70,11 @@ output "kubernetes_env_manifests" {
   value       = local.kubernetes_env_manifests
 }
 
+output "dashboard_manifests" {
+  description = "Prometheus-mode countries: one ConfigMap per Grafana dashboard of runbooks/dashboards (label grafana_dashboard=1, for the Grafana sidecar); applied in the cluster like kubernetes_env_manifests. Empty in CloudWatch mode."
+  value       = module.observability.dashboard_manifests
+}
+
 output "service_env" {
   description = "Service => plain environment it is started with on either platform (DATABASE_SECRET_ARN, AWS_REGION, AUTH_*); secrets are not in it."
   value       = local.service_env
