@@ -64,6 +64,17 @@ pub fn status_patch(status: &ReleaseStatus) -> Value {
     })
 }
 
+/// The annotations the clusters' Prometheus scraper keeps a pod by (terraform/modules/observability,
+/// `prometheus.io/scrape=true`): without them no service pod is scraped and every dashboard and
+/// alert is empty. Port and path follow the same convention for scrapers that read them.
+pub fn scrape_annotations(port: i32) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("prometheus.io/scrape".to_owned(), "true".to_owned()),
+        ("prometheus.io/port".to_owned(), port.to_string()),
+        ("prometheus.io/path".to_owned(), "/metrics".to_owned()),
+    ])
+}
+
 fn owner_meta(release: &Release, name: String, labels: BTreeMap<String, String>) -> ObjectMeta {
     ObjectMeta {
         name: Some(name),
@@ -216,6 +227,7 @@ pub fn deployment(release: &Release, colour: Colour, image: &str, replicas: i32)
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(pod_labels),
+                    annotations: Some(scrape_annotations(spec.container_port)),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {

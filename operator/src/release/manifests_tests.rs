@@ -88,6 +88,13 @@ fn a_colour_deployment_is_owned_labelled_probed_and_restricted() {
     });
     assert_eq!(d["metadata"]["labels"], labels);
     assert_eq!(d["spec"]["template"]["metadata"]["labels"], labels);
+    // Kept by the Prometheus scraper (terraform/modules/observability), on the container's port.
+    let annotations = &d["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(annotations["prometheus.io/scrape"], "true");
+    assert_eq!(
+        annotations["prometheus.io/port"],
+        d["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"].to_string()
+    );
     assert_eq!(d["spec"]["replicas"], 2);
     assert_eq!(
         d["spec"]["selector"],
