@@ -39,6 +39,7 @@ pub static SERVICE: kit::Service = kit::Service {
     migrator: &MIGRATOR,
     // Calls must keep answering when PostgreSQL is down, including right after a restart.
     start_without_db: true,
+    check_settings: |dev| Settings::from_env_with(dev).map(drop),
     start: |ctx| Box::pin(start(ctx)),
     sample_data: |pool| Box::pin(async move { load_sample_data(&pool).await }),
 };

@@ -637,7 +637,11 @@ async fn the_first_snapshot_version_is_exported_at_start() {
         .text()
         .await
         .expect("body");
-    let loaded = h.snapshots.current().map(|l| l.routing.version).expect("a snapshot");
+    let loaded = h
+        .snapshots
+        .current()
+        .map(|l| l.routing.version)
+        .expect("a snapshot");
     assert!(
         metrics
             .lines()

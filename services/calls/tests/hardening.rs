@@ -628,3 +628,46 @@ async fn the_production_binary_survives_each_hostile_request() {
     assert!(alive, "the process died");
     assert_eq!((healthz, good), (200, 200), "still serving afterwards");
 }
+
+/// Shutdown writes what is queued: once the last `CallLog` (the handlers' state) is gone, the
+/// writer — a flush task of the service's parts — writes the queued steps and ends, and
+/// `kit::service::stop` waits for it after a completed drain.
+#[tokio::test]
+async fn queued_steps_are_written_at_shutdown() {
+    let db = TestDb::new().await;
+    let pool = db.service_pool(&calls::SERVICE).await;
+    let (log, writer) = CallLog::spawn(pool.clone(), 100);
+    let decision = Decision {
+        actions: Vec::new(),
+        next: None,
+        source: Source::Live,
+        snapshot_version: 1,
+        notes: Vec::new(),
+    };
+    for call_id in ["s1", "s2", "s3"] {
+        let req = DecisionRequest {
+            request_id: format!("{call_id}-r"),
+            call_id: call_id.to_owned(),
+            call_type: CallType::Pbx,
+            direction: Direction::Inbound,
+            from: "+46700000001".into(),
+            to: PBX.into(),
+            event: Event::CallStarted,
+            node: None,
+            state: None,
+            result: None,
+            digits: None,
+        };
+        log.record(&req, &decision, chrono::Utc::now());
+    }
+    // The routes are gone (the HTTP server dropped the app after its drain).
+    drop(log);
+    let tasks = kit::service::Tasks {
+        background: Vec::new(),
+        flush: vec![writer],
+    };
+    let started = Instant::now();
+    kit::service::stop(vec![tasks], true).await;
+    assert!(started.elapsed() < kit::service::FLUSH_BUDGET);
+    assert_eq!(logged_call_ids(&pool).await, ["s1", "s2", "s3"]);
+}

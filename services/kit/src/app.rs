@@ -186,7 +186,12 @@ where
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{}: {e}", svc.name);
-            let config = e.downcast_ref::<crate::config::ConfigError>().is_some();
+            // A setting the operator must fix: a bad variable, or a DATABASE_URL that is not one.
+            let config = e.downcast_ref::<crate::config::ConfigError>().is_some()
+                || matches!(
+                    e.downcast_ref::<crate::db::DbError>(),
+                    Some(crate::db::DbError::Url(_))
+                );
             std::process::ExitCode::from(if config { 2 } else { 1 })
         }
     }
@@ -217,6 +222,8 @@ where
     crate::telemetry::init(cfg.log_format);
     // The explicit development mode; each fallback it allows says so loudly where it is taken.
     let dev = crate::auth::dev_mode();
+    // Before any connection: a bad setting names itself whatever the database's state.
+    (svc.check_settings)(dev)?;
     let migrate_only = std::env::args().nth(1).as_deref() == Some("migrate");
     // Before any connection: a production start without an issuer fails naming the setting.
     // The migration Job serves nothing and needs none.
@@ -253,7 +260,7 @@ where
     // schema is at least what it needs and accepts a newer one, so the previous release keeps
     // starting beside (and after a rollback from) a newer one. MIGRATE_ON_START=1 is for where
     // no Job runs before traffic moves (today: the ECS countries).
-    let migrate_on_start = crate::config::var_or("MIGRATE_ON_START", 0_u8)? == 1;
+    let migrate_on_start = crate::config::flag("MIGRATE_ON_START")?;
     let prepared = if migrate_only || migrate_on_start {
         crate::db::migrate(&pool, svc.schema, svc.migrator).await
     } else {
@@ -265,13 +272,18 @@ where
             return Ok(());
         }
         Ok(()) => {}
-        Err(e) if svc.start_without_db && !migrate_only => {
-            tracing::warn!(service = svc.name, error = %e, "database unavailable or behind at start; serving without it");
+        // Only an unreachable database: a reachable one that is behind would take writes the
+        // schema cannot hold.
+        Err(e @ (crate::db::DbError::Unreachable { .. } | crate::db::DbError::Migrate { .. }))
+            if svc.start_without_db && !migrate_only =>
+        {
+            tracing::warn!(service = svc.name, error = %e, "database unavailable at start; serving without it");
         }
         Err(e) => return Err(e.into()),
     }
     crate::db::spawn_pool_metrics(svc.name, pool.clone());
-    let parts = crate::service::start(svc, crate::service::Ctx::new(pool.clone(), dev)).await?;
+    let mut parts = crate::service::start(svc, crate::service::Ctx::new(pool.clone(), dev)).await?;
+    let tasks = parts.take_tasks();
     let health = Health::new(parts.readiness);
     let app = build(
         svc.name,
@@ -284,7 +296,7 @@ where
     );
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", cfg.port)).await?;
     tracing::info!(service = svc.name, addr = %listener.local_addr()?, "listening");
-    crate::shutdown::serve_with(
+    let drained = crate::shutdown::serve_with(
         listener,
         app,
         health,
@@ -293,7 +305,7 @@ where
         cfg.http_limits,
     )
     .await?;
-    crate::service::stop(parts.background, parts.flush, cfg.shutdown_grace).await;
+    crate::service::stop(vec![tasks], drained).await;
     pool.close().await;
     tracing::info!(service = svc.name, "stopped");
     Ok(())

@@ -23,6 +23,20 @@ where
     Ok(var_opt(name)?.unwrap_or(default))
 }
 
+/// A switch: `1` on, `0` or unset off; anything else is an error naming the variable (so
+/// `true` or `2` cannot silently mean off).
+pub fn flag(name: &str) -> Result<bool, ConfigError> {
+    match std::env::var(name).as_deref().map(str::trim) {
+        Err(_) | Ok("" | "0") => Ok(false),
+        Ok("1") => Ok(true),
+        Ok(other) => Err(ConfigError {
+            name: name.into(),
+            value: other.chars().take(40).collect(),
+            reason: "must be 0 or 1".into(),
+        }),
+    }
+}
+
 /// Reads `name` if it is set and non-empty.
 pub fn var_opt<T>(name: &str) -> Result<Option<T>, ConfigError>
 where

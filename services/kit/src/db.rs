@@ -42,8 +42,8 @@ pub enum DbError {
     #[error("cannot read the migrations of schema {schema}: {source}")]
     Unreachable { schema: String, source: sqlx::Error },
     #[error(
-        "schema {schema} is at migration {}, this binary needs {needed}: run `{service} migrate` \
-         first (the Release's migration Job), or set MIGRATE_ON_START=1 where no Job runs",
+        "schema {schema} (newest migration {}) lacks migrations this binary ships (up to \
+         {needed}): run `{service} migrate` first (the Release's migration Job), or set MIGRATE_ON_START=1 where no Job runs",
         applied.map_or_else(|| "none".to_owned(), |v| v.to_string())
     )]
     SchemaBehind {
@@ -126,21 +126,36 @@ pub async fn migrate(pool: &PgPool, schema: &str, migrator: &Migrator) -> Result
 /// ships (newer ones are fine, see [`migrate`]). The error says what to run.
 pub async fn check_schema(pool: &PgPool, svc: &crate::Service) -> Result<i64, DbError> {
     let needed = latest_version(svc.migrator);
-    let applied =
-        applied_version(pool, svc.schema)
-            .await
-            .map_err(|source| DbError::Unreachable {
-                schema: svc.schema.to_owned(),
-                source,
-            })?;
-    match applied {
-        Some(v) if v >= needed => Ok(v),
-        applied => Err(DbError::SchemaBehind {
-            service: svc.name,
-            schema: svc.schema,
-            applied,
-            needed,
-        }),
+    let unreachable = |source| DbError::Unreachable {
+        schema: svc.schema.to_owned(),
+        source,
+    };
+    let applied = applied_version(pool, svc.schema)
+        .await
+        .map_err(unreachable)?;
+    let behind = |applied| DbError::SchemaBehind {
+        service: svc.name,
+        schema: svc.schema,
+        applied,
+        needed,
+    };
+    let Some(newest) = applied else {
+        return Err(behind(None));
+    };
+    // Every migration the binary ships, not only the newest: timestamped migrations from two
+    // branches can land out of order.
+    let versions: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT version FROM {}._sqlx_migrations WHERE success",
+        svc.schema
+    )))
+    .fetch_all(pool)
+    .await
+    .map_err(unreachable)?;
+    let applied: std::collections::HashSet<i64> = versions.into_iter().collect();
+    if svc.migrator.iter().all(|m| applied.contains(&m.version)) {
+        Ok(newest)
+    } else {
+        Err(behind(Some(newest)))
     }
 }
 

@@ -32,6 +32,11 @@ pub struct Service {
     /// Start (and serve) even when the database is unreachable at start-up: for services that
     /// answer from a local snapshot (calls). Migrations are then left to the migration Job.
     pub start_without_db: bool,
+    /// Reads and validates the service's own settings from the environment (in development
+    /// mode when the argument is `true`) without starting anything: runners call it before
+    /// they connect, so a bad setting stops the process naming the variable (exit 2) whatever
+    /// the database's state, and the migration Job validates the settings too.
+    pub check_settings: fn(bool) -> Result<(), crate::config::ConfigError>,
     /// Builds the running service from the shared parts. Reads the service's own settings
     /// (from the environment, honouring [`Ctx::dev`]) and fails naming a bad one.
     pub start: fn(Ctx) -> StartFuture,
@@ -101,7 +106,22 @@ pub struct ServiceParts {
     pub flush: Vec<JoinHandle<()>>,
 }
 
+/// The tasks of a started service, taken out of its [`ServiceParts`] for [`stop`].
+#[derive(Default)]
+pub struct Tasks {
+    pub background: Vec<JoinHandle<()>>,
+    pub flush: Vec<JoinHandle<()>>,
+}
+
 impl ServiceParts {
+    /// Takes the background and flush tasks out (the routes go to the app).
+    pub fn take_tasks(&mut self) -> Tasks {
+        Tasks {
+            background: std::mem::take(&mut self.background),
+            flush: std::mem::take(&mut self.flush),
+        }
+    }
+
     /// Routes and readiness, no background work.
     pub fn new(router: ApiRouter, readiness: Vec<Arc<dyn ReadinessCheck>>) -> Self {
         Self {
@@ -113,23 +133,41 @@ impl ServiceParts {
     }
 }
 
+/// How long shutdown waits for flush tasks after a completed drain. The drain itself takes up
+/// to `SHUTDOWN_GRACE_SECS` (20 s); both together stay inside the pod's 30 s termination grace,
+/// so the process exits on its own instead of being killed mid-write.
+pub const FLUSH_BUDGET: Duration = Duration::from_secs(5);
+
 /// Stops what [`ServiceParts`] started, after the HTTP server has drained and dropped the
-/// routes: aborts the background loops, then waits up to `grace` for the flush tasks.
-pub async fn stop(background: Vec<JoinHandle<()>>, flush: Vec<JoinHandle<()>>, grace: Duration) {
-    for task in background {
-        task.abort();
-    }
-    let flushed = tokio::time::timeout(grace, async {
-        for task in flush {
-            let _ = task.await;
+/// routes: aborts the background loops, then — only if the drain completed (otherwise the
+/// abandoned connections still hold what the flush tasks wait for) — waits up to
+/// [`FLUSH_BUDGET`] for the flush tasks, and aborts what is left, so that closing the pool
+/// afterwards does not wait on their connections. Every service's parts are stopped at once.
+pub async fn stop(parts: Vec<Tasks>, drained: bool) {
+    let mut flushing = Vec::new();
+    for tasks in parts {
+        for task in tasks.background {
+            task.abort();
         }
-    })
-    .await;
+        flushing.extend(tasks.flush);
+    }
+    if !drained {
+        if !flushing.is_empty() {
+            tracing::warn!("the drain did not complete: queued background work abandoned");
+        }
+        for task in &flushing {
+            task.abort();
+        }
+        return;
+    }
+    let aborts: Vec<_> = flushing.iter().map(JoinHandle::abort_handle).collect();
+    let flushed =
+        tokio::time::timeout(FLUSH_BUDGET, futures_util::future::join_all(flushing)).await;
     if flushed.is_err() {
-        tracing::warn!(
-            ?grace,
-            "background work was still flushing at shutdown; abandoned"
-        );
+        tracing::warn!(budget = ?FLUSH_BUDGET, "background work was still flushing at shutdown; abandoned");
+        for abort in aborts {
+            abort.abort();
+        }
     }
 }
 

@@ -25,6 +25,7 @@ static SERVICE: kit::Service = kit::Service {
     schema: "kit_test",
     migrator: &MIGRATOR,
     start_without_db: false,
+    check_settings: |_| Ok(()),
     start: |ctx| {
         Box::pin(async move {
             let ready = DbReady::for_service(&SERVICE, ctx.pool);
@@ -571,4 +572,51 @@ async fn a_timed_out_request_is_a_503_the_metrics_count() {
             && l.ends_with(" 1")),
         "the timeout is not counted: {counted:?}"
     );
+}
+
+/// `stop` aborts background loops, waits for flush tasks after a completed drain, and abandons
+/// them (aborted, not waited for) when the drain did not complete.
+#[tokio::test]
+async fn stop_waits_for_flush_tasks_only_after_a_completed_drain() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    };
+    let run = |flag: Arc<AtomicBool>| {
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            flag.store(true, Ordering::SeqCst);
+        })
+    };
+    let looped = Arc::new(AtomicBool::new(false));
+    let looping = Arc::clone(&looped);
+    let background = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_hours(1)).await;
+        looping.store(true, Ordering::SeqCst);
+    });
+    let flushed = Arc::new(AtomicBool::new(false));
+    let tasks = kit::service::Tasks {
+        background: vec![background],
+        flush: vec![run(Arc::clone(&flushed))],
+    };
+    kit::service::stop(vec![tasks], true).await;
+    assert!(
+        flushed.load(Ordering::SeqCst),
+        "the flush task was not waited for"
+    );
+    assert!(!looped.load(Ordering::SeqCst));
+
+    let abandoned = Arc::new(AtomicBool::new(false));
+    let tasks = kit::service::Tasks {
+        background: Vec::new(),
+        flush: vec![run(Arc::clone(&abandoned))],
+    };
+    let started = std::time::Instant::now();
+    kit::service::stop(vec![tasks], false).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(150),
+        "waited after a failed drain"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!abandoned.load(Ordering::SeqCst), "not aborted");
 }

@@ -280,6 +280,10 @@ async fn serve(
     bind: &str,
     sample: bool,
 ) -> anyhow::Result<()> {
+    // Every service's settings first: a bad one names itself before a database is started.
+    for svc in SERVICES {
+        (svc.check_settings)(true).with_context(|| format!("{} settings", svc.name))?;
+    }
     // DATABASE_URL (checked reachable), else DATABASE_SECRET_ARN, else a throwaway local server
     // kept until exit.
     let secret = match cfg.database_url {
@@ -353,9 +357,14 @@ async fn serve(
         cfg.http_limits,
     )
     .await?;
-    for parts in started {
-        kit::service::stop(parts.background, parts.flush, cfg.shutdown_grace).await;
-    }
+    kit::service::stop(
+        started
+            .iter_mut()
+            .map(kit::ServiceParts::take_tasks)
+            .collect(),
+        drained,
+    )
+    .await;
     pools.close().await;
     drop(server);
     tracing::info!(drained, "stopped");

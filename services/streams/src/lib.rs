@@ -35,6 +35,7 @@ pub static SERVICE: kit::Service = kit::Service {
     schema: "streams",
     migrator: &MIGRATOR,
     start_without_db: false,
+    check_settings: |_dev| Settings::from_env().map(drop),
     start: |ctx| Box::pin(async move { start(ctx) }),
     sample_data: |pool| Box::pin(async move { Ok(load_sample_data(&pool).await?) }),
 };

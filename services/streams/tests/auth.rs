@@ -372,3 +372,30 @@ async fn replicas_check_the_schema_and_accept_a_newer_one() {
         "the previous release did not start on the newer schema"
     );
 }
+
+/// A bad setting stops the binary with exit 2 naming the variable before any connection, even
+/// with an unreachable database, and the migration Job validates settings too.
+#[tokio::test]
+async fn a_bad_setting_exits_2_naming_it_before_the_database() {
+    for args in [&[][..], &["migrate"][..]] {
+        let out = streams_binary()
+            .args(args)
+            .env("MERIDIAN_DEV", "1")
+            .env("DATABASE_URL", "postgres://nobody@127.0.0.1:9/none")
+            .env("STREAMS_DEFAULT_LIMIT", "0")
+            .output()
+            .expect("run streams");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("STREAMS_DEFAULT_LIMIT"), "{args:?}: {err}");
+    }
+    let out = streams_binary()
+        .env("MERIDIAN_DEV", "1")
+        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:9/none")
+        .env("MIGRATE_ON_START", "true")
+        .output()
+        .expect("run streams");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("MIGRATE_ON_START"), "{err}");
+}
