@@ -255,14 +255,16 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Signed<T> {
         let refused = |why: Refused| {
             tracing::warn!(reason = %why, "webhook refused");
             metrics::counter!("calls_webhook_refusals_total", "reason" => why.label()).increment(1);
-            closing(Unsigned.into_response())
+            Unsigned.into_response()
         };
+        // Refused before the body is read: the connection closes after the answer.
+        let refused_early = |why: Refused| closing(refused(why));
         let keys = &st.settings.webhook_keys;
         let now = chrono::Utc::now().timestamp();
         // A HeaderValue clone is a reference count, not a copy.
         let header = req.headers().get(&SIGNATURE_HEADER).cloned();
-        let header = signature(header.as_ref()).map_err(refused)?;
-        let sig = keys.precheck(header, now).map_err(refused)?;
+        let header = signature(header.as_ref()).map_err(refused_early)?;
+        let sig = keys.precheck(header, now).map_err(refused_early)?;
         // A decision is a few hundred bytes: read at most MAX_BODY of it, and only for a
         // request that has already shown a plausible signature.
         let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY)

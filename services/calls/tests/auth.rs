@@ -377,5 +377,12 @@ async fn an_unsigned_webhook_is_refused_before_its_body_is_read() {
             answer.starts_with("HTTP/1.1 401"),
             "{signature:?}: {answer}"
         );
+        // The unread body stays unread: the client is told the connection will not be reused.
+        assert!(
+            answer
+                .to_ascii_lowercase()
+                .contains("\r\nconnection: close\r\n"),
+            "{signature:?}: {answer}"
+        );
     }
 }

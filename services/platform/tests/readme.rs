@@ -97,20 +97,48 @@ async fn the_readme_try_it_block_runs_as_written() {
     );
     // What each step promises, in the block's order.
     let promised = [
+        ("liveness", "{\"status\":\"alive\"}"),
+        ("readiness", "\"status\":\"ok\""),
         ("metrics", "http_requests_total{"),
         ("OpenAPI 3.1", "\"openapi\":\"3.1"),
         ("no token: 401", "\"status\":401"),
         ("alice on bob's streams: 403", "\"status\":403"),
-        ("a started stream", "\"session_id\""),
+        ("a started stream", "\"device_id\":\"tv\""),
+        ("201", " -> 201\n"),
+        ("the retry: the same session", "\"device_id\":\"tv\""),
+        ("200", " -> 200\n"),
         ("the fourth stream: 409", "\"status\":409"),
         ("stop: 204", "204\n"),
-        ("bad input names the field", "content_id"),
+        ("bad input: 400", "\"status\":400"),
+        ("naming the field", "\"field\":\"content_id\""),
         ("alice may not raise a limit", "\"status\":403"),
         ("ops may", "\"max_streams\":4"),
         ("a signed decision is answered", "\"actions\""),
         ("the admin API shows the flow", "\"entry\""),
         ("the audit log", "\"items\""),
     ];
+    // The retry with the same Idempotency-Key returned the first attempt's session.
+    let session_of = |status: &str| -> String {
+        let line = stdout
+            .lines()
+            .find(|l| l.ends_with(&format!(" -> {status}")))
+            .unwrap_or_else(|| panic!("no start answered {status} in:\n{stdout}"));
+        // Earlier commands print without a newline: the answer is the last object on the line.
+        let answer = line.rsplit_once(" -> ").map_or(line, |(b, _)| b);
+        let answer = answer
+            .rfind("{\"session_id\"")
+            .map_or(answer, |at| &answer[at..]);
+        let body: serde_json::Value = serde_json::from_str(answer)
+            .unwrap_or_else(|e| panic!("{status} body is not JSON ({e}): {line}"));
+        body["session_id"].as_str().unwrap_or_default().to_owned()
+    };
+    let first = session_of("201");
+    assert!(!first.is_empty());
+    assert_eq!(
+        session_of("200"),
+        first,
+        "the retry started another session"
+    );
     let mut rest: &str = &stdout;
     for (what, marker) in promised {
         let at = rest.find(marker).unwrap_or_else(|| {

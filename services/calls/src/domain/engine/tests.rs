@@ -1060,10 +1060,10 @@ fn the_budget_is_checked_between_nodes_and_cuts_a_chain_short() {
     };
     let whole = decide(&ctx, &pbx_call());
     assert_eq!(whole.source, Source::Live);
-    assert!(
-        plenty.seen.get() >= 6,
-        "checked at least once per node: {}",
-        plenty.seen.get()
+    assert_eq!(
+        plenty.seen.get(),
+        7,
+        "once on entry and once before each of the six nodes"
     );
     // Spent after the first two checks: the answer is the static fallback, not half a chain.
     let short = Checks {
