@@ -47,6 +47,28 @@ fn default_timeout_ms() -> u64 {
 fn default_token_key() -> String {
     "token".to_owned()
 }
+fn default_interval() -> String {
+    "60s".to_owned()
+}
+
+/// A duration as Argo Rollouts writes one: a whole number of seconds, minutes or hours
+/// (`30s`, `5m`, `1h`; a bare number is seconds).
+const DURATION_PATTERN: &str = r"^[0-9]+(s|m|h)?$";
+
+/// Seconds of a [`DURATION_PATTERN`] duration; `None` when it does not match (the API server
+/// refuses such a Release, so this only guards hand-built values).
+pub fn duration_secs(s: &str) -> Option<u64> {
+    let (digits, unit) = match s.strip_suffix(['s', 'm', 'h']) {
+        Some(d) => (d, &s[d.len()..]),
+        None => (s, "s"),
+    };
+    let n: u64 = digits.parse().ok()?;
+    n.checked_mul(match unit {
+        "m" => 60,
+        "h" => 3600,
+        _ => 1,
+    })
+}
 
 /// A Kubernetes resource quantity (`250m`, `1`, `128Mi`, `1.5Gi`). Only the positive, plain
 /// forms: anything else is refused when the Release is applied, not when its pods are.
@@ -244,6 +266,21 @@ pub struct AnalysisSpec {
     /// Optional Prometheus check over `http_request_duration_seconds` / `http_requests_total`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prometheus: Option<PrometheusCheck>,
+    /// Time between two measurements (`30s`, `5m`, `1h`), before promotion and while the
+    /// promoted colour is verified until the scale-down delay ends.
+    #[serde(default = "default_interval")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub interval: String,
+}
+
+impl AnalysisSpec {
+    /// [`Self::interval`] in seconds (at least 1).
+    pub fn interval_secs(&self) -> u64 {
+        duration_secs(&self.interval)
+            .or_else(|| duration_secs(&default_interval()))
+            .unwrap_or(60)
+            .max(1)
+    }
 }
 
 /// The latency/error probe against the preview Service (the same code as the `slo-gate` CLI).
@@ -414,6 +451,11 @@ pub struct ReleaseStatus {
     /// A colour to scale to zero once `after` has passed (the old colour after promotion).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_scale_down: Option<PendingScaleDown>,
+    /// The active colour was measured every analysis interval until the scale-down delay ended
+    /// and never failed (or there was no previous colour to fall back to). A Rollout counts the
+    /// target healthy only once this is true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub verified: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -455,6 +497,9 @@ pub struct AnalysisRun {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prometheus_value: Option<f64>,
     pub message: String,
+    /// A measurement of the active colour after promotion (false: of the preview before it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub verification: bool,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
@@ -463,6 +508,12 @@ pub struct PendingScaleDown {
     pub colour: Colour,
     #[schemars(with = "String")]
     pub after: Timestamp,
+    /// Spec hash the old colour runs (restored as `activeHash` if verification fails).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+    /// Image the old colour runs (restored as `activeImage` if verification fails).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 /// A metav1.Condition (own type so the CRD schema stays small and exact).

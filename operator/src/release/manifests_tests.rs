@@ -47,6 +47,7 @@ fn release() -> Release {
                     bearer_token_secret: None,
                 },
                 prometheus: None,
+                interval: "60s".into(),
             },
             auto_promote: true,
             promote: None,

@@ -348,9 +348,21 @@ async fn execute(
                 Err(e) => return Err(e.into()),
             }
         }
-        Action::RunAnalysis => {
+        Action::RunAnalysis | Action::RunVerification(_) => {
             let runs = status.analysis.len();
-            run_analysis(spec, ctx, ns, status).await?;
+            let target = match action {
+                Action::RunVerification(colour) => Target {
+                    service: &spec.active_service,
+                    colour: Some(*colour),
+                    verification: true,
+                },
+                _ => Target {
+                    service: &spec.preview_service,
+                    colour: status.preview_colour,
+                    verification: false,
+                },
+            };
+            run_analysis(spec, ctx, ns, status, &target).await?;
             // A run recorded (passed, breached, or unable to probe) is a completed analysis.
             if status.analysis.len() > runs
                 && let Some(run) = status.analysis.last()
@@ -374,7 +386,16 @@ async fn execute(
     Ok(())
 }
 
-/// Probes the preview and records the run. A probe that cannot run, or a token Secret that is
+/// What one measurement probes: the preview Service before promotion, the active Service while
+/// the promoted colour is verified.
+struct Target<'a> {
+    service: &'a str,
+    /// Substituted for `{{colour}}` in the Prometheus query.
+    colour: Option<Colour>,
+    verification: bool,
+}
+
+/// Probes `target` and records the run. A probe that cannot run, or a token Secret that is
 /// missing, unreadable or malformed, is recorded as a failed analysis (a preview that cannot be
 /// judged must not take traffic); only a transient API error is returned, to retry.
 async fn run_analysis(
@@ -382,24 +403,23 @@ async fn run_analysis(
     ctx: &Context,
     ns: &str,
     status: &mut ReleaseStatus,
+    target: &Target<'_>,
 ) -> Result<(), Error> {
+    let verification = target.verification;
     let now = (ctx.clock)();
     let p = &spec.analysis.probe;
     let bearer_token = match &p.bearer_token_secret {
         Some(secret) => match read_token(ctx, ns, secret).await? {
             Ok(token) => Some(token),
             Err(why) => {
-                state::record_analysis_error(status, why, now);
+                state::record_analysis_error(status, why, now, verification);
                 return Ok(());
             }
         },
         None => None,
     };
     let config = probe::ProbeConfig {
-        url: format!(
-            "http://{}.{ns}.svc:{}{}",
-            spec.preview_service, p.port, p.path
-        ),
+        url: format!("http://{}.{ns}.svc:{}{}", target.service, p.port, p.path),
         requests: p.requests,
         concurrency: p.concurrency,
         timeout: Duration::from_millis(p.timeout_ms),
@@ -412,13 +432,18 @@ async fn run_analysis(
     let verdict = match (ctx.prober)(config, thresholds).await {
         Ok(verdict) => verdict,
         Err(e) => {
-            state::record_analysis_error(status, format!("probe could not run: {e}"), now);
+            state::record_analysis_error(
+                status,
+                format!("probe could not run: {e}"),
+                now,
+                verification,
+            );
             return Ok(());
         }
     };
     let prometheus = match &spec.analysis.prometheus {
         Some(check) => {
-            let colour = status.preview_colour.map_or("", Colour::as_str);
+            let colour = target.colour.map_or("", Colour::as_str);
             let query = check.query.replace("{{colour}}", colour);
             Some(state::PromResult {
                 value: (ctx.prometheus)(check.address.clone(), query).await,
@@ -427,7 +452,7 @@ async fn run_analysis(
         }
         None => None,
     };
-    state::record_analysis(status, &verdict, prometheus.as_ref(), now);
+    state::record_analysis(status, &verdict, prometheus.as_ref(), now, verification);
     Ok(())
 }
 

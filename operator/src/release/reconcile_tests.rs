@@ -57,6 +57,7 @@ fn spec() -> ReleaseSpec {
                 bearer_token_secret: None,
             },
             prometheus: None,
+            interval: "60s".into(),
         },
         auto_promote: true,
         promote: None,
@@ -127,6 +128,7 @@ impl Release {
             error_rate: 0.0,
             prometheus_value: None,
             message: if passed { "ok" } else { "p99 800ms > 300ms" }.into(),
+            verification: false,
         });
         self
     }
@@ -641,7 +643,62 @@ async fn promotion_switches_the_active_selector_once_the_preview_is_fully_ready(
         }),
     ]);
     let action = reconcile(Arc::new(release), ctx).await.expect("reconciler");
-    assert_eq!(action, ControllerAction::requeue(Duration::from_mins(5)));
+    // The first verification measurement of green is one analysis interval away.
+    assert_eq!(action, ControllerAction::requeue(Duration::from_mins(1)));
+    timeout_after_1s(mocksrv).await;
+}
+
+/// Green (v2) was promoted and is being verified; blue (v1) still runs.
+fn verifying(passed: bool) -> Release {
+    let mut release = Release::test().finalized().in_phase(Phase::Succeeded);
+    let status = release.status.as_mut().unwrap();
+    status.active_colour = Some(Colour::Green);
+    status.active_hash.clone_from(&status.preview_hash);
+    status.active_image = Some("registry/streams:v2".into());
+    status.pending_scale_down = Some(crate::crd::PendingScaleDown {
+        colour: Colour::Blue,
+        after: "2026-11-23T12:05:00Z".parse().unwrap(),
+        hash: Some("0000000001".into()),
+        image: Some("registry/streams:v1".into()),
+    });
+    status.analysis.push(AnalysisRun {
+        hash: status.preview_hash.clone().unwrap(),
+        at: now(),
+        passed,
+        requests: 50,
+        p50_ms: 4.0,
+        p99_ms: if passed { 20.0 } else { 800.0 },
+        error_rate: 0.0,
+        prometheus_value: None,
+        message: if passed { "ok" } else { "p99 800ms > 300ms" }.into(),
+        verification: true,
+    });
+    release
+}
+
+#[tokio::test]
+async fn a_failed_verification_points_the_active_service_back_at_the_old_colour() {
+    let (ctx, server) = context(true);
+    let release = verifying(false);
+    let mocksrv = server.run(vec![
+        selector_patch("streams", "blue"),
+        Expect::new(
+            Method::PATCH,
+            "/apis/apps/v1/namespaces/default/deployments/streams-green?",
+        )
+        .check(|body| assert_eq!(body, &json!({ "spec": { "replicas": 0 } })))
+        .respond(json!({ "apiVersion": "apps/v1", "kind": "Deployment", "metadata": { "name": "streams-green" } })),
+        event("VerificationFailed", "Warning"),
+        status_apply(&release, |s| {
+            assert_eq!(s.phase, Phase::RollingBack);
+            assert_eq!(s.active_colour, Some(Colour::Blue));
+            assert_eq!(s.active_image.as_deref(), Some("registry/streams:v1"));
+            assert_eq!(s.active_hash.as_deref(), Some("0000000001"));
+            assert!(s.pending_scale_down.is_none());
+            assert!(!s.verified);
+        }),
+    ]);
+    reconcile(Arc::new(release), ctx).await.expect("reconciler");
     timeout_after_1s(mocksrv).await;
 }
 

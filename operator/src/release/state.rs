@@ -84,6 +84,9 @@ pub enum Action {
     ScaleDown(Colour),
     /// Probe the preview and record the result with [`record_analysis`].
     RunAnalysis,
+    /// Probe the active Service (serving this colour since promotion) and record the result
+    /// with [`record_analysis`] as a verification measurement.
+    RunVerification(Colour),
     EmitEvent {
         type_: EventType,
         reason: String,
@@ -132,13 +135,15 @@ pub struct PromResult {
     pub max_value: f64,
 }
 
-/// Appends the outcome of a [`Action::RunAnalysis`] to the status: passed only when the probe
-/// passed and the Prometheus check (if configured) returned a value at most its maximum.
+/// Appends the outcome of a [`Action::RunAnalysis`] (or, with `verification`, of a
+/// [`Action::RunVerification`]) to the status: passed only when the probe passed and the
+/// Prometheus check (if configured) returned a value at most its maximum.
 pub fn record_analysis(
     status: &mut ReleaseStatus,
     verdict: &probe::Verdict,
     prometheus: Option<&PromResult>,
     now: Timestamp,
+    verification: bool,
 ) {
     let Some(hash) = status.preview_hash.clone() else {
         return;
@@ -172,12 +177,18 @@ pub fn record_analysis(
         error_rate: m.error_rate,
         prometheus_value,
         message,
+        verification,
     });
 }
 
 /// Records an analysis that could not run at all (e.g. the preview Service has no address);
 /// it counts as a failed analysis, because an unprobeable preview must not take traffic.
-pub fn record_analysis_error(status: &mut ReleaseStatus, message: String, now: Timestamp) {
+pub fn record_analysis_error(
+    status: &mut ReleaseStatus,
+    message: String,
+    now: Timestamp,
+    verification: bool,
+) {
     let Some(hash) = status.preview_hash.clone() else {
         return;
     };
@@ -191,6 +202,7 @@ pub fn record_analysis_error(status: &mut ReleaseStatus, message: String, now: T
         error_rate: 1.0,
         prometheus_value: None,
         message,
+        verification,
     });
 }
 
@@ -669,10 +681,31 @@ impl Step<'_> {
         if let Some(old) = old {
             let delay = SignedDuration::from_secs(i64::from(self.spec().scale_down_delay_seconds));
             let after = self.now().checked_add(delay).unwrap_or(self.now());
-            self.status.pending_scale_down = Some(PendingScaleDown { colour: old, after });
-            self.requeue_after = Some(Duration::from_secs(u64::from(
-                self.spec().scale_down_delay_seconds,
-            )));
+            self.status.pending_scale_down = Some(PendingScaleDown {
+                colour: old,
+                after,
+                hash: self.status.active_hash.clone(),
+                image: self.status.active_image.clone(),
+            });
+            self.status.verified = false;
+            let interval = self.spec().analysis.interval_secs();
+            self.set_condition(
+                "Verified",
+                "False",
+                "Verifying",
+                &format!("{preview} is measured every {interval}s until {after}; {old} kept"),
+            );
+            self.requeue_after = Some(Duration::from_secs(
+                interval.min(u64::from(self.spec().scale_down_delay_seconds)),
+            ));
+        } else {
+            self.status.verified = true;
+            self.set_condition(
+                "Verified",
+                "True",
+                "NoPreviousColour",
+                "first release: no colour to fall back to",
+            );
         }
         self.status.active_colour = Some(preview);
         self.status.active_hash = Some(self.hash.clone());
@@ -688,22 +721,110 @@ impl Step<'_> {
         );
     }
 
+    fn interval(&self) -> SignedDuration {
+        let secs = self.spec().analysis.interval_secs();
+        SignedDuration::from_secs(i64::try_from(secs).unwrap_or(i64::MAX))
+    }
+
+    /// How soon to look again after a measurement was asked for: the verdict is judged at the
+    /// next reconcile, so a failed measurement moves the selector back at most this long after
+    /// it was taken (never more than one interval).
+    fn judge_soon(&mut self) {
+        let interval = Duration::from_secs(self.spec().analysis.interval_secs());
+        self.requeue_after = Some(POLL.min(interval));
+    }
+
+    /// Verifying after the switch: the active colour is measured every analysis interval until
+    /// the scale-down delay ends. A failed measurement puts the old colour (still running) back
+    /// behind the active Service; only a delay that ends with every measurement passed scales
+    /// the old colour down and marks the release verified.
     fn succeeded(&mut self) {
         let Some(pending) = self.status.pending_scale_down.clone() else {
+            if !self.status.verified {
+                // Nothing left to fall back to (a first release, or a status written before
+                // verification existed, whose delay already ended).
+                self.status.verified = true;
+                self.set_condition(
+                    "Verified",
+                    "True",
+                    "NoPreviousColour",
+                    "no colour to fall back to",
+                );
+            }
             return;
         };
-        if self.now() >= pending.after {
+        let Some(active) = self.status.active_colour else {
+            return;
+        };
+        let last = self
+            .status
+            .analysis
+            .iter()
+            .rev()
+            .find(|r| r.verification && r.hash == self.hash)
+            .cloned();
+        if let Some(run) = &last
+            && !run.passed
+        {
+            let msg = format!("verification of {active} failed: {}", run.message);
+            self.revert_promotion(&pending, "VerificationFailed", &msg);
+            return;
+        }
+        if self.spec().abort {
+            self.revert_promotion(&pending, "Aborted", "aborted by spec.abort while verifying");
+            return;
+        }
+        let now = self.now();
+        if now >= pending.after && last.is_some() {
             self.actions.push(Action::ScaleDown(pending.colour));
             self.status.pending_scale_down = None;
+            self.status.verified = true;
+            let msg = format!(
+                "{active} passed every measurement for {}s; {} scaled to 0",
+                self.spec().scale_down_delay_seconds,
+                pending.colour
+            );
+            self.set_condition("Verified", "True", "Verified", &msg);
+            self.event(EventType::Normal, "Verified", msg);
             self.event(
                 EventType::Normal,
                 "ScaledDown",
                 format!("scale-down delay over: {} scaled to 0", pending.colour),
             );
-        } else {
-            let left = pending.after.duration_since(self.now());
-            self.requeue_after = Some(left.unsigned_abs());
+            return;
         }
+        let since = last
+            .as_ref()
+            .map_or(self.status.phase_since, |r| Some(r.at))
+            .unwrap_or(now);
+        let due = since.checked_add(self.interval()).unwrap_or(now);
+        // The delay ending without any measurement yet measures once before deciding.
+        if now >= due || now >= pending.after {
+            self.actions.push(Action::RunVerification(active));
+            self.judge_soon();
+            return;
+        }
+        let next = if due < pending.after {
+            due
+        } else {
+            pending.after
+        };
+        self.requeue_after = Some(next.duration_since(now).unsigned_abs());
+    }
+
+    /// A promoted colour that failed verification: the old colour becomes the active one again
+    /// (status first, so [`Self::roll_back`] switches the selector to it and treats the promoted
+    /// colour as the preview to scale down or, under `Freeze`, to leave running).
+    fn revert_promotion(&mut self, pending: &PendingScaleDown, reason: &str, message: &str) {
+        let promoted = self.status.active_colour;
+        self.status.active_colour = Some(pending.colour);
+        self.status.active_hash.clone_from(&pending.hash);
+        self.status.active_image.clone_from(&pending.image);
+        self.status.preview_colour = promoted;
+        self.status.pending_scale_down = None;
+        self.status.verified = false;
+        self.set_condition("Verified", "False", reason, message);
+        self.roll_back(reason, message);
     }
 }
 

@@ -36,6 +36,7 @@ fn spec(image: &str) -> ReleaseSpec {
                 bearer_token_secret: None,
             },
             prometheus: None,
+            interval: "60s".into(),
         },
         auto_promote: true,
         promote: None,
@@ -81,6 +82,8 @@ struct World {
     /// Whether pods become ready by the next tick.
     pods_get_ready: bool,
     probe_passes: bool,
+    /// Whether measurements of the active colour after promotion pass.
+    verification_passes: bool,
     active_selector: Option<Colour>,
     preview_selector: Option<Colour>,
     events: Vec<(EventType, String)>,
@@ -100,6 +103,7 @@ impl World {
             job_outcome: JobState::Succeeded,
             pods_get_ready: true,
             probe_passes: true,
+            verification_passes: true,
             active_selector: None,
             preview_selector: None,
             events: vec![],
@@ -191,7 +195,12 @@ impl World {
                 }
                 Action::RunAnalysis => {
                     let v = verdict(self.probe_passes);
-                    record_analysis(&mut self.status, &v, None, self.now);
+                    record_analysis(&mut self.status, &v, None, self.now, false);
+                }
+                Action::RunVerification(c) => {
+                    assert_eq!(self.active_selector, Some(*c), "verifies what serves");
+                    let v = verdict(self.verification_passes);
+                    record_analysis(&mut self.status, &v, None, self.now, true);
                 }
                 Action::EmitEvent { type_, reason, .. } => {
                     self.events.push((*type_, reason.clone()));
@@ -632,4 +641,130 @@ fn freeze_on_progress_deadline_keeps_both_colours_running() {
     assert_eq!(w.active_selector, Some(Colour::Blue));
     assert!(w.scale_downs().is_empty());
     assert_eq!(w.blue.as_ref().unwrap().replicas, 3);
+}
+
+/// v2 released onto green and promoted; blue (v1) still runs for the scale-down delay.
+fn promoted_v2() -> World {
+    let mut w = World::established();
+    w.spec.image = "registry/streams:v2".into();
+    w.settle();
+    assert_eq!(w.status.phase, Phase::Succeeded);
+    assert_eq!(w.active_selector, Some(Colour::Green));
+    assert!(
+        !w.status.verified,
+        "verified at the switch, before any measurement"
+    );
+    w.events.clear();
+    w.all_actions.clear();
+    w.phases.clear();
+    w
+}
+
+fn verifications(w: &World) -> Vec<&AnalysisRun> {
+    w.status
+        .analysis
+        .iter()
+        .filter(|r| r.verification)
+        .collect()
+}
+
+#[test]
+fn a_failed_measurement_after_the_switch_puts_the_old_colour_back_within_one_interval() {
+    let mut w = promoted_v2();
+    let interval = SignedDuration::from_secs(60);
+    w.verification_passes = false;
+    w.advance(60);
+    let d = w.tick();
+    assert_eq!(d.actions, vec![Action::RunVerification(Colour::Green)]);
+    let failed_at = verifications(&w).last().expect("measured").at;
+    assert!(!verifications(&w)[0].passed);
+    assert_eq!(
+        w.active_selector,
+        Some(Colour::Green),
+        "judged at the next reconcile"
+    );
+
+    w.advance(i64::try_from(d.requeue_after.unwrap().as_secs()).unwrap());
+    let d = w.tick();
+    assert_eq!(d.actions[0], Action::SwitchActiveSelector(Colour::Blue));
+    assert!(d.actions.contains(&Action::ScaleDown(Colour::Green)));
+    assert_eq!(w.active_selector, Some(Colour::Blue));
+    let latency = w.now.duration_since(failed_at);
+    assert!(
+        latency <= interval,
+        "rollback latency {latency:?} exceeds one interval"
+    );
+    // Blue was never scaled down: it takes the traffic back at full size.
+    assert_eq!(w.blue.as_ref().unwrap().replicas, 3);
+    assert_eq!(w.status.active_colour, Some(Colour::Blue));
+    assert_eq!(
+        w.status.active_image.as_deref(),
+        Some("registry/streams:v1")
+    );
+    assert!(w.status.pending_scale_down.is_none());
+    w.settle();
+    assert_eq!(w.status.phase, Phase::RolledBack);
+    assert!(!w.status.verified);
+    assert_eq!(w.scale_downs(), vec![Colour::Green]);
+    assert!(w.reasons().contains(&"VerificationFailed"));
+    let verified = w
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Verified")
+        .unwrap();
+    assert_eq!(
+        (verified.status.as_str(), verified.reason.as_str()),
+        ("False", "VerificationFailed")
+    );
+}
+
+#[test]
+fn the_active_colour_is_measured_every_interval_and_verified_only_when_the_delay_ends() {
+    let mut w = promoted_v2();
+    let promoted = w.status.phase_since.unwrap();
+    let after = w.status.pending_scale_down.as_ref().unwrap().after;
+    while !w.status.verified {
+        assert!(w.now < after.checked_add(SignedDuration::from_secs(60)).unwrap());
+        assert!(w.scale_downs().is_empty(), "scaled down before verified");
+        let d = w.tick();
+        w.advance(i64::try_from(d.requeue_after.unwrap_or(POLL).as_secs()).unwrap());
+    }
+    let at: Vec<i64> = verifications(&w)
+        .iter()
+        .map(|r| r.at.duration_since(promoted).as_secs())
+        .collect();
+    assert_eq!(at, vec![60, 120, 180, 240], "one measurement per interval");
+    assert_eq!(w.scale_downs(), vec![Colour::Blue]);
+    assert_eq!(w.active_selector, Some(Colour::Green));
+    assert!(w.reasons().contains(&"Verified"));
+    assert!(w.status.pending_scale_down.is_none());
+    assert_eq!(w.status.phase, Phase::Succeeded);
+}
+
+#[test]
+fn a_failed_verification_under_freeze_puts_the_old_colour_back_and_scales_nothing_down() {
+    let mut w = promoted_v2();
+    w.spec.rollback_policy = RollbackPolicy::Freeze;
+    w.verification_passes = false;
+    w.advance(60);
+    w.tick();
+    w.advance(5);
+    w.tick();
+    assert_eq!(w.status.phase, Phase::Frozen);
+    assert_eq!(w.active_selector, Some(Colour::Blue));
+    assert!(w.scale_downs().is_empty());
+    assert_eq!(w.green.as_ref().unwrap().replicas, 3);
+}
+
+#[test]
+fn abort_while_verifying_puts_the_old_colour_back() {
+    let mut w = promoted_v2();
+    w.spec.abort = true;
+    w.advance(10);
+    w.tick();
+    assert_eq!(w.active_selector, Some(Colour::Blue));
+    w.settle();
+    assert_eq!(w.status.phase, Phase::RolledBack);
+    assert!(w.reasons().contains(&"Aborted"));
 }

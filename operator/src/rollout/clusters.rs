@@ -99,6 +99,7 @@ pub async fn observe_release(
         image: r.spec.image.clone(),
         phase: r.status.as_ref().map(|s| s.phase),
         active_image: r.status.as_ref().and_then(|s| s.active_image.clone()),
+        verified: r.status.as_ref().is_some_and(|s| s.verified),
     }))
 }
 
@@ -315,7 +316,7 @@ users:
                     "activeService": "calls", "previewService": "calls-preview",
                     "analysis": { "probe": { "path": "/healthz", "requests": 10, "p99Ms": 300.0, "maxErrorRate": 0.0 } }
                 },
-                "status": { "phase": "Succeeded", "activeImage": "registry/calls:v1" }
+                "status": { "phase": "Succeeded", "activeImage": "registry/calls:v1", "verified": true }
             });
             send.send_response(Response::new(Body::from(
                 serde_json::to_vec(&release).unwrap(),
@@ -345,6 +346,7 @@ users:
                 image: "registry/calls:v1".into(),
                 phase: Some(crate::crd::Phase::Succeeded),
                 active_image: Some("registry/calls:v1".into()),
+                verified: true,
             }
         );
         set_image(&client, "calls", "calls", "registry/calls:v2")

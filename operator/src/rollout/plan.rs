@@ -3,7 +3,8 @@
 //!
 //! Rules, because a bad release must never reach a second country:
 //! - targets are released wave by wave, at most `maxParallel` in flight within a wave;
-//! - a wave is done when every one of its Releases is `Succeeded` with the Rollout's image active;
+//! - a wave is done when every one of its Releases is `Succeeded` with the Rollout's image active
+//!   and verified (measured through its scale-down delay after the switch);
 //!   then it bakes: the next wave starts only after `bakeSeconds` during which every released
 //!   target stayed that way;
 //! - any released target that fails (Failed/RolledBack/Frozen) or regresses (no longer
@@ -27,6 +28,9 @@ pub struct TargetObs {
     pub phase: Option<Phase>,
     /// `status.activeImage`: what serves traffic there.
     pub active_image: Option<String>,
+    /// `status.verified`: the active colour passed every measurement until its scale-down
+    /// delay ended.
+    pub verified: bool,
 }
 
 /// One side effect for the Rollout reconciler.
@@ -53,7 +57,7 @@ pub const POLL: Duration = Duration::from_secs(15);
 
 fn healthy(obs: Option<&TargetObs>, image: &str) -> bool {
     obs.is_some_and(|o| {
-        o.phase == Some(Phase::Succeeded) && o.active_image.as_deref() == Some(image)
+        o.phase == Some(Phase::Succeeded) && o.verified && o.active_image.as_deref() == Some(image)
     })
 }
 

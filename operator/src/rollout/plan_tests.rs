@@ -44,6 +44,8 @@ struct Fleet {
     releases: BTreeMap<String, TargetObs>,
     /// Countries whose release of V2 breaches analysis.
     breaches: Vec<&'static str>,
+    /// Countries whose release of V2 is promoted but still verifying (not yet `verified`).
+    verifying: Vec<&'static str>,
     /// Targets whose image was set, in order (image, target).
     set_images: Vec<(String, String)>,
     reasons: Vec<String>,
@@ -60,6 +62,7 @@ impl Fleet {
                         image: V1.into(),
                         phase: Some(Phase::Succeeded),
                         active_image: Some(V1.into()),
+                        verified: true,
                     },
                 )
             })
@@ -70,6 +73,7 @@ impl Fleet {
             now: "2026-11-23T12:00:00Z".parse().unwrap(),
             releases,
             breaches: vec![],
+            verifying: vec![],
             set_images: vec![],
             reasons: vec![],
         }
@@ -91,6 +95,7 @@ impl Fleet {
                 } else {
                     r.phase = Some(Phase::Succeeded);
                     r.active_image = Some(r.image.clone());
+                    r.verified = !self.verifying.contains(&name.as_str());
                 }
             }
         }
@@ -295,4 +300,26 @@ fn frozen_targets_are_left_to_a_human() {
     f.tick();
     assert_eq!(f.status.phase, RolloutPhase::Halted);
     assert!(f.reverted().is_empty());
+}
+
+#[test]
+fn a_promoted_target_still_verifying_does_not_finish_its_wave() {
+    let mut f = Fleet::new(HaltPolicy::Halt, 1);
+    f.verifying = vec!["se"];
+    f.tick();
+    assert_eq!(f.started(), vec!["se"]);
+    for _ in 0..3 {
+        f.advance(3600);
+        f.tick();
+        assert_eq!(f.status.phase, RolloutPhase::Progressing);
+        assert_eq!(
+            f.started(),
+            vec!["se"],
+            "next wave started before se was verified"
+        );
+    }
+    // se's scale-down delay ends with every measurement passed.
+    f.releases.get_mut("se").unwrap().verified = true;
+    f.tick();
+    assert_eq!(f.status.phase, RolloutPhase::Baking);
 }
