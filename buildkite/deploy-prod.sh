@@ -14,7 +14,10 @@ country="${1:?usage: deploy-prod.sh COUNTRY [BAKE]}"
 bake="${2:-$(awk -v c="$country" '!/^[[:space:]]*(#|$)/ { for (i = 3; i <= NF; i++) if ($i == c) print $2 }' "$WAVES_FILE")}"
 [[ -n "$bake" ]] || die "country $country is in no wave of $WAVES_FILE"
 
-mapfile -t services < <(deployable_services)
+# slo.yaml (the services) is read by slo-gate.
+use_slo_gate
+listed="$(deployable_services)" || exit 1
+mapfile -t services <<<"$listed"
 ((${#services[@]})) || die "no deployable services"
 manifests=""
 for s in "${services[@]}"; do

@@ -9,17 +9,21 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+# slo.yaml (the services and each Release's analysis) is read by slo-gate.
+use_slo_gate
 if (($#)); then
   services=("$@")
 else
-  mapfile -t services < <(deployable_services)
+  listed="$(deployable_services)" || exit 1
+  mapfile -t services <<<"$listed"
 fi
-((${#services[@]})) || die "no deployable services (none of slo.yaml's services is in the workspace)"
+((${#services[@]})) || die "no deployable services in slo.yaml"
 
 manifests=""
 for s in "${services[@]}"; do
   in_workspace "$s" || die "$s is not in the workspace"
-  manifests+="---"$'\n'"$(render_release "$s")"$'\n'
+  release="$(render_release "$s")" || exit 1
+  manifests+="---"$'\n'"$release"$'\n'
 done
 
 if [[ "${DRY_RUN:-0}" == "1" ]]; then

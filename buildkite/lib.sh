@@ -27,8 +27,8 @@ image_ref() { # image_ref NAME -> registry/meridian-NAME:SHA
   printf '%s/meridian-%s:%s\n' "$MERIDIAN_REGISTRY" "$1" "$(git_sha)"
 }
 
-# True when the binary's crate exists in the workspace. Services that are planned
-# (learning, playlists, attendance) but not written yet are announced, not built or deployed.
+# True when the binary's crate exists in the workspace. Image matrix entries for services that
+# are planned (learning, playlists, attendance) but not written yet are announced, not built.
 in_workspace() {
   case "$1" in
     meridian) [[ -f "$MERIDIAN_ROOT/services/platform/Cargo.toml" ]] ;;
@@ -46,76 +46,51 @@ annotate() { # annotate STYLE CONTEXT < markdown ; also echoes to the log
   fi
 }
 
-# slo_table: parse $SLO_FILE slo.yaml (restricted format, see its header) into
-# tab-separated lines: service, p99_ms, max_error_rate, path, requests, provisional.
-# Exits non-zero, naming the line, on anything it does not understand.
-slo_table() {
-  local file="$SLO_FILE"
-  [[ -r "$file" ]] || die "SLO file not readable: $file"
-  awk '
-    function fail(msg) { printf "error: %s:%d: %s\n", FILENAME, NR, msg > "/dev/stderr"; bad = 1; exit 1 }
-    function num(v) { return v ~ /^[0-9]+(\.[0-9]+)?$/ }
-    {
-      line = $0
-      sub(/[ \t]+#.*$/, "", line); sub(/^#.*$/, "", line); sub(/[ \t]+$/, "", line)
-      if (line == "") next
-      if (line ~ /\t/) fail("tabs are not allowed")
-      match(line, /^ */); indent = RLENGTH
-      body = substr(line, indent + 1)
-      if (body !~ /^[a-z_][a-z0-9_-]*:( .*)?$/) fail("expected `key: value` or `key:`")
-      key = body; sub(/:.*$/, "", key)
-      val = body; sub(/^[^:]*:[ ]*/, "", val)
-      gsub(/^["\047]|["\047]$/, "", val)
-      if (indent == 0) {
-        if (key == "version") { if (val != "1") fail("unsupported version " val); next }
-        if ((key == "defaults" || key == "services") && val == "") { section = key; svc = ""; next }
-        fail("unknown top-level key " key)
-      } else if (indent == 2 && section == "defaults") {
-        if (key != "requests" && key != "max_error_rate" && key != "p99_ms") fail("unknown default " key)
-        if (!num(val)) fail(key " must be a number")
-        def[key] = val
-      } else if (indent == 2 && section == "services") {
-        if (val != "") fail("service " key " must be a mapping")
-        if (key in seen) fail("duplicate service " key)
-        svc = key; seen[key] = 1; order[++n] = key
-      } else if (indent == 4 && section == "services" && svc != "") {
-        if (key == "path") {
-          if (val !~ /^\/[A-Za-z0-9._~\/-]*$/) fail("path must be an absolute URL path")
-        } else if (key == "provisional") {
-          if (val != "true" && val != "false") fail("provisional must be true or false")
-        } else if (key == "p99_ms" || key == "max_error_rate" || key == "requests") {
-          if (!num(val)) fail(key " must be a number")
-        } else fail("unknown service key " key)
-        if ((svc SUBSEP key) in v) fail("duplicate key " key)
-        v[svc, key] = val
-      } else fail("unexpected indentation")
-    }
-    END {
-      if (bad) exit 1
-      if (n == 0) { printf "error: %s: no services\n", FILENAME > "/dev/stderr"; exit 1 }
-      for (i = 1; i <= n; i++) {
-        s = order[i]
-        for (k in def) if (!((s SUBSEP k) in v)) v[s, k] = def[k]
-        if (!((s SUBSEP "p99_ms") in v)) { printf "error: service %s has no p99_ms\n", s > "/dev/stderr"; exit 1 }
-        if (!((s SUBSEP "path") in v)) { printf "error: service %s has no path\n", s > "/dev/stderr"; exit 1 }
-        if (!((s SUBSEP "max_error_rate") in v)) { printf "error: service %s has no max_error_rate\n", s > "/dev/stderr"; exit 1 }
-        if (!((s SUBSEP "requests") in v)) v[s, "requests"] = 200
-        if (v[s, "max_error_rate"] + 0 > 1) { printf "error: service %s: max_error_rate is a fraction (0..1)\n", s > "/dev/stderr"; exit 1 }
-        prov = ((s SUBSEP "provisional") in v) ? v[s, "provisional"] : "false"
-        printf "%s\t%s\t%s\t%s\t%s\t%s\n", s, v[s, "p99_ms"], v[s, "max_error_rate"], v[s, "path"], v[s, "requests"], prov
-      }
-    }
-  ' "$file"
+# slo.yaml has one reader, the slo-gate binary (operator/probe, src/slo.rs): no script here parses
+# it. slo_gate runs $SLO_GATE_BIN (default: slo-gate on PATH); use_slo_gate, called by a step
+# script before anything else, finds it (on a Buildkite agent without it: copied out of this
+# commit's operator image, docker/operator.Dockerfile ships it) and exports SLO_GATE_BIN, so the
+# step reads slo.yaml with exactly the code it deploys.
+slo_gate() {
+  local bin="${SLO_GATE_BIN:-slo-gate}"
+  command -v "$bin" >/dev/null 2>&1 ||
+    die "$bin not found: build it (cargo build --locked -p meridian-probe --bin slo-gate) and set SLO_GATE_BIN to it, or put slo-gate on PATH"
+  "$bin" "$@"
 }
 
-# probe_setting NAME: NAME from the environment, else from Buildkite secrets
-# (`buildkite-agent secret get NAME`), else fail naming both places.
-probe_setting() {
+use_slo_gate() {
+  local bin="${SLO_GATE_BIN:-slo-gate}" image dir cid
+  if ! command -v "$bin" >/dev/null 2>&1 && [[ "${BUILDKITE:-}" == "true" && -z "${SLO_GATE_BIN:-}" ]] &&
+    command -v docker >/dev/null 2>&1; then
+    image="$(image_ref operator)"
+    dir="$(mktemp -d)"
+    log "extracting slo-gate from $image"
+    docker pull --quiet "$image" >/dev/null
+    cid="$(docker create "$image")"
+    docker cp "$cid:/usr/local/bin/slo-gate" "$dir/slo-gate"
+    docker rm "$cid" >/dev/null
+    bin="$dir/slo-gate"
+  fi
+  command -v "$bin" >/dev/null 2>&1 ||
+    die "$bin not found: build it (cargo build --locked -p meridian-probe --bin slo-gate) and set SLO_GATE_BIN to it, or put slo-gate on PATH"
+  export SLO_GATE_BIN="$bin"
+}
+
+# optional_setting NAME: NAME from the environment, else from Buildkite secrets
+# (`buildkite-agent secret get NAME`), else empty.
+optional_setting() {
   local name="$1" value="${!1:-}"
   if [[ -z "$value" ]] && command -v buildkite-agent >/dev/null 2>&1; then
     value="$(buildkite-agent secret get "$name" 2>/dev/null)" || value=""
   fi
-  [[ -n "$value" ]] || die "$name is not set (environment or Buildkite secret $name); see buildkite/README.md, 'SLO probe identity'"
+  printf '%s' "$value"
+}
+
+# probe_setting NAME: like optional_setting, but fail naming both places when it is not set.
+probe_setting() {
+  local value
+  value="$(optional_setting "$1")"
+  [[ -n "$value" ]] || die "$1 is not set (environment or Buildkite secret $1); see buildkite/README.md, 'SLO probe identity'"
   printf '%s' "$value"
 }
 
@@ -158,11 +133,9 @@ fetch_probe_token() {
   log "probe token obtained from $url (scope $scope)"
 }
 
-# slo_services: names of the services in slo.yaml, in file order.
+# slo_services: names of the services in slo.yaml, in file order (slo-gate checks the whole file).
 slo_services() {
-  local table
-  table="$(slo_table)" || return 1
-  cut -f1 <<<"$table"
+  slo_gate --slo-file "$SLO_FILE" --list-services
 }
 
 # wait_for_phase KIND NAME NAMESPACE TIMEOUT_SECONDS OK_PHASE FAIL_PHASE...
@@ -207,27 +180,21 @@ wait_for_phase() {
 # The manifests below follow the operator's CRDs (operator/src/crd.rs, operator/deploy/crds.yaml);
 # operator/tests/buildkite_manifests.rs renders them and fails on any field the CRDs would prune.
 
-# render_analysis SERVICE INDENT: the spec.analysis block for SERVICE from slo.yaml. The probe
+# render_analysis SERVICE INDENT: the spec.analysis block for SERVICE, its probe fields as slo-gate
+# prints them from slo.yaml (path, requests, concurrency, timeoutMs, p99Ms, maxErrorRate). The probe
 # carries the slo-probe identity's token from the Secret $MERIDIAN_PROBE_TOKEN_SECRET (default
 # slo-probe-token, key `token`, in the Release's namespace; set it empty for no token). The
 # operator's Role may read only that Secret name (operator rbac --probe-token-secret).
 render_analysis() {
-  local service="$1" pad="$2" table row p99 err path requests secret
+  local service="$1" pad="$2" fields line secret
   secret="${MERIDIAN_PROBE_TOKEN_SECRET-slo-probe-token}"
   [[ -z "$secret" || (${#secret} -le 253 && "$secret" =~ ^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$) ]] ||
     die "MERIDIAN_PROBE_TOKEN_SECRET is not a Secret name: $secret"
-  table="$(slo_table)" || return 1
-  row="$(awk -F'\t' -v s="$service" '$1 == s' <<<"$table")"
-  [[ -n "$row" ]] || die "service $service is not in $SLO_FILE"
-  IFS=$'\t' read -r _ p99 err path requests _ <<<"$row"
-  cat <<EOF
-${pad}analysis:
-${pad}  probe:
-${pad}    path: ${path}
-${pad}    requests: ${requests}
-${pad}    p99Ms: ${p99}
-${pad}    maxErrorRate: ${err}
-EOF
+  fields="$(slo_gate --slo-file "$SLO_FILE" --print-analysis "$service")" || return 1
+  printf '%sanalysis:\n%s  probe:\n' "$pad" "$pad"
+  while IFS= read -r line; do
+    printf '%s    %s\n' "$pad" "$line"
+  done <<<"$fields"
   if [[ -n "$secret" ]]; then
     cat <<EOF
 ${pad}    bearerTokenSecret:
@@ -240,9 +207,11 @@ EOF
 # render_release SERVICE: a Release for the staging cluster (namespaced). Convention: the
 # active Service is named after the service, the preview Service is <service>-preview.
 render_release() {
-  local service="$1" image sha
+  local service="$1" image sha analysis
   image="$(image_ref "$service")"
   sha="$(git_sha)"
+  # Before the heredoc: a failure inside it would not stop the function.
+  analysis="$(render_analysis "$service" "  ")" || return 1
   cat <<EOF
 apiVersion: meridian.dev/v1alpha1
 kind: Release
@@ -266,7 +235,7 @@ spec:
   envFromSecret: ${service}-env
   migration:
     command: ["${service}", "migrate"]
-$(render_analysis "$service" "  ")
+${analysis}
 EOF
 }
 
@@ -322,13 +291,13 @@ rollout_name() { # rollout_name SERVICE COUNTRY -> <service>-<sha12>-<cc>
   printf '%s-%s-%s\n' "$1" "${sha:0:12}" "$2"
 }
 
-# deployable_services: services from slo.yaml whose crate exists in the workspace.
+# deployable_services: the services in slo.yaml. slo.yaml lists a service once its crate exists,
+# so one without a crate is an error, not a skip.
 deployable_services() {
   local s list
   list="$(slo_services)" || return 1
   for s in $list; do
-    if in_workspace "$s"; then
-      printf '%s\n' "$s"
-    fi
+    in_workspace "$s" || die "service $s is in $SLO_FILE but has no crate (services/$s/Cargo.toml): list a service once it exists"
+    printf '%s\n' "$s"
   done
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Latency SLO gate (the pipeline runs it against staging): one `slo-gate` probe per service,
-# thresholds from slo.yaml.
+# Latency SLO gate (the pipeline runs it against staging): one `slo-gate` probe per service in
+# slo.yaml, each on the service's hot route with the thresholds and the cycle slo.yaml gives it.
+# slo-gate reads slo.yaml itself; this script only passes the file, a service and credentials.
 #
 #   buildkite/slo-gate.sh [--print] [--file SLO_YAML] [--label NAME] BASE_URL [SERVICE...]
 #
@@ -12,16 +13,19 @@
 #           (default: $SLO_GATE_LABEL). The line always names BASE_URL too, so a local run
 #           never reads as a staging result.
 # --print   print the exact commands, one per line, shell-quoted, and run nothing (the token
-#           file is $SLO_PROBE_TOKEN_FILE, or the placeholder TOKEN_FILE when it would be fetched).
+#           file is $SLO_PROBE_TOKEN_FILE, or the placeholder TOKEN_FILE when it would be fetched;
+#           the webhook secret file likewise WEBHOOK_SECRET_FILE).
 #
 # Runs, per service:
-#   slo-gate --url BASE_URL/PATH --requests N --p99-ms X --max-error-rate Y --bearer-token-file F
+#   slo-gate --slo-file SLO_YAML --service S --base-url BASE_URL --bearer-token-file F
+#            [--webhook-secret-file W]
 # The binary is $SLO_GATE_BIN (default: slo-gate on PATH; on a Buildkite agent without it,
-# copied out of this commit's operator image). Every service is probed even
-# after a breach, so the log shows all of them; the exit status is non-zero when any
-# probe breached or could not run.
+# copied out of this commit's operator image: lib.sh use_slo_gate). Every service is probed even
+# after a breach, so the log shows all of them; the exit status is non-zero when any probe
+# breached or could not run. An invalid slo.yaml fails before anything is probed, naming the
+# service and the field.
 #
-# Every probe carries the slo-probe identity's bearer token, from one of:
+# Every unsigned request carries the slo-probe identity's bearer token, from one of:
 #   SLO_PROBE_TOKEN_FILE     a file holding the token (local runs: `meridian token --sub slo-probe
 #                            --scope streams:sessions`); used as is, never fetched;
 #   otherwise the OAuth2 client-credentials grant against the issuer's token endpoint (Cognito):
@@ -31,9 +35,18 @@
 #   SLO_PROBE_SCOPE          requested scope (default meridian/streams:sessions)
 # Each of the three comes from the environment, else from `buildkite-agent secret get NAME`
 # (Buildkite secrets, same names); Terraform keeps them in Secrets Manager as
-# <name_prefix>/identity/slo-probe {client_id, client_secret, token_url, scope}. The token is
-# written to a mode-0600 file in a private temporary directory removed on exit, and is never
-# printed: neither the client secret nor the token appears on a command line.
+# <name_prefix>/identity/slo-probe {client_id, client_secret, token_url, scope}.
+#
+# The calls decision webhook takes no token: the probe signs its body as the provider
+# `slo-probe` (buildkite/slo.yaml), with the secret of that provider's entry in staging's
+# CALLS_WEBHOOK_SECRETS, from one of:
+#   SLO_PROBE_WEBHOOK_SECRET_FILE  a file holding the secret (local runs, tests/policy/gate.sh)
+#   SLO_PROBE_WEBHOOK_SECRET       the secret itself: environment, else `buildkite-agent secret get`
+# Without either, a service whose cycle signs fails the gate, naming the setting.
+#
+# Fetched values are written to mode-0600 files in a private temporary directory removed on exit,
+# and are never printed: neither the client secret, the token nor the webhook secret appears on a
+# command line.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -42,7 +55,7 @@ label="${SLO_GATE_LABEL:-}"
 while (($#)); do
   case "$1" in
     --print) print_only=true; shift ;;
-    --file) SLO_FILE="$2"; shift 2 ;;
+    --file) (($# >= 2)) || die "--file needs a path"; SLO_FILE="$2"; shift 2 ;;
     --label) (($# >= 2)) || die "--label needs a NAME"; label="$2"; shift 2 ;;
     -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit 0 ;;
     --) shift; break ;;
@@ -61,57 +74,72 @@ target="$base"
 [[ -z "$label" ]] || target="$label ($base)"
 wanted=("$@")
 
-table="$(slo_table)"
-bin="${SLO_GATE_BIN:-slo-gate}"
-# The token file every probe reads: the caller's, or one fetched into a private directory
-# just before probing (after every check that could still fail without it).
-token_file="${SLO_PROBE_TOKEN_FILE:-}"
-fetch_token=false
-if [[ -z "$token_file" ]]; then
-  if $print_only; then
-    token_file=TOKEN_FILE
-  else
-    private_dir="$(umask 077 && mktemp -d)"
-    trap 'rm -rf "$private_dir"' EXIT
-    token_file="$private_dir/token"
-    fetch_token=true
-  fi
-fi
-if ! $print_only; then
-  # On a Buildkite agent without the CLI installed, take it from this commit's operator image
-  # (docker/operator.Dockerfile ships it), so CI gates with exactly the code it deploys.
-  if ! command -v "$bin" >/dev/null 2>&1 && [[ "${BUILDKITE:-}" == "true" && -z "${SLO_GATE_BIN:-}" ]] &&
-    command -v docker >/dev/null 2>&1; then
-    image="$(image_ref operator)"
-    dir="$(mktemp -d)"
-    log "extracting slo-gate from $image"
-    docker pull --quiet "$image" >/dev/null
-    cid="$(docker create "$image")"
-    docker cp "$cid:/usr/local/bin/slo-gate" "$dir/slo-gate"
-    docker rm "$cid" >/dev/null
-    bin="$dir/slo-gate"
-  fi
-  command -v "$bin" >/dev/null 2>&1 || die "$bin not found (build it: cargo build --release --locked --bin slo-gate, or set SLO_GATE_BIN)"
-fi
-
-commands=()
+use_slo_gate
+bin="$SLO_GATE_BIN"
+# slo-gate checks the whole file here, before any token is fetched or anything probed.
+listed="$(slo_gate --slo-file "$SLO_FILE" --list-services)" || exit 1
+mapfile -t listed <<<"$listed"
 found=()
-while IFS=$'\t' read -r service p99 err path requests provisional; do
+for service in "${listed[@]}"; do
   if ((${#wanted[@]})); then
     match=false
     for w in "${wanted[@]}"; do [[ "$w" == "$service" ]] && match=true; done
     $match || continue
   fi
   found+=("$service")
-  if [[ "$provisional" == "true" ]]; then
-    log "note: $service probes provisional path $path (its routes are not final)"
-  fi
-  commands+=("$(printf '%q ' "$bin" --url "${base}${path}" --requests "$requests" \
-    --p99-ms "$p99" --max-error-rate "$err" --bearer-token-file "$token_file")")
-done <<<"$table"
-
+done
 for w in "${wanted[@]}"; do
   [[ " ${found[*]} " == *" $w "* ]] || die "service $w is not in $SLO_FILE"
+done
+
+# The token and webhook secret files every probe reads: the caller's, or ones fetched into a
+# private directory just before probing (after every check that could still fail without them).
+private_dir=""
+private() {
+  if [[ -z "$private_dir" ]]; then
+    private_dir="$(umask 077 && mktemp -d)"
+    trap 'rm -rf "$private_dir"' EXIT
+  fi
+}
+token_file="${SLO_PROBE_TOKEN_FILE:-}"
+fetch_token=false
+if [[ -z "$token_file" ]]; then
+  if $print_only; then
+    token_file=TOKEN_FILE
+  else
+    private
+    token_file="$private_dir/token"
+    fetch_token=true
+  fi
+fi
+secret_file="${SLO_PROBE_WEBHOOK_SECRET_FILE:-}"
+if [[ -z "$secret_file" ]]; then
+  if $print_only; then
+    secret_file=WEBHOOK_SECRET_FILE
+  else
+    secret="$(optional_setting SLO_PROBE_WEBHOOK_SECRET)"
+    if [[ -n "$secret" ]]; then
+      private
+      secret_file="$private_dir/webhook-secret"
+      # printf is a builtin: the secret is on no command line.
+      (umask 077 && printf '%s\n' "$secret" >"$secret_file")
+    else
+      log "note: no SLO_PROBE_WEBHOOK_SECRET(_FILE): a service whose cycle signs its requests (calls) will fail"
+    fi
+    unset secret
+  fi
+elif ! $print_only; then
+  [[ -r "$secret_file" && -s "$secret_file" ]] || die "SLO_PROBE_WEBHOOK_SECRET_FILE $secret_file is not a readable, non-empty file"
+  if [[ "$(stat -c %a "$secret_file")" != [0-7]00 ]]; then
+    log "warning: $secret_file is readable by group or others; chmod 600 it"
+  fi
+fi
+
+commands=()
+for service in "${found[@]}"; do
+  args=("$bin" --slo-file "$SLO_FILE" --service "$service" --base-url "$base" --bearer-token-file "$token_file")
+  [[ -z "$secret_file" ]] || args+=(--webhook-secret-file "$secret_file")
+  commands+=("$(printf '%q ' "${args[@]}")")
 done
 
 if $print_only; then
@@ -128,7 +156,6 @@ else
   fi
 fi
 
-
 failed=()
 for i in "${!commands[@]}"; do
   log "gate ${found[$i]}: ${commands[$i]}"
@@ -139,7 +166,7 @@ for i in "${!commands[@]}"; do
 done
 
 if ((${#failed[@]})); then
-  printf ':rotating_light: SLO gate breached on %s for: **%s** (thresholds: buildkite/slo.yaml)\n' "$target" "${failed[*]}" |
+  printf ':rotating_light: SLO gate breached on %s for: **%s** (thresholds and routes: buildkite/slo.yaml)\n' "$target" "${failed[*]}" |
     annotate error slo-gate
   exit 1
 fi

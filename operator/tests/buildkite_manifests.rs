@@ -2,22 +2,60 @@
 //! a CRD schema does not know, so a misspelt threshold would deploy a Release with no analysis.
 //! This renders the real manifests with buildkite/lib.sh, parses each into the Rust types the
 //! CRDs are generated from, and fails if any rendered field would not survive that round trip.
+//! lib.sh reads buildkite/slo.yaml through the slo-gate binary (its one reader), so the test
+//! builds slo-gate from this checkout and hands it to lib.sh as SLO_GATE_BIN.
 
 use std::process::Command;
+use std::sync::OnceLock;
 
 use operator::crd::{Release, Rollout};
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+/// slo-gate built from this checkout (cargo reports where it put it).
+fn slo_gate_bin() -> &'static str {
+    static BIN: OnceLock<String> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_owned());
+        let out = Command::new(cargo)
+            .current_dir(ROOT)
+            .args([
+                "build",
+                "--quiet",
+                "--locked",
+                "-p",
+                "meridian-probe",
+                "--bin",
+                "slo-gate",
+                "--message-format=json",
+            ])
+            .output()
+            .expect("run cargo build");
+        assert!(
+            out.status.success(),
+            "cargo build slo-gate: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "slo-gate")
+            .and_then(|m| m["executable"].as_str().map(str::to_owned))
+            .expect("cargo names the slo-gate executable")
+    })
+}
+
 fn render(call: &str) -> String {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let out = Command::new("bash")
-        .current_dir(root)
+        .current_dir(ROOT)
         .args(["-c", &format!("source buildkite/lib.sh && {call}")])
         .env(
             "BUILDKITE_COMMIT",
             "0123456789abcdef0123456789abcdef01234567",
         )
+        .env("SLO_GATE_BIN", slo_gate_bin())
         .output()
         .expect("run bash");
     assert!(
@@ -73,9 +111,30 @@ fn staging_releases_fit_the_release_crd() {
             "{service}:\n{yaml}"
         );
         let r: Release = serde_saphyr::from_str(&yaml).expect("parse");
-        assert!(
-            r.spec.analysis.probe.p99_ms > 0.0,
-            "thresholds come from slo.yaml"
+        // Every analysis value is slo.yaml's, as the probe crate reads it.
+        let slo =
+            probe::slo::SloFile::load(std::path::Path::new(&format!("{ROOT}/buildkite/slo.yaml")))
+                .expect("slo.yaml");
+        let want = slo.service(service).expect("in slo.yaml");
+        let p = &r.spec.analysis.probe;
+        assert_eq!(
+            (
+                p.path.as_str(),
+                p.requests,
+                p.concurrency,
+                p.timeout_ms,
+                p.p99_ms.to_bits(),
+                p.max_error_rate.to_bits()
+            ),
+            (
+                want.analysis_path.as_str(),
+                want.requests,
+                want.concurrency,
+                u64::try_from(want.timeout.as_millis()).unwrap(),
+                want.thresholds.p99_ms.to_bits(),
+                want.thresholds.max_error_rate.to_bits()
+            ),
+            "{service}: thresholds come from slo.yaml"
         );
         assert_eq!(r.spec.preview_service, format!("{service}-preview"));
         // The analysis probes as the slo-probe identity, from the Secret the Role may read.
@@ -108,4 +167,17 @@ fn a_misspelt_field_is_caught() {
     let caught = std::panic::catch_unwind(|| pruned::<Release>(&yaml));
     // Either the typed parse rejects it (required p99Ms missing) or the field is reported pruned.
     assert!(caught.is_err() || !caught.unwrap_or_default().is_empty());
+}
+
+#[test]
+fn a_service_slo_yaml_does_not_list_is_not_rendered() {
+    let out = Command::new("bash")
+        .current_dir(ROOT)
+        .args(["-c", "source buildkite/lib.sh && render_release learning"])
+        .env("SLO_GATE_BIN", slo_gate_bin())
+        .output()
+        .expect("run bash");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("service learning is not in"), "{stderr}");
 }

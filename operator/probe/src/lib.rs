@@ -1,33 +1,38 @@
-//! The latency/error SLO probe: N HTTP GETs against one URL, p50/p99 latency and error rate,
-//! judged against thresholds.
+//! The latency/error SLO probe: N HTTP requests — GETs of one URL ([`ProbeConfig`]) or cycles of
+//! steps with methods, bodies, expected statuses and signed bodies ([`plan`]) — p50/p99 latency
+//! and error rate, judged against thresholds. [`slo`] reads `buildkite/slo.yaml`, the one file
+//! the thresholds and the gated routes live in.
 //!
 //! One library for two callers on purpose: the operator's Release analysis probes the preview
-//! Service with it, and the Buildkite staging gate (`slo-gate`) probes staging with it. A release
-//! that passes the gate passes analysis for the same reason, because it is the same code measuring
-//! the same way (docs/architecture.md, "Delivery contract").
+//! Service with it (one GET route per service, [`ProbeConfig`]: the Release CRD has no steps), and
+//! the Buildkite staging gate (`slo-gate`) probes staging with it (each service's hot-route cycle
+//! from `buildkite/slo.yaml`, [`plan::Plan`]). Both measure, count and judge with the same code
+//! (docs/architecture.md, "Delivery contract").
 //!
 //! What counts:
 //! - **latency** is measured per request from send to the last body byte, for every request,
 //!   including failed and timed-out ones (a timeout records the time spent waiting), so a hanging
 //!   service shows up in p99 instead of disappearing from it;
-//! - **errors** are non-2xx responses, transport failures (refused, reset, TLS) and timeouts;
-//!   401 and 403 are errors like any other non-2xx (and counted apart as `auth_errors`, so a gate
-//!   that fails on a missing or expired token says so), never a pass;
+//! - **errors** are answers other than the expected status (any 2xx unless a step names one, or
+//!   an answer without the JSON a step expects), transport failures (refused, reset, TLS) and
+//!   timeouts; 401 and 403 are errors like any other (and counted apart as `auth_errors`, so a
+//!   gate that fails on a missing or expired token or a refused signature says so), never a pass;
 //! - a threshold is breached when the measured value is strictly above it.
 //!
 //! Routes that need an identity get a [`BearerToken`], sent as `Authorization: Bearer` on every
-//! request. The token is redacted from `Debug`, marked sensitive in the header map, and never
-//! written to any output.
+//! request (every step that does not sign its body). The token is redacted from `Debug`, marked
+//! sensitive in the header map, and never written to any output; so is the calls webhook secret
+//! ([`signing::WebhookSecret`]).
 
+pub mod plan;
 pub mod prometheus;
+pub mod signing;
+pub mod slo;
 
 use std::io::Read;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 /// Largest latency the histogram resolves (one hour in microseconds); longer values saturate.
@@ -243,72 +248,14 @@ pub fn install_tls_provider() {
 /// Sends `config.requests` GETs and measures them. Errors only when the probe cannot run;
 /// an unreachable target is a measurement with a 100% error rate, not an `Err`.
 pub async fn measure(config: &ProbeConfig) -> Result<Measurement, ProbeError> {
-    if config.requests == 0 {
-        return Err(ProbeError::InvalidConfig(
-            "requests must be at least 1".into(),
-        ));
-    }
-    if config.concurrency == 0 {
-        return Err(ProbeError::InvalidConfig(
-            "concurrency must be at least 1".into(),
-        ));
-    }
-    if config.timeout.is_zero() {
-        return Err(ProbeError::InvalidConfig("timeout must be positive".into()));
-    }
-    let url = reqwest::Url::parse(&config.url).map_err(|e| ProbeError::InvalidUrl {
-        url: config.url.clone(),
-        reason: e.to_string(),
-    })?;
-    if url.scheme() == "https" && !cfg!(feature = "tls") {
-        return Err(ProbeError::InvalidUrl {
-            url: config.url.clone(),
-            reason: "this build has no TLS; build with --features meridian-probe/tls".into(),
-        });
-    }
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(ProbeError::InvalidUrl {
-            url: config.url.clone(),
-            reason: "scheme must be http or https".into(),
-        });
-    }
-    // reqwest sets up TLS when the client is built, even for plain-http URLs.
-    install_tls_provider();
-    let workers = config.concurrency.min(config.requests);
-    let mut headers = reqwest::header::HeaderMap::new();
-    if let Some(token) = &config.bearer_token {
-        headers.insert(reqwest::header::AUTHORIZATION, token.header_value());
-    }
-    let client = reqwest::Client::builder()
-        .timeout(config.timeout)
-        // reqwest drops Authorization on a redirect to another host, so the token cannot leak
-        // through a redirect.
-        .default_headers(headers)
-        .pool_max_idle_per_host(workers as usize)
-        .build()
-        .map_err(ProbeError::Client)?;
-
-    let next = Arc::new(AtomicU32::new(0));
-    let warmed = Arc::new(tokio::sync::Barrier::new(workers as usize));
-    let started = Instant::now();
-    let mut set = tokio::task::JoinSet::new();
-    for _ in 0..workers {
-        let client = client.clone();
-        let url = url.clone();
-        let next = Arc::clone(&next);
-        let warmed = Arc::clone(&warmed);
-        let total = config.requests;
-        set.spawn(async move { worker(&client, url, &next, &warmed, total).await });
-    }
-    let mut tally = Tally::new();
-    while let Some(joined) = set.join_next().await {
-        match joined {
-            Ok(part) => tally.merge(&part),
-            // A worker only panics on a bug; surface it instead of under-counting silently.
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        }
-    }
-    Ok(tally.into_measurement(started.elapsed()))
+    let mut plan = plan::Plan::single_get(
+        &config.url,
+        config.requests,
+        config.concurrency,
+        config.timeout,
+    )?;
+    plan.bearer_token.clone_from(&config.bearer_token);
+    Ok(plan::measure_plan(&plan).await?.total)
 }
 
 /// Judges a measurement against thresholds.
@@ -339,149 +286,10 @@ pub async fn run(config: &ProbeConfig, thresholds: Thresholds) -> Result<Verdict
     Ok(judge(measure(config).await?, thresholds))
 }
 
-struct Tally {
-    histogram: Histogram<u64>,
-    requests: u32,
-    http_errors: u32,
-    auth_errors: u32,
-    transport_errors: u32,
-}
-
-impl Tally {
-    fn new() -> Self {
-        Self {
-            histogram: Histogram::new_with_bounds(1, MAX_TRACKABLE_MICROS, 3)
-                .expect("static histogram bounds are valid"),
-            requests: 0,
-            http_errors: 0,
-            auth_errors: 0,
-            transport_errors: 0,
-        }
-    }
-
-    fn count_failure(&mut self, outcome: Outcome) {
-        self.requests += 1;
-        match outcome {
-            Outcome::Ok => {}
-            Outcome::HttpError => self.http_errors += 1,
-            Outcome::AuthError => {
-                self.http_errors += 1;
-                self.auth_errors += 1;
-            }
-            Outcome::TransportError => self.transport_errors += 1,
-        }
-    }
-
-    fn merge(&mut self, other: &Self) {
-        self.histogram
-            .add(&other.histogram)
-            .expect("histograms share bounds");
-        self.requests += other.requests;
-        self.http_errors += other.http_errors;
-        self.auth_errors += other.auth_errors;
-        self.transport_errors += other.transport_errors;
-    }
-
-    fn into_measurement(self, elapsed: Duration) -> Measurement {
-        let ms = |micros: u64| micros as f64 / 1000.0;
-        let errors = self.http_errors + self.transport_errors;
-        Measurement {
-            requests: self.requests,
-            errors,
-            http_errors: self.http_errors,
-            auth_errors: self.auth_errors,
-            transport_errors: self.transport_errors,
-            error_rate: if self.requests == 0 {
-                0.0
-            } else {
-                f64::from(errors) / f64::from(self.requests)
-            },
-            p50_ms: ms(self.histogram.value_at_quantile(0.50)),
-            p99_ms: ms(self.histogram.value_at_quantile(0.99)),
-            max_ms: ms(self.histogram.max()),
-            elapsed_ms: elapsed.as_secs_f64() * 1000.0,
-        }
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Outcome {
-    Ok,
-    HttpError,
-    /// 401 or 403: an HTTP error whose cause is the credential.
-    AuthError,
-    TransportError,
-}
-
-/// Untimed, barrier-synchronised warm-up requests per worker (see [`worker`]).
+/// Untimed, barrier-synchronised warm-up rounds per worker (see [`plan`]'s worker): each worker
+/// sends one request (one whole cycle), then waits for every other worker, this many times,
+/// before anything is timed.
 pub const WARMUP_ROUNDS: u32 = 3;
-
-async fn worker(
-    client: &reqwest::Client,
-    url: reqwest::Url,
-    next: &AtomicU32,
-    warmed: &tokio::sync::Barrier,
-    total: u32,
-) -> Tally {
-    let mut tally = Tally::new();
-    // Untimed warm-up rounds: every worker sends one request, then waits for all the others,
-    // WARMUP_ROUNDS times. They open this worker's connection and let the service grow its
-    // database pool to the probe's concurrency, so the run measures the steady state the SLO is
-    // about, not cold connection set-up (TLS, database authentication). One round is not
-    // enough: a service's pool hands a released connection to a waiting request while the
-    // connection it was opening for it arrives later, so after one concurrent round the pool
-    // can still be short, and the first timed burst then pays for new connections (seen: two
-    // requests of 200 at 110-250 ms against a 2 ms median on a fresh `meridian serve`, enough
-    // to decide the p99 of a healthy service). No worker starts timing before every worker
-    // has finished warming up. Only a successful warm-up is free: a failed one takes one of
-    // the run's requests and counts as a failed, timed request.
-    let mut warm = true;
-    for _ in 0..WARMUP_ROUNDS {
-        // A worker whose warm-up failed stops warming up, but still meets the others at each
-        // round's barrier (or they would wait for it forever).
-        if warm {
-            let start = Instant::now();
-            let outcome = one_request(client, url.clone()).await;
-            if !matches!(outcome, Outcome::Ok) {
-                warm = false;
-                if next.fetch_add(1, Ordering::Relaxed) < total {
-                    let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
-                    tally.histogram.saturating_record(micros.max(1));
-                    tally.count_failure(outcome);
-                }
-            }
-        }
-        warmed.wait().await;
-    }
-    while next.fetch_add(1, Ordering::Relaxed) < total {
-        let start = Instant::now();
-        let outcome = one_request(client, url.clone()).await;
-        let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
-        tally.histogram.saturating_record(micros.max(1));
-        match outcome {
-            Outcome::Ok => tally.requests += 1,
-            failed => tally.count_failure(failed),
-        }
-    }
-    tally
-}
-
-async fn one_request(client: &reqwest::Client, url: reqwest::Url) -> Outcome {
-    match client.get(url).send().await {
-        Ok(response) => {
-            let status = response.status();
-            // Read the whole body: latency is time to the last byte, and a body cut off midway
-            // is a failed response even with a 2xx status.
-            match response.bytes().await {
-                Ok(_) if status.is_success() => Outcome::Ok,
-                Ok(_) if matches!(status.as_u16(), 401 | 403) => Outcome::AuthError,
-                Ok(_) => Outcome::HttpError,
-                Err(_) => Outcome::TransportError,
-            }
-        }
-        Err(_) => Outcome::TransportError,
-    }
-}
 
 #[cfg(test)]
 mod tests {
