@@ -50,6 +50,15 @@ fn default_token_key() -> String {
 fn default_interval() -> String {
     "60s".to_owned()
 }
+fn default_initial_delay() -> String {
+    "0s".to_owned()
+}
+fn default_count() -> u32 {
+    1
+}
+fn default_consecutive_error_limit() -> u32 {
+    4
+}
 
 /// A duration as Argo Rollouts writes one: a whole number of seconds, minutes or hours
 /// (`30s`, `5m`, `1h`; a bare number is seconds).
@@ -271,6 +280,24 @@ pub struct AnalysisSpec {
     #[serde(default = "default_interval")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub interval: String,
+    /// Measurements (query errors not counted) the preview must get before it is promoted.
+    #[serde(default = "default_count")]
+    #[schemars(range(min = 1))]
+    pub count: u32,
+    /// Wait this long after the preview is ready before its first measurement.
+    #[serde(default = "default_initial_delay")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub initial_delay: String,
+    /// Failed measurements tolerated: one more fails the analysis (before promotion: rollback;
+    /// after: the selector goes back to the old colour). 0: the first failure does.
+    #[serde(default)]
+    pub failure_limit: u32,
+    /// Consecutive measurement errors (probe or query could not run, or no data) after which
+    /// the analysis is inconclusive and the release waits for a human. Errors are never
+    /// failures: they roll nothing back.
+    #[serde(default = "default_consecutive_error_limit")]
+    #[schemars(range(min = 1))]
+    pub consecutive_error_limit: u32,
 }
 
 impl AnalysisSpec {
@@ -280,6 +307,11 @@ impl AnalysisSpec {
             .or_else(|| duration_secs(&default_interval()))
             .unwrap_or(60)
             .max(1)
+    }
+
+    /// [`Self::initial_delay`] in seconds.
+    pub fn initial_delay_secs(&self) -> u64 {
+        duration_secs(&self.initial_delay).unwrap_or(0)
     }
 }
 
@@ -445,9 +477,15 @@ pub struct ReleaseStatus {
     pub paused_since: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migration: Option<MigrationStatus>,
-    /// Analysis runs of the current cycle, oldest first.
+    /// The latest measurements of the current cycle (at most 10), oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub analysis: Vec<AnalysisRun>,
+    /// Counts of the current analysis or verification (all its measurements).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measurements: Option<MeasurementCounts>,
+    /// Set while an inconclusive analysis (or verification) waits for a human.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inconclusive: Option<Inconclusive>,
     /// A colour to scale to zero once `after` has passed (the old colour after promotion).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_scale_down: Option<PendingScaleDown>,
@@ -500,6 +538,38 @@ pub struct AnalysisRun {
     /// A measurement of the active colour after promotion (false: of the preview before it).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub verification: bool,
+    /// The measurement could not be taken (probe or query error, or no data): neither passed
+    /// nor failed, counted against `consecutiveErrorLimit`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub error: bool,
+}
+
+/// Tally of the measurements of the current analysis (before promotion) or verification
+/// (after it); reset when either starts. `analysis[]` keeps only the latest runs, this counts all.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MeasurementCounts {
+    /// Measurements taken, errors excluded.
+    #[serde(default)]
+    pub count: u32,
+    #[serde(default)]
+    pub failed: u32,
+    #[serde(default)]
+    pub errors: u32,
+    #[serde(default)]
+    pub consecutive_errors: u32,
+}
+
+/// An analysis or verification that reached `consecutiveErrorLimit`: held for a human.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Inconclusive {
+    #[schemars(with = "String")]
+    pub since: Timestamp,
+    /// `metadata.generation` when it was held: only a later spec change (`promote`, `abort`)
+    /// resolves it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]

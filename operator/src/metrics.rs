@@ -121,15 +121,19 @@ pub enum Verdict {
     /// A threshold was exceeded, or the analysis could not run (probe or token Secret): either
     /// way the preview does not take traffic.
     Breached,
+    /// The measurement could not be taken (a Prometheus query error or no data): counted
+    /// against `consecutiveErrorLimit`, never a failure.
+    Error,
 }
 
 impl Verdict {
-    pub const ALL: [Self; 2] = [Self::Passed, Self::Breached];
+    pub const ALL: [Self; 3] = [Self::Passed, Self::Breached, Self::Error];
 
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Passed => "passed",
             Self::Breached => "breached",
+            Self::Error => "error",
         }
     }
 }
@@ -178,7 +182,7 @@ fn describe(recorder: &PrometheusRecorder) {
     recorder.describe_counter(
         k,
         u,
-        text("Completed Release analyses by verdict (passed, breached)."),
+        text("Completed Release analysis measurements by verdict (passed, breached, error)."),
     );
     let (k, u) = help(ROLLOUT_HALTED);
     recorder.describe_gauge(

@@ -168,7 +168,7 @@ fn one_phase_is_current_and_deletion_zeroes_them_all() {
         ),
         Some(1_795_435_200.5)
     );
-    for verdict in ["passed", "breached"] {
+    for verdict in ["passed", "breached", "error"] {
         assert_eq!(
             sample(
                 &text,

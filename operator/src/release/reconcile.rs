@@ -369,6 +369,8 @@ async fn execute(
             {
                 let verdict = if run.passed {
                     Verdict::Passed
+                } else if run.error {
+                    Verdict::Error
                 } else {
                     Verdict::Breached
                 };

@@ -58,6 +58,10 @@ fn spec() -> ReleaseSpec {
             },
             prometheus: None,
             interval: "60s".into(),
+            count: 1,
+            initial_delay: "0s".into(),
+            failure_limit: 0,
+            consecutive_error_limit: 4,
         },
         auto_promote: true,
         promote: None,
@@ -129,6 +133,7 @@ impl Release {
             prometheus_value: None,
             message: if passed { "ok" } else { "p99 800ms > 300ms" }.into(),
             verification: false,
+            error: false,
         });
         self
     }
@@ -672,6 +677,7 @@ fn verifying(passed: bool) -> Release {
         prometheus_value: None,
         message: if passed { "ok" } else { "p99 800ms > 300ms" }.into(),
         verification: true,
+        error: false,
     });
     release
 }
@@ -775,6 +781,35 @@ async fn prometheus_check_over_its_maximum_fails_the_analysis() {
         );
     })]);
     reconcile(Arc::new(release), ctx).await.expect("reconciler");
+    timeout_after_1s(mocksrv).await;
+}
+
+/// A query with no data yet is a measurement error, not a failure: nothing is rolled back.
+#[tokio::test]
+async fn a_prometheus_query_without_data_is_an_error_not_a_failure() {
+    let (ctx, server) = context(true);
+    let mut ctx = Arc::try_unwrap(ctx).ok().expect("sole owner");
+    ctx.prometheus = Arc::new(|_, _| Box::pin(async { Err("query returned no data".to_owned()) }));
+    let mut release = Release::test().finalized().in_phase(Phase::Analyzing);
+    release.spec.analysis.prometheus = Some(crate::crd::PrometheusCheck {
+        address: "http://prometheus.monitoring:9090".into(),
+        query: "p99{colour=\"{{colour}}\"}".into(),
+        max_value: 0.3,
+    });
+    let mocksrv = server.run(vec![status_apply(&release, |s| {
+        assert_eq!(s.phase, Phase::Analyzing);
+        let run = &s.analysis[0];
+        assert!(run.error && !run.passed, "{run:?}");
+        assert!(run.message.contains("no data"), "{}", run.message);
+        let m = s.measurements.as_ref().unwrap();
+        assert_eq!(
+            (m.count, m.failed, m.errors, m.consecutive_errors),
+            (0, 0, 1, 1)
+        );
+    })]);
+    reconcile(Arc::new(release), Arc::new(ctx))
+        .await
+        .expect("reconciler");
     timeout_after_1s(mocksrv).await;
 }
 

@@ -17,12 +17,15 @@ use std::time::Duration;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use crate::crd::{
-    AnalysisRun, Colour, Condition, JobState, MigrationStatus, PendingScaleDown, Phase,
-    ReleaseSpec, ReleaseStatus, RollbackPolicy,
+    AnalysisRun, Colour, Condition, Inconclusive, JobState, MeasurementCounts, MigrationStatus,
+    PendingScaleDown, Phase, ReleaseSpec, ReleaseStatus, RollbackPolicy,
 };
 
 /// How often an in-progress release is looked at again when nothing else wakes it.
 pub const POLL: Duration = Duration::from_secs(5);
+
+/// Measurements kept in `status.analysis` (the latest); `status.measurements` counts them all.
+pub const MAX_RUNS: usize = 10;
 
 /// What the reconciler saw of one colour's Deployment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,7 +140,9 @@ pub struct PromResult {
 
 /// Appends the outcome of a [`Action::RunAnalysis`] (or, with `verification`, of a
 /// [`Action::RunVerification`]) to the status: passed only when the probe passed and the
-/// Prometheus check (if configured) returned a value at most its maximum.
+/// Prometheus check (if configured) returned a value at most its maximum. A Prometheus query
+/// that fails or has no data yet makes the measurement an *error* (unless the probe itself
+/// breached, which is a failure whatever the query says).
 pub fn record_analysis(
     status: &mut ReleaseStatus,
     verdict: &probe::Verdict,
@@ -152,6 +157,7 @@ pub fn record_analysis(
     let mut passed = verdict.passed;
     let mut message = verdict.summary();
     let mut prometheus_value = None;
+    let mut error = false;
     if let Some(p) = prometheus {
         match &p.value {
             Ok(v) => {
@@ -162,23 +168,49 @@ pub fn record_analysis(
                 message = format!("{message}; prometheus {v} {cmp} {}", p.max_value);
             }
             Err(e) => {
+                error = passed;
                 passed = false;
                 message = format!("{message}; prometheus check failed: {e}");
             }
         }
     }
-    status.analysis.push(AnalysisRun {
-        hash,
-        at: now,
-        passed,
-        requests: m.requests,
-        p50_ms: m.p50_ms,
-        p99_ms: m.p99_ms,
-        error_rate: m.error_rate,
-        prometheus_value,
-        message,
-        verification,
-    });
+    push_run(
+        status,
+        AnalysisRun {
+            hash,
+            at: now,
+            passed,
+            requests: m.requests,
+            p50_ms: m.p50_ms,
+            p99_ms: m.p99_ms,
+            error_rate: m.error_rate,
+            prometheus_value,
+            message,
+            verification,
+            error,
+        },
+    );
+}
+
+/// Records one measurement: counted in `status.measurements`, kept in `status.analysis` among
+/// the latest [`MAX_RUNS`].
+fn push_run(status: &mut ReleaseStatus, run: AnalysisRun) {
+    let counts = status
+        .measurements
+        .get_or_insert_with(MeasurementCounts::default);
+    if run.error {
+        counts.errors += 1;
+        counts.consecutive_errors += 1;
+    } else {
+        counts.count += 1;
+        counts.consecutive_errors = 0;
+        if !run.passed {
+            counts.failed += 1;
+        }
+    }
+    status.analysis.push(run);
+    let excess = status.analysis.len().saturating_sub(MAX_RUNS);
+    status.analysis.drain(..excess);
 }
 
 /// Records an analysis that could not run at all (e.g. the preview Service has no address);
@@ -192,18 +224,22 @@ pub fn record_analysis_error(
     let Some(hash) = status.preview_hash.clone() else {
         return;
     };
-    status.analysis.push(AnalysisRun {
-        hash,
-        at: now,
-        passed: false,
-        requests: 0,
-        p50_ms: 0.0,
-        p99_ms: 0.0,
-        error_rate: 1.0,
-        prometheus_value: None,
-        message,
-        verification,
-    });
+    push_run(
+        status,
+        AnalysisRun {
+            hash,
+            at: now,
+            passed: false,
+            requests: 0,
+            p50_ms: 0.0,
+            p99_ms: 0.0,
+            error_rate: 1.0,
+            prometheus_value: None,
+            message,
+            verification,
+            error: false,
+        },
+    );
 }
 
 struct Step<'a> {
@@ -344,7 +380,10 @@ impl Step<'_> {
             }
             let deadline =
                 SignedDuration::from_secs(i64::from(self.spec().progress_deadline_seconds));
-            if self.since(self.status.progress_since) > deadline {
+            // An inconclusive analysis waits for a human, not for the deadline.
+            if self.since(self.status.progress_since) > deadline
+                && self.status.inconclusive.is_none()
+            {
                 let msg = format!(
                     "no progress within {}s (stuck in {phase})",
                     self.spec().progress_deadline_seconds
@@ -406,6 +445,8 @@ impl Step<'_> {
         self.status.paused_since = None;
         self.status.migration = None;
         self.status.analysis.clear();
+        self.status.measurements = None;
+        self.status.inconclusive = None;
         let image = self.spec().image.clone();
         self.transition(
             Phase::Pending,
@@ -468,6 +509,7 @@ impl Step<'_> {
     }
 
     fn roll_back(&mut self, reason: &str, message: &str) {
+        self.status.inconclusive = None;
         let preview = self.preview();
         let old = self.status.active_colour;
         // Re-assert the old colour even though promotion never moved it: the selector is the
@@ -593,13 +635,20 @@ impl Step<'_> {
         let image = self.spec().image.clone();
         match self.obs.deployment(preview) {
             Some(d) if d.image == image && d.ready_replicas >= want => {
-                self.actions.push(Action::RunAnalysis);
+                let delay = self.spec().analysis.initial_delay_secs();
+                if delay == 0 {
+                    self.actions.push(Action::RunAnalysis);
+                }
                 self.transition(
                     Phase::Analyzing,
                     None,
                     &format!("preview {preview} ready ({want} replicas); analysing"),
                 );
-                self.poll();
+                if delay == 0 {
+                    self.judge_soon();
+                } else {
+                    self.requeue_after = Some(Duration::from_secs(delay));
+                }
             }
             Some(d) if d.image == image && d.replicas >= want => self.poll(),
             _ => {
@@ -614,27 +663,156 @@ impl Step<'_> {
         }
     }
 
-    fn analyzing(&mut self) {
-        let latest = self
-            .status
+    /// The latest measurement of this cycle's analysis (before promotion) or, with
+    /// `verification`, of its verification.
+    fn latest_run(&self, verification: bool) -> Option<AnalysisRun> {
+        self.status
             .analysis
             .iter()
             .rev()
-            .find(|r| r.hash == self.hash)
-            .cloned();
-        let Some(run) = latest else {
-            self.actions.push(Action::RunAnalysis);
-            self.poll();
-            return;
+            .find(|r| r.hash == self.hash && r.verification == verification)
+            .cloned()
+    }
+
+    /// `status.measurements`, or (for a status written before it existed) the tally of the
+    /// runs still listed.
+    fn counts(&self, verification: bool) -> MeasurementCounts {
+        if let Some(c) = &self.status.measurements {
+            return c.clone();
+        }
+        let mut c = MeasurementCounts::default();
+        for r in self
+            .status
+            .analysis
+            .iter()
+            .filter(|r| r.hash == self.hash && r.verification == verification)
+        {
+            if r.error {
+                c.errors += 1;
+                c.consecutive_errors += 1;
+            } else {
+                c.count += 1;
+                c.consecutive_errors = 0;
+                c.failed += u32::from(!r.passed);
+            }
+        }
+        c
+    }
+
+    fn latest_failure(&self, verification: bool) -> String {
+        self.status
+            .analysis
+            .iter()
+            .rev()
+            .find(|r| {
+                r.hash == self.hash && r.verification == verification && !r.passed && !r.error
+            })
+            .map_or_else(|| "a measurement failed".to_owned(), |r| r.message.clone())
+    }
+
+    /// `consecutiveErrorLimit` reached: hold for a human (no rollback, nothing scaled down).
+    fn hold_inconclusive(&mut self, reason: &str, what: &str, last: Option<&AnalysisRun>) {
+        let limit = self.spec().analysis.consecutive_error_limit;
+        let last = last.map_or("", |r| r.message.as_str());
+        let image = self.spec().image.clone();
+        let msg = format!(
+            "{what} inconclusive: {limit} consecutive measurement errors (last: {last}); \
+             waiting for a human: spec.promote = {image} to go on, spec.abort to roll back"
+        );
+        self.status.inconclusive = Some(Inconclusive {
+            since: self.now(),
+            generation: self.obs.generation,
+        });
+        self.status.message = Some(msg.clone());
+        self.set_condition("Paused", "True", "Inconclusive", &msg);
+        self.event(EventType::Warning, reason, msg);
+    }
+
+    /// Whether a human told an inconclusive hold to go on: `spec.promote` names the image, set
+    /// in a spec change after the hold began.
+    fn inconclusive_accepted(&self) -> bool {
+        let Some(held) = &self.status.inconclusive else {
+            return false;
         };
-        if !run.passed {
-            self.set_condition("AnalysisPassed", "False", "Breach", &run.message);
-            self.fail(
-                "AnalysisFailed",
-                &format!("analysis failed: {}", run.message),
-            );
+        let later = match (self.obs.generation, held.generation) {
+            (Some(now), Some(then)) => now > then,
+            _ => false,
+        };
+        later && self.spec().promote.as_deref() == Some(self.spec().image.as_str())
+    }
+
+    /// Ends an inconclusive hold a human accepted; the time held is added back to the progress
+    /// deadline.
+    fn release_inconclusive(&mut self) {
+        if let Some(held) = self.status.inconclusive.take() {
+            let held_for = self.now().duration_since(held.since);
+            self.status.progress_since = self
+                .status
+                .progress_since
+                .map(|p| p.checked_add(held_for).unwrap_or(p));
+            let msg = "spec.promote accepted the inconclusive measurements";
+            self.set_condition("Paused", "False", "InconclusiveAccepted", msg);
+            self.event(EventType::Normal, "InconclusiveAccepted", msg.to_owned());
+        }
+    }
+
+    fn analyzing(&mut self) {
+        let analysis = self.spec().analysis.clone();
+        let counts = self.counts(false);
+        let latest = self.latest_run(false);
+        if counts.failed > analysis.failure_limit {
+            let message = self.latest_failure(false);
+            self.set_condition("AnalysisPassed", "False", "Breach", &message);
+            self.fail("AnalysisFailed", &format!("analysis failed: {message}"));
             return;
         }
+        if self.status.inconclusive.is_some() {
+            if !self.inconclusive_accepted() {
+                return;
+            }
+            self.release_inconclusive();
+        } else if counts.consecutive_errors >= analysis.consecutive_error_limit {
+            self.set_condition(
+                "AnalysisPassed",
+                "Unknown",
+                "Inconclusive",
+                "too many measurement errors",
+            );
+            self.hold_inconclusive("AnalysisInconclusive", "analysis", latest.as_ref());
+            return;
+        } else if counts.count < analysis.count {
+            let now = self.now();
+            let due =
+                match &latest {
+                    Some(r) => r.at.checked_add(self.interval()),
+                    None => self.status.phase_since.unwrap_or(now).checked_add(
+                        SignedDuration::from_secs(
+                            i64::try_from(analysis.initial_delay_secs()).unwrap_or(i64::MAX),
+                        ),
+                    ),
+                }
+                .unwrap_or(now);
+            if now >= due {
+                self.actions.push(Action::RunAnalysis);
+                self.judge_soon();
+            } else {
+                self.requeue_after = Some(due.duration_since(now).unsigned_abs());
+            }
+            return;
+        }
+        let run = latest.unwrap_or_else(|| AnalysisRun {
+            hash: self.hash.clone(),
+            at: self.now(),
+            passed: false,
+            requests: 0,
+            p50_ms: 0.0,
+            p99_ms: 0.0,
+            error_rate: 0.0,
+            prometheus_value: None,
+            message: "no measurement".into(),
+            verification: false,
+            error: true,
+        });
         self.set_condition("AnalysisPassed", "True", "WithinSLO", &run.message);
         let image = self.spec().image.clone();
         let manual_ok = self.spec().promote.as_deref() == Some(image.as_str());
@@ -708,6 +886,9 @@ impl Step<'_> {
             );
         }
         self.status.active_colour = Some(preview);
+        // Verification counts its own measurements.
+        self.status.measurements = None;
+        self.status.inconclusive = None;
         self.status.active_hash = Some(self.hash.clone());
         self.status.active_image = Some(image.clone());
         self.transition(
@@ -756,17 +937,15 @@ impl Step<'_> {
         let Some(active) = self.status.active_colour else {
             return;
         };
-        let last = self
-            .status
-            .analysis
-            .iter()
-            .rev()
-            .find(|r| r.verification && r.hash == self.hash)
-            .cloned();
-        if let Some(run) = &last
-            && !run.passed
-        {
-            let msg = format!("verification of {active} failed: {}", run.message);
+        let last = self.latest_run(true);
+        let counts = self.counts(true);
+        let failure_limit = self.spec().analysis.failure_limit;
+        let error_limit = self.spec().analysis.consecutive_error_limit;
+        if counts.failed > failure_limit {
+            let msg = format!(
+                "verification of {active} failed: {}",
+                self.latest_failure(true)
+            );
             self.revert_promotion(&pending, "VerificationFailed", &msg);
             return;
         }
@@ -775,7 +954,19 @@ impl Step<'_> {
             return;
         }
         let now = self.now();
-        if now >= pending.after && last.is_some() {
+        let mut accepted = false;
+        if self.status.inconclusive.is_some() {
+            // Both colours keep running, nothing is measured, until a human decides.
+            if !self.inconclusive_accepted() {
+                return;
+            }
+            self.release_inconclusive();
+            accepted = true;
+        } else if counts.consecutive_errors >= error_limit {
+            self.hold_inconclusive("VerificationInconclusive", "verification", last.as_ref());
+            return;
+        }
+        if (now >= pending.after && counts.count > 0) || accepted {
             self.actions.push(Action::ScaleDown(pending.colour));
             self.status.pending_scale_down = None;
             self.status.verified = true;

@@ -37,6 +37,10 @@ fn spec(image: &str) -> ReleaseSpec {
             },
             prometheus: None,
             interval: "60s".into(),
+            count: 1,
+            initial_delay: "0s".into(),
+            failure_limit: 0,
+            consecutive_error_limit: 4,
         },
         auto_promote: true,
         promote: None,
@@ -70,6 +74,10 @@ fn verdict(passed: bool) -> probe::Verdict {
 }
 
 /// A fake cluster: Deployments, one Job, two Service selectors, an Event log.
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "each flag is one independent behaviour of the simulated cluster"
+)]
 struct World {
     spec: ReleaseSpec,
     status: ReleaseStatus,
@@ -84,6 +92,10 @@ struct World {
     probe_passes: bool,
     /// Whether measurements of the active colour after promotion pass.
     verification_passes: bool,
+    /// Whether the Prometheus check (when set) errors, e.g. no data yet.
+    prom_errors: bool,
+    /// `metadata.generation` of the Release.
+    generation: i64,
     active_selector: Option<Colour>,
     preview_selector: Option<Colour>,
     events: Vec<(EventType, String)>,
@@ -104,6 +116,8 @@ impl World {
             pods_get_ready: true,
             probe_passes: true,
             verification_passes: true,
+            prom_errors: false,
+            generation: 1,
             active_selector: None,
             preview_selector: None,
             events: vec![],
@@ -151,7 +165,7 @@ impl World {
         }
         let decision = decide(&Observed {
             name: "streams",
-            generation: Some(1),
+            generation: Some(self.generation),
             spec: &self.spec,
             status: &self.status,
             blue: self.blue.clone(),
@@ -195,7 +209,11 @@ impl World {
                 }
                 Action::RunAnalysis => {
                     let v = verdict(self.probe_passes);
-                    record_analysis(&mut self.status, &v, None, self.now, false);
+                    let prom = self.prom_errors.then(|| PromResult {
+                        value: Err("query returned no data".into()),
+                        max_value: 0.05,
+                    });
+                    record_analysis(&mut self.status, &v, prom.as_ref(), self.now, false);
                 }
                 Action::RunVerification(c) => {
                     assert_eq!(self.active_selector, Some(*c), "verifies what serves");
@@ -767,4 +785,204 @@ fn abort_while_verifying_puts_the_old_colour_back() {
     w.settle();
     assert_eq!(w.status.phase, Phase::RolledBack);
     assert!(w.reasons().contains(&"Aborted"));
+}
+
+fn paused(w: &World) -> Option<(&str, &str)> {
+    w.status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Paused")
+        .map(|c| (c.status.as_str(), c.reason.as_str()))
+}
+
+fn analyses(w: &World) -> Vec<&AnalysisRun> {
+    w.status
+        .analysis
+        .iter()
+        .filter(|r| !r.verification)
+        .collect()
+}
+
+/// v2 on green reaches Analyzing (blue serves v1), with Prometheus answering no data.
+fn analysing_with_query_errors() -> World {
+    let mut w = World::established();
+    w.spec.analysis.initial_delay = "30s".into();
+    w.spec.analysis.consecutive_error_limit = 4;
+    w.prom_errors = true;
+    w.spec.image = "registry/streams:v2".into();
+    for _ in 0..4 {
+        w.tick();
+    }
+    assert_eq!(w.status.phase, Phase::Analyzing);
+    w
+}
+
+#[test]
+fn query_errors_are_not_failures_and_pause_for_a_human_at_the_consecutive_error_limit() {
+    let mut w = analysing_with_query_errors();
+    let analysing_since = w.status.phase_since.unwrap();
+    // initialDelay: nothing is measured for 30 s.
+    for _ in 0..29 {
+        w.advance(1);
+        w.tick();
+    }
+    assert!(analyses(&w).is_empty(), "measured before initialDelay");
+    assert!(!w.all_actions.contains(&Action::RunAnalysis));
+    // Three errors, one per interval: still Analyzing, nothing rolled back, not paused.
+    let mut d = w.tick();
+    for n in 1..=3 {
+        w.advance(i64::try_from(d.requeue_after.unwrap().as_secs()).unwrap());
+        d = w.tick();
+        while !d.actions.contains(&Action::RunAnalysis) {
+            w.advance(i64::try_from(d.requeue_after.unwrap().as_secs()).unwrap());
+            d = w.tick();
+        }
+        assert_eq!(analyses(&w).len(), n);
+        assert!(analyses(&w).iter().all(|r| r.error && !r.passed));
+        w.advance(5);
+        d = w.tick();
+        assert_eq!(w.status.phase, Phase::Analyzing, "after {n} errors");
+        assert_ne!(paused(&w), Some(("True", "Inconclusive")));
+    }
+    let first = analyses(&w)[0].at.duration_since(analysing_since);
+    assert_eq!(
+        first,
+        SignedDuration::from_secs(30),
+        "first measurement at initialDelay"
+    );
+    assert_eq!(
+        w.status.measurements.as_ref().unwrap().consecutive_errors,
+        3
+    );
+    // The 4th error: inconclusive, paused for a human with a Warning Event.
+    while !d.actions.contains(&Action::RunAnalysis) {
+        w.advance(i64::try_from(d.requeue_after.unwrap().as_secs()).unwrap());
+        d = w.tick();
+    }
+    w.advance(5);
+    w.tick();
+    assert_eq!(paused(&w), Some(("True", "Inconclusive")));
+    assert_eq!(w.status.phase, Phase::Analyzing);
+    assert!(w.status.inconclusive.is_some());
+    assert!(
+        w.events
+            .contains(&(EventType::Warning, "AnalysisInconclusive".to_owned()))
+    );
+    assert!(!w.reasons().contains(&"AnalysisFailed"));
+    // Held: no more measurements, no rollback, not even past the progress deadline.
+    w.advance(3600);
+    let d = w.tick();
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+    assert_eq!(w.status.phase, Phase::Analyzing);
+    assert_eq!(w.active_selector, Some(Colour::Blue));
+    assert!(w.scale_downs().is_empty());
+    assert_eq!(analyses(&w).len(), 4);
+}
+
+#[test]
+fn a_human_resolves_an_inconclusive_analysis_with_promote_or_abort() {
+    let mut go_on = analysing_with_query_errors();
+    go_on.consecutive_errors_until_paused();
+    // A promote already in the spec before the hold does not count; a new spec change does.
+    go_on.spec.promote = Some("registry/streams:v2".into());
+    go_on.tick();
+    assert_eq!(go_on.status.phase, Phase::Analyzing);
+    go_on.generation += 1;
+    go_on.settle();
+    assert_eq!(go_on.status.phase, Phase::Succeeded);
+    assert_eq!(go_on.active_selector, Some(Colour::Green));
+    assert!(go_on.reasons().contains(&"InconclusiveAccepted"));
+
+    let mut back = analysing_with_query_errors();
+    back.consecutive_errors_until_paused();
+    back.spec.abort = true;
+    back.generation += 1;
+    back.settle();
+    assert_eq!(back.status.phase, Phase::RolledBack);
+    assert_eq!(back.active_selector, Some(Colour::Blue));
+}
+
+impl World {
+    fn consecutive_errors_until_paused(&mut self) {
+        for _ in 0..100 {
+            if self.status.inconclusive.is_some() {
+                return;
+            }
+            let d = self.tick();
+            self.advance(i64::try_from(d.requeue_after.unwrap_or(POLL).as_secs()).unwrap());
+        }
+        panic!("never inconclusive: {:?}", self.status);
+    }
+}
+
+#[test]
+fn a_failure_limit_tolerates_that_many_failed_measurements_and_count_takes_them_all() {
+    let mut w = World::established();
+    w.spec.analysis.count = 3;
+    w.spec.analysis.failure_limit = 1;
+    w.spec.image = "registry/streams:v2".into();
+    w.probe_passes = false;
+    for _ in 0..4 {
+        w.tick();
+    }
+    assert_eq!(w.status.phase, Phase::Analyzing);
+    let d = w.tick(); // first failure judged: 1 <= failureLimit
+    assert_eq!(w.status.phase, Phase::Analyzing);
+    w.probe_passes = true;
+    w.advance(i64::try_from(d.requeue_after.unwrap().as_secs()).unwrap());
+    w.settle_until(|w| analyses(w).len() == 3);
+    w.settle();
+    assert_eq!(w.status.phase, Phase::Succeeded);
+    let runs = analyses(&w);
+    assert_eq!(runs.len(), 3, "count: 3 measurements before promotion");
+    assert_eq!(runs.iter().filter(|r| !r.passed).count(), 1);
+    assert!(
+        w.status.measurements.as_ref().is_none_or(|m| m.count == 0),
+        "verification starts its own tally"
+    );
+
+    let mut w = World::established();
+    w.spec.analysis.count = 3;
+    w.spec.analysis.failure_limit = 1;
+    w.spec.image = "registry/streams:v2".into();
+    w.probe_passes = false;
+    w.settle_until(|w| w.status.phase.in_progress() && analyses(w).len() == 2);
+    w.tick();
+    assert_eq!(
+        w.status.phase,
+        Phase::RollingBack,
+        "2 failures > failureLimit 1"
+    );
+}
+
+#[test]
+fn only_the_latest_measurements_stay_in_status_but_all_are_counted() {
+    let mut status = ReleaseStatus {
+        preview_hash: Some("h".into()),
+        ..ReleaseStatus::default()
+    };
+    let t: Timestamp = "2026-11-23T12:00:00Z".parse().unwrap();
+    for i in 0..15 {
+        let at = t.checked_add(SignedDuration::from_secs(i)).unwrap();
+        record_analysis(&mut status, &verdict(true), None, at, false);
+    }
+    assert_eq!(status.analysis.len(), MAX_RUNS);
+    assert_eq!(
+        status.analysis[0].at,
+        t.checked_add(SignedDuration::from_secs(5)).unwrap()
+    );
+    assert_eq!(status.measurements.as_ref().unwrap().count, 15);
+}
+
+impl World {
+    fn settle_until(&mut self, done: impl Fn(&World) -> bool) {
+        for _ in 0..200 {
+            if done(self) {
+                return;
+            }
+            let d = self.tick();
+            self.advance(i64::try_from(d.requeue_after.unwrap_or(POLL).as_secs().max(1)).unwrap());
+        }
+        panic!("condition never reached: {:?}", self.status);
+    }
 }
