@@ -579,13 +579,17 @@ fn observe_deployment(d: &Deployment) -> DeploymentObs {
         .unwrap_or_default();
     let status = d.status.as_ref();
     // Ready only counts pods of the current template: a rollout of a new image is not ready
-    // while old-template pods are still the ready ones.
+    // while old-template pods are still the ready ones. And the counts describe the current
+    // spec only once the Deployment controller has observed it: until then they are the
+    // previous spec's (e.g. the old image's ready pods, just after an apply).
     let updated = status.and_then(|s| s.updated_replicas).unwrap_or(0);
     let ready = status.and_then(|s| s.ready_replicas).unwrap_or(0);
+    let observed = status.and_then(|s| s.observed_generation).unwrap_or(0);
+    let current = observed >= d.metadata.generation.unwrap_or(0);
     DeploymentObs {
         image,
         replicas: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0),
-        ready_replicas: ready.min(updated),
+        ready_replicas: if current { ready.min(updated) } else { 0 },
     }
 }
 

@@ -708,6 +708,49 @@ async fn a_failed_verification_points_the_active_service_back_at_the_old_colour(
     timeout_after_1s(mocksrv).await;
 }
 
+/// Ready counts from before the Deployment controller observed the latest spec describe the
+/// previous one: such a colour is not ready, whatever they say.
+#[tokio::test]
+async fn a_deployment_whose_latest_generation_is_not_observed_yet_is_not_ready() {
+    let (ctx, server) = context(true);
+    let release = Release::test()
+        .finalized()
+        .in_phase(Phase::Promoting)
+        .with_analysis(true);
+    let mut stale = ready_deployment("green", "registry/streams:v2", 3);
+    stale["metadata"]["generation"] = json!(3);
+    stale["status"]["observedGeneration"] = json!(2);
+    let mut current = stale.clone();
+    current["status"]["observedGeneration"] = json!(3);
+    let mocksrv = server.run(vec![
+        Expect::new(
+            Method::GET,
+            "/apis/apps/v1/namespaces/default/deployments/streams-green",
+        )
+        .respond(stale),
+    ]);
+    let action = reconcile(Arc::new(release.clone()), ctx)
+        .await
+        .expect("reconciler");
+    assert_eq!(action, ControllerAction::requeue(state::POLL));
+    timeout_after_1s(mocksrv).await;
+
+    // Once observed, the same counts promote.
+    let (ctx, server) = context(true);
+    let mocksrv = server.run(vec![
+        Expect::new(
+            Method::GET,
+            "/apis/apps/v1/namespaces/default/deployments/streams-green",
+        )
+        .respond(current),
+        selector_patch("streams", "green"),
+        event("Promoted", "Normal"),
+        status_apply(&release, |s| assert_eq!(s.phase, Phase::Succeeded)),
+    ]);
+    reconcile(Arc::new(release), ctx).await.expect("reconciler");
+    timeout_after_1s(mocksrv).await;
+}
+
 #[tokio::test]
 async fn partly_ready_preview_is_not_promoted_and_nothing_is_written() {
     let (ctx, server) = context(true);
