@@ -1,18 +1,26 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2016  # backticks in printf formats are Markdown for annotations
-# Deploy this commit to one country's production cluster through a Rollout CR in the
-# management cluster, then wait until the Rollout Succeeded (released, analysed and
-# baked) or fail when it Halted.
-#   buildkite/deploy-prod.sh COUNTRY [BAKE]       BAKE default: the country's wave in waves.conf
-# Env: KUBE_CONTEXT (default meridian-management), ROLLOUT_TIMEOUT_SECONDS (default 5400),
-#      DRY_RUN=1 prints the manifest instead of applying it.
+# Deploy this commit to production: one Rollout CR per service in the management cluster, each
+# carrying every wave of waves.conf, then wait until every Rollout Succeeded (released, analysed
+# and baked, wave by wave) or fail when one Halted. The Rollout owns the wave order and the bake
+# times (operator/src/rollout/plan.rs); this script only renders and waits.
+#   buildkite/deploy-prod.sh [COUNTRY...]    default: every country of waves.conf, in its waves;
+#                                            COUNTRY...: only those (e.g. a new country's first deploy)
+# Env: KUBE_CONTEXT (default meridian-management), ROLLOUT_TIMEOUT_SECONDS (default: per wave its
+#      bake time + 30 minutes for release and analysis), DRY_RUN=1 prints the manifests instead of
+#      applying them.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-country="${1:?usage: deploy-prod.sh COUNTRY [BAKE]}"
-[[ "$country" =~ ^[a-z]{2}$ ]] || die "country must be a two-letter code: $country"
-bake="${2:-$(awk -v c="$country" '!/^[[:space:]]*(#|$)/ { for (i = 3; i <= NF; i++) if ($i == c) print $2 }' "$WAVES_FILE")}"
-[[ -n "$bake" ]] || die "country $country is in no wave of $WAVES_FILE"
+table="$(waves "$@")" || exit 1
+timeout="${ROLLOUT_TIMEOUT_SECONDS:-}"
+if [[ -z "$timeout" ]]; then
+  timeout=0
+  while read -r _ bake _; do
+    timeout=$((timeout + $(duration_seconds "$bake") + 1800))
+  done <<<"$table"
+fi
+plan="$(awk '{ $1 = ""; $2 = ""; sub(/^ +/, ""); printf "%s%s", sep, $0; sep = "; " }' <<<"$table")"
 
 # slo.yaml (the services) is read by slo-gate.
 use_slo_gate
@@ -21,7 +29,8 @@ mapfile -t services <<<"$listed"
 ((${#services[@]})) || die "no deployable services"
 manifests=""
 for s in "${services[@]}"; do
-  manifests+="---"$'\n'"$(render_rollout "$s" "$country" "$bake")"$'\n'
+  rollout="$(render_rollout "$s" "$@")" || exit 1
+  manifests+="---"$'\n'"$rollout"$'\n'
 done
 
 if [[ "${DRY_RUN:-0}" == "1" ]]; then
@@ -30,19 +39,19 @@ if [[ "${DRY_RUN:-0}" == "1" ]]; then
 fi
 
 kubectl config use-context "${KUBE_CONTEXT:-meridian-management}" >/dev/null
-log "applying ${#services[@]} Rollout(s) (${services[*]} -> $country, bake $bake)"
+log "applying ${#services[@]} Rollout(s) (${services[*]}; waves: $plan)"
 printf '%s' "$manifests" | kubectl apply --server-side --field-manager=buildkite -f -
 
 halted=()
 for s in "${services[@]}"; do
-  name="$(rollout_name "$s" "$country")"
-  if ! wait_for_phase rollout "$name" "" "${ROLLOUT_TIMEOUT_SECONDS:-5400}" Succeeded Halted RollingBack RolledBack; then
+  name="$(rollout_name "$s" "$@")"
+  if ! wait_for_phase rollout "$name" "" "$timeout" Succeeded Halted RollingBack RolledBack; then
     halted+=("$s")
   fi
 done
 if ((${#halted[@]})); then
-  printf ':octagonal_sign: %s halted in **%s** (`%s`). Later waves will not start. See runbooks/pages/rollout-halted.md.\n' \
-    "${halted[*]}" "$country" "$(git_sha)" | annotate error "prod-$country"
+  printf ':octagonal_sign: %s halted in production (`%s`; waves: %s): the failing wave rolled back, later waves did not start. See runbooks/pages/rollout-halted.md.\n' \
+    "${halted[*]}" "$(git_sha)" "$plan" | annotate error production
   exit 1
 fi
-printf ':white_check_mark: %s runs `%s` (baked %s)\n' "$country" "$(git_sha)" "$bake" | annotate success "prod-$country"
+printf ':white_check_mark: production runs `%s` (waves: %s, each baked)\n' "$(git_sha)" "$plan" | annotate success production

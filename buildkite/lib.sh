@@ -251,23 +251,70 @@ duration_seconds() {
   esac
 }
 
-# render_rollout SERVICE COUNTRY BAKE: a cluster-scoped Rollout releasing SERVICE at this
-# commit to one country's production cluster (one wave: Buildkite orders the waves between
-# countries; the Rollout releases, analyses and bakes inside one country). The Release it drives
-# in the target cluster is named after the service, in $MERIDIAN_NAMESPACE.
+# waves [COUNTRY...]: the production waves of $WAVES_FILE (its one reader), one line each:
+# "WAVE BAKE CC...", checked: increasing wave numbers, a bake time like 30m, lower-case two-letter
+# country codes, no country in two waves, at least one wave. With COUNTRY..., only the waves and
+# countries named, each keeping its wave's bake time (each must be in a wave).
+waves() {
+  local file="$WAVES_FILE" wave bake countries cc last=0 n=0 w
+  local -a ccs keep
+  local -A seen=()
+  [[ -r "$file" ]] || die "waves file not readable: $file"
+  while read -r wave bake countries; do
+    [[ -z "$wave" || "$wave" == \#* ]] && continue
+    [[ "$wave" =~ ^[0-9]+$ ]] || die "$file: wave number expected, got '$wave'"
+    ((wave > last)) || die "$file: waves must be listed in increasing order ($wave after $last)"
+    [[ "$bake" =~ ^[0-9]+[smh]$ ]] || die "$file: wave $wave: bake time like 30m expected, got '$bake'"
+    read -r -a ccs <<<"$countries"
+    ((${#ccs[@]})) || die "$file: wave $wave has no countries"
+    last=$wave
+    n=$((n + 1))
+    keep=()
+    for cc in "${ccs[@]}"; do
+      [[ "$cc" =~ ^[a-z]{2}$ ]] || die "$file: wave $wave: bad country code '$cc'"
+      [[ -z "${seen[$cc]:-}" ]] || die "$file: country $cc appears in two waves"
+      seen[$cc]=$wave
+      if (($#)); then
+        for w in "$@"; do [[ "$w" == "$cc" ]] && keep+=("$cc"); done
+      else
+        keep+=("$cc")
+      fi
+    done
+    ((${#keep[@]} == 0)) || printf '%s %s %s\n' "$wave" "$bake" "${keep[*]}"
+  done <"$file"
+  ((n)) || die "$file: no waves"
+  for w in "$@"; do
+    [[ "$w" =~ ^[a-z]{2}$ ]] || die "country must be a two-letter code: $w"
+    [[ -n "${seen[$w]:-}" ]] || die "country $w is in no wave of $file"
+  done
+}
+
+# render_rollout SERVICE [COUNTRY...]: the cluster-scoped Rollout releasing SERVICE at this commit
+# to production: every wave of waves.conf in order (or only the COUNTRY... given, in their waves,
+# e.g. a new country's first deploy). The Rollout owns the order: the operator releases, analyses
+# and bakes wave by wave (bakeSeconds), starts a wave only after the previous one baked, and with
+# haltPolicy RollbackWave puts a failing wave back on its previous image and starts no later wave.
+# Countries of one wave go at once (maxParallel = the largest wave). The Release it drives in each
+# country's cluster is named after the service, in $MERIDIAN_NAMESPACE.
 render_rollout() {
-  local service="$1" country="$2" bake="$3" sha image
+  local service="$1" sha image table wave bake countries cc max=1
+  local -a ccs
+  shift
   sha="$(git_sha)"
   image="$(image_ref "$service")"
+  table="$(waves "$@")" || return 1
+  while read -r wave bake countries; do
+    read -r -a ccs <<<"$countries"
+    ((${#ccs[@]} <= max)) || max=${#ccs[@]}
+  done <<<"$table"
   cat <<EOF
 apiVersion: meridian.dev/v1alpha1
 kind: Rollout
 metadata:
-  name: $(rollout_name "$service" "$country")
+  name: $(rollout_name "$service" "$@")
   labels:
     app.kubernetes.io/part-of: meridian
     app.kubernetes.io/name: ${service}
-    meridian.dev/country: ${country}
   annotations:
     meridian.dev/commit: "${sha}"
     meridian.dev/build-url: "${BUILDKITE_BUILD_URL:-local}"
@@ -276,19 +323,25 @@ spec:
   namespace: ${MERIDIAN_NAMESPACE}
   release: ${service}
   haltPolicy: RollbackWave
+  maxParallel: ${max}
   waves:
-    - name: ${country}
-      targets:
-        - name: ${country}
-          kubeconfigSecret: kubeconfig-prod-${country}
-      bakeSeconds: $(duration_seconds "$bake")
 EOF
+  while read -r wave bake countries; do
+    printf '    - name: wave-%s\n      bakeSeconds: %s\n      targets:\n' "$wave" "$(duration_seconds "$bake")"
+    for cc in $countries; do
+      # Quoted: YAML 1.1 parsers (kubectl's among them) read a bare `no` as false.
+      printf '        - name: "%s"\n          kubeconfigSecret: kubeconfig-prod-%s\n' "$cc" "$cc"
+    done
+  done <<<"$table"
 }
 
-rollout_name() { # rollout_name SERVICE COUNTRY -> <service>-<sha12>-<cc>
-  local sha
+rollout_name() { # rollout_name SERVICE [COUNTRY...] -> <service>-<sha12>[-<cc>...]
+  local sha name
   sha="$(git_sha)"
-  printf '%s-%s-%s\n' "$1" "${sha:0:12}" "$2"
+  name="$1-${sha:0:12}"
+  shift
+  for cc in "$@"; do name+="-$cc"; done
+  printf '%s\n' "$name"
 }
 
 # deployable_services: the services in slo.yaml. slo.yaml lists a service once its crate exists,

@@ -151,14 +151,69 @@ fn staging_releases_fit_the_release_crd() {
     }
 }
 
+/// buildkite/waves.conf as (wave, bake seconds, countries), read here independently of lib.sh.
+fn waves_conf() -> Vec<(String, u32, Vec<String>)> {
+    let text = std::fs::read_to_string(format!("{ROOT}/buildkite/waves.conf")).expect("waves.conf");
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .map(|l| {
+            let mut fields = l.split_whitespace();
+            let wave = fields.next().expect("wave").to_owned();
+            let bake = fields.next().expect("bake");
+            let (n, unit) = bake.split_at(bake.len() - 1);
+            let n: u32 = n.parse().expect("bake number");
+            let secs = match unit {
+                "s" => n,
+                "m" => n * 60,
+                "h" => n * 3600,
+                other => panic!("bake unit {other}"),
+            };
+            (wave, secs, fields.map(str::to_owned).collect())
+        })
+        .collect()
+}
+
 #[test]
-fn production_rollouts_fit_the_rollout_crd() {
-    let yaml = render("render_rollout calls se 30m");
+fn production_rollouts_fit_the_rollout_crd_and_carry_every_wave_in_order() {
+    let yaml = render("render_rollout calls");
+    assert_eq!(pruned::<Rollout>(&yaml), Vec::<String>::new(), "{yaml}");
+    let r: Rollout = serde_saphyr::from_str(&yaml).expect("parse");
+    assert_eq!(r.spec.release, "calls");
+    // The Rollout owns the wave order: every wave of waves.conf, in order, with its bake time.
+    let rendered: Vec<(String, u32, Vec<String>)> = r
+        .spec
+        .waves
+        .iter()
+        .map(|w| {
+            (
+                w.name.trim_start_matches("wave-").to_owned(),
+                w.bake_seconds,
+                w.targets.iter().map(|t| t.name.clone()).collect(),
+            )
+        })
+        .collect();
+    let conf = waves_conf();
+    assert_eq!(rendered, conf);
+    assert!(conf.len() > 1, "more than one wave");
+    for t in r.spec.waves.iter().flat_map(|w| &w.targets) {
+        assert_eq!(t.kubeconfig_secret, format!("kubeconfig-prod-{}", t.name));
+    }
+    // The countries of one wave go at once.
+    let widest = conf.iter().map(|(_, _, c)| c.len()).max().unwrap();
+    assert_eq!(r.spec.max_parallel as usize, widest);
+    assert!(
+        yaml.contains("name: \"no\""),
+        "country codes are quoted (YAML 1.1 reads a bare no as false):\n{yaml}"
+    );
+
+    // One country alone (a new country's first deploy): its wave and bake only.
+    let yaml = render("render_rollout calls se");
     assert_eq!(pruned::<Rollout>(&yaml), Vec::<String>::new(), "{yaml}");
     let r: Rollout = serde_saphyr::from_str(&yaml).expect("parse");
     assert_eq!(r.spec.waves.len(), 1);
-    assert_eq!(r.spec.waves[0].bake_seconds, 1800);
-    assert_eq!(r.spec.release, "calls");
+    assert_eq!(r.spec.waves[0].targets[0].name, "se");
+    assert_eq!(r.spec.waves[0].bake_seconds, conf[0].1);
+    assert!(r.metadata.name.unwrap().ends_with("-se"));
 }
 
 #[test]

@@ -192,14 +192,12 @@ if need "$CJS"; then
   expect_fail "pipeline with an unknown step key" "[Vv]alidation error" \
     "$CJS" --builtin-schema vendor.buildkite "$FIX/pipeline-bad-key.yml"
 
-  # 2. the wave generator's output (dynamic pipeline upload) against the same schema
-  gen_and_validate() { # gen_and_validate WAVES_FILE
-    bash buildkite/generate-waves.sh "$1" >"$tmp/waves.yml" && "$CJS" --builtin-schema vendor.buildkite "$tmp/waves.yml"
-  }
-  check "generate-waves.sh output matches the Buildkite schema" gen_and_validate buildkite/waves.conf
-  expect_fail "waves file with a country in two waves" "appears in two waves" gen_and_validate "$FIX/waves-duplicate-country.conf"
-  expect_fail "generated steps with a non-integer concurrency" "[Vv]alidation error" \
-    "$CJS" --builtin-schema vendor.buildkite "$FIX/generated-bad-steps.yml"
+  # 2. the waves: waves.conf, rendered into every production Rollout's spec.waves (the Rollout owns
+  # the order), must be a valid file
+  check "waves.conf renders into the production Rollouts" \
+    env DRY_RUN=1 bash buildkite/deploy-prod.sh
+  expect_fail "waves file with a country in two waves" "appears in two waves" \
+    env DRY_RUN=1 WAVES_FILE="$FIX/waves-duplicate-country.conf" bash buildkite/deploy-prod.sh
 
   # 3. compose file schema
   check "docker/compose.yml matches the compose-spec schema" "$CJS" --builtin-schema vendor.compose-spec docker/compose.yml
@@ -250,8 +248,9 @@ if need "$PY"; then
   # 10. rendered Release / Rollout manifests are YAML with kind and spec
   render_manifests() {
     DRY_RUN=1 bash buildkite/deploy-staging.sh >"$tmp/staging.yaml" &&
+      DRY_RUN=1 bash buildkite/deploy-prod.sh >"$tmp/rollouts.yaml" &&
       DRY_RUN=1 bash buildkite/deploy-prod.sh se >"$tmp/rollout-se.yaml" &&
-      yaml_parses "$tmp/staging.yaml" "$tmp/rollout-se.yaml"
+      yaml_parses "$tmp/staging.yaml" "$tmp/rollouts.yaml" "$tmp/rollout-se.yaml"
   }
   check "rendered Release and Rollout manifests parse" render_manifests
   expect_fail "malformed manifest" "[Ee]rror|expected" yaml_parses "$FIX/broken-manifest.yaml"
