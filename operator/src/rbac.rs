@@ -105,8 +105,9 @@ pub fn release_rules(probe_token_secrets: &[String]) -> Vec<PolicyRule> {
             &["jobs"],
             &["get", "list", "watch", "create", "delete"],
         ),
-        // Only the selector of the active and preview Services, by merge patch.
-        rule("", &["services"], &["patch"]),
+        // The active Service read at every reconcile (its selector is the ground truth of what
+        // serves); only the selectors of the active and preview Services written, by merge patch.
+        rule("", &["services"], &["get", "patch"]),
         // One Event per transition; kube's recorder patches a repeated Event's series.
         rule("events.k8s.io", &["events"], &["create", "patch"]),
     ];

@@ -1,7 +1,8 @@
 //! The Release reconciler: observe → [`state::decide`] → execute the actions → apply status.
 //!
 //! It holds no decisions of its own, and builds no objects of its own either: what it writes
-//! comes from [`super::manifests`]. It reads only what the current phase needs (the migration
+//! comes from [`super::manifests`]. It reads the active Service every time (its selector is the
+//! ground truth of what serves) and otherwise only what the current phase needs (the migration
 //! Job while migrating, the preview Deployment while deploying or promoting), so each reconcile
 //! makes a small, predictable set of API calls — the tests assert them request by request.
 //!
@@ -227,7 +228,14 @@ async fn apply(release: &Release, ctx: &Context, ns: &str) -> Result<ControllerA
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
 
-    // Observe only what the current phase needs.
+    // The active Service's selector is the ground truth of what serves, read every time.
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
+    let active_selector = services
+        .get_opt(&release.spec.active_service)
+        .await?
+        .and_then(|s| selected_colour(&s, &name));
+
+    // Otherwise observe only what the current phase needs.
     let mut observed_blue = None;
     let mut observed_green = None;
     if matches!(status.phase, Phase::DeployingPreview | Phase::Promoting)
@@ -261,6 +269,7 @@ async fn apply(release: &Release, ctx: &Context, ns: &str) -> Result<ControllerA
         blue: observed_blue,
         green: observed_green,
         job,
+        active_selector,
         now,
     });
     let mut new_status = decision.status;
@@ -590,6 +599,19 @@ fn observe_deployment(d: &Deployment) -> DeploymentObs {
         image,
         replicas: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0),
         ready_replicas: if current { ready.min(updated) } else { 0 },
+    }
+}
+
+/// The colour of Release `release` that `service` selects, if it selects one.
+fn selected_colour(service: &Service, release: &str) -> Option<Colour> {
+    let selector = service.spec.as_ref()?.selector.as_ref()?;
+    if selector.get(manifests::RELEASE_LABEL).map(String::as_str) != Some(release) {
+        return None;
+    }
+    match selector.get(manifests::COLOUR_LABEL).map(String::as_str) {
+        Some("blue") => Some(Colour::Blue),
+        Some("green") => Some(Colour::Green),
+        _ => None,
     }
 }
 

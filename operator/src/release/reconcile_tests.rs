@@ -231,14 +231,47 @@ fn selector_patch(service: &str, colour: &'static str) -> Expect {
 
 struct ApiServerVerifier(ApiServerHandle);
 
+/// Every reconcile of a Release first reads its active Service.
+const ACTIVE_SERVICE: &str = "/api/v1/namespaces/default/services/streams";
+
+/// The active Service's read, answered with a selector of `colour` (or none).
+fn active_service(colour: Option<&str>) -> Expect {
+    let selector = colour.map_or_else(
+        || json!({ "app": "streams" }),
+        |c| json!({ "meridian.dev/release": "streams", "meridian.dev/colour": c }),
+    );
+    Expect::new(Method::GET, ACTIVE_SERVICE).respond(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": { "name": "streams", "namespace": "default" },
+        "spec": { "selector": selector },
+    }))
+}
+
 impl ApiServerVerifier {
-    /// Answers `script` in order; the handle must be awaited (with [`timeout_after_1s`]).
+    /// Answers `script` in order; the handle must be awaited (with [`timeout_after_1s`]). The
+    /// read of the active Service that starts every reconcile, when `script` does not list it
+    /// next, is answered with a Service that selects no colour yet (so the status decides); the
+    /// tests about the selector as ground truth list it with [`active_service`].
     fn run(mut self, script: Vec<Expect>) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             for (i, expect) in script.into_iter().enumerate() {
-                let (request, send) = self.0.next_request().await.unwrap_or_else(|| {
-                    panic!("request {i} ({} {}) never made", expect.method, expect.uri)
-                });
+                let (request, send) = loop {
+                    let (request, send) = self.0.next_request().await.unwrap_or_else(|| {
+                        panic!("request {i} ({} {}) never made", expect.method, expect.uri)
+                    });
+                    let implicit = request.method() == Method::GET
+                        && *request.uri() == ACTIVE_SERVICE
+                        && expect.uri != ACTIVE_SERVICE;
+                    if !implicit {
+                        break (request, send);
+                    }
+                    let body = active_service(None).respond.unwrap();
+                    send.send_response(
+                        Response::builder()
+                            .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                            .unwrap(),
+                    );
+                };
                 assert_eq!(request.method(), expect.method, "request {i} method");
                 assert_eq!(request.uri().to_string(), expect.uri, "request {i} uri");
                 let bytes = request.into_body().collect_bytes().await.unwrap();
@@ -1313,4 +1346,55 @@ async fn deletion_zeroes_every_phase_of_the_release() {
         );
     }
     assert_eq!(sample(&text, RELEASE_OK), Some(1.0));
+}
+
+/// Status says green serves (v1) while the active Service selects blue (e.g. after a manual
+/// rollback by selector patch), and v2 is pushed.
+fn drifted() -> Release {
+    let mut release = Release::test().finalized().in_phase(Phase::Succeeded);
+    let status = release.status.as_mut().unwrap();
+    status.active_colour = Some(Colour::Green);
+    status.preview_colour = Some(Colour::Green);
+    status.preview_hash = Some("0000000001".into());
+    status.migration = None;
+    status.verified = true;
+    release
+}
+
+#[tokio::test]
+async fn the_active_services_selector_wins_over_the_status_and_its_colour_is_never_written() {
+    let (ctx, server) = context(true);
+    let release = drifted();
+    // Any request to streams-blue would be an extra request and fail the reconcile.
+    let mocksrv = server.run(vec![
+        active_service(Some("blue")),
+        event("SelectorDrift", "Warning"),
+        status_apply(&release, |s| {
+            assert_eq!(s.active_colour, Some(Colour::Blue));
+            assert_eq!(s.phase, Phase::Succeeded);
+            assert_eq!(s.active_image, None, "what blue runs is not known");
+        }),
+    ]);
+    reconcile(Arc::new(release.clone()), ctx)
+        .await
+        .expect("reconciler");
+    timeout_after_1s(mocksrv).await;
+
+    // The next reconcile releases v2 onto green, the colour that does not serve.
+    let mut release = release;
+    let status = release.status.as_mut().unwrap();
+    status.active_colour = Some(Colour::Blue);
+    status.active_hash = None;
+    status.active_image = None;
+    let (ctx, server) = context(true);
+    let mocksrv = server.run(vec![
+        active_service(Some("blue")),
+        event("ReleaseStarted", "Normal"),
+        status_apply(&release, |s| {
+            assert_eq!(s.phase, Phase::Pending);
+            assert_eq!(s.preview_colour, Some(Colour::Green));
+        }),
+    ]);
+    reconcile(Arc::new(release), ctx).await.expect("reconciler");
+    timeout_after_1s(mocksrv).await;
 }

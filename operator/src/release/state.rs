@@ -47,6 +47,9 @@ pub struct Observed<'a> {
     pub green: Option<DeploymentObs>,
     /// State of the current cycle's migration Job ([`JobState::Missing`] when there is none).
     pub job: JobState,
+    /// The colour of this Release the active Service selects, read at every reconcile: the
+    /// ground truth of what serves (none: no Service, or it selects no colour of this Release).
+    pub active_selector: Option<Colour>,
     pub now: Timestamp,
 }
 
@@ -358,7 +361,65 @@ impl Step<'_> {
         self.requeue_after = Some(POLL);
     }
 
+    /// The active Service selects another colour than the status says (a manual selector patch,
+    /// or a write lost between an action and the status): the Service wins. The status is
+    /// corrected, with a Warning Event, before anything else is decided, so nothing is ever
+    /// deployed onto, or scaled down from, the colour that serves. Returns true when it
+    /// corrected something (the rest waits for the next reconcile).
+    fn follow_active_selector(&mut self) -> bool {
+        let Some(sel) = self.obs.active_selector else {
+            return false;
+        };
+        if self.status.active_colour == Some(sel) {
+            return false;
+        }
+        let phase = self.status.phase;
+        // Promoting switched the selector and its status has not been written yet: finishing
+        // the promotion writes it.
+        if phase == Phase::Promoting && self.status.preview_colour == Some(sel) {
+            return false;
+        }
+        let was = describe(self.status.active_colour);
+        let back = self.status.pending_scale_down.take_if(|p| p.colour == sel);
+        self.status.active_colour = Some(sel);
+        match &back {
+            Some(p) => {
+                self.status.active_hash.clone_from(&p.hash);
+                self.status.active_image.clone_from(&p.image);
+            }
+            None => {
+                self.status.active_hash = None;
+                self.status.active_image = None;
+            }
+        }
+        let msg = format!("the active Service selects {sel}, not {was} as the status said");
+        self.poll();
+        if phase.in_progress() && self.status.preview_colour == Some(sel) {
+            self.status.preview_colour = None;
+            self.transition(
+                Phase::Failed,
+                Some("SelectorDrift"),
+                &format!("{msg}: {sel} was this cycle's preview; stopped, nothing written to it"),
+            );
+        } else if phase == Phase::Succeeded && back.is_some() {
+            self.status.verified = false;
+            self.status.inconclusive = None;
+            self.transition(
+                Phase::RolledBack,
+                Some("SelectorDrift"),
+                &format!("{msg}: rolled back by hand while verifying; nothing scaled down"),
+            );
+        } else {
+            self.status.message = Some(msg.clone());
+            self.event(EventType::Warning, "SelectorDrift", msg);
+        }
+        true
+    }
+
     fn step(&mut self) {
+        if self.follow_active_selector() {
+            return;
+        }
         if self.status.preview_hash.as_deref() != Some(self.hash.as_str()) {
             if self.spec().abort {
                 self.status.message = Some("abort is set: not starting a new release".into());

@@ -171,6 +171,7 @@ impl World {
             blue: self.blue.clone(),
             green: self.green.clone(),
             job: self.job,
+            active_selector: self.active_selector,
             now: self.now,
         });
         self.status = decision.status.clone();
@@ -985,4 +986,47 @@ impl World {
         }
         panic!("condition never reached: {:?}", self.status);
     }
+}
+
+#[test]
+fn a_service_switched_onto_the_preview_by_hand_stops_the_cycle_without_touching_it() {
+    let mut w = World::established();
+    w.spec.image = "registry/streams:v2".into();
+    for _ in 0..3 {
+        w.tick();
+    }
+    assert_eq!(w.status.phase, Phase::DeployingPreview);
+    w.active_selector = Some(Colour::Green);
+    w.all_actions.clear();
+    w.settle();
+    assert_eq!(w.status.phase, Phase::Failed);
+    assert_eq!(w.status.active_colour, Some(Colour::Green));
+    assert!(w.reasons().contains(&"SelectorDrift"));
+    let touched_green = w.all_actions.iter().any(|a| {
+        matches!(
+            a,
+            Action::ApplyDeployment {
+                colour: Colour::Green,
+                ..
+            }
+        ) || *a == Action::ScaleDown(Colour::Green)
+    });
+    assert!(!touched_green, "{:?}", w.all_actions);
+}
+
+#[test]
+fn a_manual_rollback_while_verifying_is_adopted_and_the_old_colour_is_never_scaled_down() {
+    let mut w = promoted_v2();
+    w.active_selector = Some(Colour::Blue); // the runbook's selector patch
+    w.tick();
+    assert_eq!(w.status.phase, Phase::RolledBack);
+    assert_eq!(w.status.active_colour, Some(Colour::Blue));
+    assert_eq!(
+        w.status.active_image.as_deref(),
+        Some("registry/streams:v1")
+    );
+    w.advance(600);
+    w.settle();
+    assert!(w.scale_downs().is_empty());
+    assert_eq!(w.blue.as_ref().unwrap().replicas, 3);
 }
