@@ -319,6 +319,9 @@ fn context_with_prometheus(
 /// Every probe config the injected prober was called with.
 type Probed = Arc<std::sync::Mutex<Vec<probe::ProbeConfig>>>;
 
+const PREVIEW_URL: &str = "http://streams-preview.default.svc:80/healthz";
+const ACTIVE_URL: &str = "http://streams.default.svc:80/healthz";
+
 fn context_recording(
     probe_passes: bool,
     prom_value: f64,
@@ -330,7 +333,12 @@ fn context_recording(
     let prober: Prober = Arc::new(move |config, thresholds| {
         record.lock().unwrap().push(config.clone());
         Box::pin(async move {
-            assert_eq!(config.url, "http://streams-preview.default.svc:80/healthz");
+            // The preview Service before promotion, the active one while verifying.
+            assert!(
+                [PREVIEW_URL, ACTIVE_URL].contains(&config.url.as_str()),
+                "{}",
+                config.url
+            );
             Ok(probe::judge(
                 probe::Measurement {
                     requests: config.requests,
@@ -599,7 +607,7 @@ async fn failed_migration_touches_no_deployment_or_service() {
 
 #[tokio::test]
 async fn analysis_runs_the_probe_and_records_the_measurement() {
-    let (ctx, server) = context(false);
+    let (ctx, server, probed) = context_recording(false, 0.0);
     let release = Release::test().finalized().in_phase(Phase::Analyzing);
     let mocksrv = server.run(vec![status_apply(&release, |s| {
         assert_eq!(s.phase, Phase::Analyzing);
@@ -612,6 +620,7 @@ async fn analysis_runs_the_probe_and_records_the_measurement() {
     })]);
     reconcile(Arc::new(release), ctx).await.expect("reconciler");
     timeout_after_1s(mocksrv).await;
+    assert_eq!(probed.lock().unwrap()[0].url, PREVIEW_URL);
 }
 
 #[tokio::test]
@@ -713,6 +722,28 @@ fn verifying(passed: bool) -> Release {
         error: false,
     });
     release
+}
+
+/// One interval after the last measurement, the promoted colour is measured through the active
+/// Service and the measurement recorded; nothing else is written.
+#[tokio::test]
+async fn verification_measures_through_the_active_service_every_interval() {
+    let (ctx, server, probed) = context_recording(true, 0.0);
+    let mut release = verifying(true);
+    let status = release.status.as_mut().unwrap();
+    status.analysis[0].at = "2026-11-23T11:59:00Z".parse().unwrap();
+    status.phase_since = Some("2026-11-23T11:58:00Z".parse().unwrap());
+    let mocksrv = server.run(vec![status_apply(&release, |s| {
+        assert_eq!(s.phase, Phase::Succeeded);
+        let run = s.analysis.last().unwrap();
+        assert!(run.verification && run.passed);
+        assert_eq!(run.at, now());
+        assert!(s.pending_scale_down.is_some(), "the old colour stays");
+    })]);
+    let action = reconcile(Arc::new(release), ctx).await.expect("reconciler");
+    assert_eq!(action, ControllerAction::requeue(state::POLL));
+    timeout_after_1s(mocksrv).await;
+    assert_eq!(probed.lock().unwrap()[0].url, ACTIVE_URL);
 }
 
 #[tokio::test]
