@@ -234,7 +234,8 @@ spec:
   # terraform's kubernetes_env_manifests output creates it.
   envFromSecret: ${service}-env
   migration:
-    command: ["${service}", "migrate"]
+    # The image's one binary (docker/Dockerfile's ENTRYPOINT), in its migrate mode.
+    command: ["/usr/local/bin/service", "migrate"]
 ${analysis}
 EOF
 }

@@ -101,6 +101,21 @@ fn pruned<T: DeserializeOwned + Serialize>(yaml: &str) -> Vec<String> {
     want.into_iter().filter(|p| !have.contains(p)).collect()
 }
 
+/// The binary docker/Dockerfile's `ENTRYPOINT ["..."]` names (every service image's one binary).
+fn image_entrypoint() -> String {
+    let dockerfile =
+        std::fs::read_to_string(format!("{ROOT}/docker/Dockerfile")).expect("docker/Dockerfile");
+    let line = dockerfile
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("ENTRYPOINT"))
+        .expect("an ENTRYPOINT");
+    let entry: Vec<String> =
+        serde_json::from_str(line.trim_start_matches("ENTRYPOINT").trim()).expect("exec form");
+    assert_eq!(entry.len(), 1, "one binary, no fixed arguments: {line}");
+    entry[0].clone()
+}
+
 #[test]
 fn staging_releases_fit_the_release_crd() {
     for service in ["streams", "calls"] {
@@ -137,6 +152,12 @@ fn staging_releases_fit_the_release_crd() {
             "{service}: thresholds come from slo.yaml"
         );
         assert_eq!(r.spec.preview_service, format!("{service}-preview"));
+        // The migration Job runs a binary the image has: docker/Dockerfile's entrypoint.
+        assert_eq!(
+            r.spec.migration.as_ref().map(|m| m.command.clone()),
+            Some(vec![image_entrypoint(), "migrate".to_owned()]),
+            "{service}: the migration command"
+        );
         // The analysis probes as the slo-probe identity, from the Secret the Role may read.
         let secret = r
             .spec
