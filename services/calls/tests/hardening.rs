@@ -393,6 +393,31 @@ fn step(call_id: &str) -> StepRecord {
     }
 }
 
+/// Queues one `call_started` decision for `call_id`, as the webhook handler records it.
+fn record_start(log: &CallLog, call_id: &str) {
+    let req = DecisionRequest {
+        request_id: format!("{call_id}-r"),
+        call_id: call_id.to_owned(),
+        call_type: CallType::Pbx,
+        direction: Direction::Inbound,
+        from: "+46700000001".into(),
+        to: PBX.into(),
+        event: Event::CallStarted,
+        node: None,
+        state: None,
+        result: None,
+        digits: None,
+    };
+    let decision = Decision {
+        actions: Vec::new(),
+        next: None,
+        source: Source::Live,
+        snapshot_version: 1,
+        notes: Vec::new(),
+    };
+    log.record(&req, &decision, chrono::Utc::now());
+}
+
 async fn logged_call_ids(pool: &sqlx::PgPool) -> Vec<String> {
     sqlx::query_scalar("SELECT call_id FROM calls.call_steps ORDER BY call_id")
         .fetch_all(pool)
@@ -435,28 +460,8 @@ async fn a_row_postgresql_refuses_costs_only_itself() {
         .await
         .expect("truncate");
     let (log, _writer) = CallLog::spawn(pool.clone(), 100);
-    let decision = Decision {
-        actions: Vec::new(),
-        next: None,
-        source: Source::Live,
-        snapshot_version: 1,
-        notes: Vec::new(),
-    };
     for call_id in ["g", "h", "i\u{0}", "j", "k", "l", "m"] {
-        let req = DecisionRequest {
-            request_id: format!("{call_id}-r"),
-            call_id: call_id.to_owned(),
-            call_type: CallType::Pbx,
-            direction: Direction::Inbound,
-            from: "+46700000001".into(),
-            to: PBX.into(),
-            event: Event::CallStarted,
-            node: None,
-            state: None,
-            result: None,
-            digits: None,
-        };
-        log.record(&req, &decision, chrono::Utc::now());
+        record_start(&log, call_id);
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     while dropped_total() - dropped_before < 2.0 {
@@ -637,28 +642,8 @@ async fn queued_steps_are_written_at_shutdown() {
     let db = TestDb::new().await;
     let pool = db.service_pool(&calls::SERVICE).await;
     let (log, writer) = CallLog::spawn(pool.clone(), 100);
-    let decision = Decision {
-        actions: Vec::new(),
-        next: None,
-        source: Source::Live,
-        snapshot_version: 1,
-        notes: Vec::new(),
-    };
     for call_id in ["s1", "s2", "s3"] {
-        let req = DecisionRequest {
-            request_id: format!("{call_id}-r"),
-            call_id: call_id.to_owned(),
-            call_type: CallType::Pbx,
-            direction: Direction::Inbound,
-            from: "+46700000001".into(),
-            to: PBX.into(),
-            event: Event::CallStarted,
-            node: None,
-            state: None,
-            result: None,
-            digits: None,
-        };
-        log.record(&req, &decision, chrono::Utc::now());
+        record_start(&log, call_id);
     }
     // The routes are gone (the HTTP server dropped the app after its drain).
     drop(log);

@@ -130,7 +130,10 @@ pub async fn check_schema(pool: &PgPool, svc: &crate::Service) -> Result<i64, Db
         schema: svc.schema.to_owned(),
         source,
     };
-    let applied = applied_version(pool, svc.schema)
+    let table = format!("{}._sqlx_migrations", svc.schema);
+    let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+        .bind(&table)
+        .fetch_one(pool)
         .await
         .map_err(unreachable)?;
     let behind = |applied| DbError::SchemaBehind {
@@ -139,18 +142,20 @@ pub async fn check_schema(pool: &PgPool, svc: &crate::Service) -> Result<i64, Db
         applied,
         needed,
     };
-    let Some(newest) = applied else {
+    if exists.is_none() {
         return Err(behind(None));
-    };
+    }
     // Every migration the binary ships, not only the newest: timestamped migrations from two
     // branches can land out of order.
     let versions: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT version FROM {}._sqlx_migrations WHERE success",
-        svc.schema
+        "SELECT version FROM {table} WHERE success"
     )))
     .fetch_all(pool)
     .await
     .map_err(unreachable)?;
+    let Some(newest) = versions.iter().copied().max() else {
+        return Err(behind(None));
+    };
     let applied: std::collections::HashSet<i64> = versions.into_iter().collect();
     if svc.migrator.iter().all(|m| applied.contains(&m.version)) {
         Ok(newest)

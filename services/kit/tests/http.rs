@@ -83,6 +83,16 @@ fn app(health: Health) -> axum::Router {
     )
 }
 
+async fn metrics_text(http: &reqwest::Client, base: &str) -> String {
+    http.get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body")
+}
+
 fn series_count(metrics: &str, prefix: &str) -> Vec<String> {
     metrics
         .lines()
@@ -110,14 +120,7 @@ async fn metrics_label_by_route_template_not_raw_path() {
         .await
         .expect("request");
     assert_eq!(res.status(), 400);
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("body");
+    let metrics = metrics_text(&http, &base).await;
     let counters = series_count(&metrics, "http_requests_total{service=\"things\"");
     assert_eq!(counters.len(), 2, "one series per status: {counters:?}");
     let with_status = |status: &str| {
@@ -557,14 +560,7 @@ async fn a_timed_out_request_is_a_503_the_metrics_count() {
     let res = http.get(format!("{base}/slow")).send().await.expect("slow");
     assert_eq!(res.status(), 503);
     assert_eq!(res.headers()["content-type"], "application/problem+json");
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("body");
+    let metrics = metrics_text(&http, &base).await;
     let counted = series_count(&metrics, "http_requests_total{service=\"things\"");
     assert!(
         counted.iter().any(|l| l.contains("route=\"/slow\"")

@@ -319,15 +319,19 @@ async fn replicas_check_the_schema_and_accept_a_newer_one() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("streams migrate"), "{err}");
 
-    let migrate = streams_binary()
-        .arg("migrate")
-        .env("DATABASE_URL", db.url())
-        .output()
-        .expect("run streams migrate");
+    // The migration Job's command.
+    let migrate = || {
+        streams_binary()
+            .arg("migrate")
+            .env("DATABASE_URL", db.url())
+            .output()
+            .expect("run streams migrate")
+    };
+    let migrate_once = migrate();
     assert!(
-        migrate.status.success(),
+        migrate_once.status.success(),
         "{}",
-        String::from_utf8_lossy(&migrate.stderr)
+        String::from_utf8_lossy(&migrate_once.stderr)
     );
 
     // The next release's expand migration, which this binary has never heard of.
@@ -343,11 +347,7 @@ async fn replicas_check_the_schema_and_accept_a_newer_one() {
     .await
     .expect("record a newer migration");
 
-    let again = streams_binary()
-        .arg("migrate")
-        .env("DATABASE_URL", db.url())
-        .output()
-        .expect("re-run streams migrate");
+    let again = migrate();
     assert!(
         again.status.success(),
         "the previous release's migration Job fails on the newer schema: {}",
