@@ -11,7 +11,8 @@
 #     other module that has tests/ (identity, secrets, alb, ecs, stack: admin routes never on the
 #     public listener, AUTH_* for every service on ECS and EKS, calls secrets only by reference);
 #     mutation self-checks prove those tests fail when the property is broken; terraform
-#     validate of every country root against the mirror
+#     validate of every module and every country root against the mirror (a CLI config whose only
+#     provider installation method is a filesystem_mirror of it, TF_CLI_CONFIG_FILE)
 #  3. checkov --framework terraform --skip-download over terraform/ (skips are inline, one
 #     resource each, every one listed with its reason in tests/policy/checkov-skips.md)
 #     (+ a bad fixture must fail with the expected check ids)
@@ -34,7 +35,9 @@ HCL2_LIB="$VENV/hcl2-lib"
 REQS="$POLICY/requirements.txt"
 STAMP="$VENV/.meridian-terraform-requirements.sha256"
 
-export TF_CLI_CONFIG_FILE=/dev/null # no ~/.terraformrc here; silences the CLI config warning
+# No ~/.terraformrc: until the provider mirror is found (below) terraform runs with an empty CLI
+# config; then with one whose only provider installation method is that filesystem mirror.
+export TF_CLI_CONFIG_FILE=/dev/null
 export TF_IN_AUTOMATION=1
 export TF_INPUT=0
 export CHECKOV_RUN_SCA_PACKAGE_SCAN_V2=false
@@ -316,12 +319,27 @@ find_provider_mirror() {
 }
 
 MIRROR="$(find_provider_mirror || true)"
+# A CLI config whose only installation method is the mirror (no `direct` block): `terraform init`
+# installs the aws provider from it and can never reach a registry.
+CLI_CONFIG="$(mktemp)"
+trap 'rm -f "$CLI_CONFIG"' EXIT
+if [[ -n "$MIRROR" ]]; then
+  cat >"$CLI_CONFIG" <<EOF
+provider_installation {
+  filesystem_mirror {
+    path    = "$MIRROR"
+    include = ["registry.terraform.io/hashicorp/*"]
+  }
+}
+EOF
+  export TF_CLI_CONFIG_FILE="$CLI_CONFIG"
+fi
 MOCKED_TEST_MODULES="$(for d in "$REPO"/terraform/modules/*/tests; do m="$(basename "$(dirname "$d")")"; [[ "$m" == plan ]] || printf '%s ' "$m"; done)"
 
 # tf_init DIR: init against the mirror only (no registry), quietly unless it fails.
 tf_init() {
   local out
-  out="$(terraform -chdir="$1" init -backend=false -input=false -no-color -plugin-dir="$MIRROR" 2>&1)" || {
+  out="$(terraform -chdir="$1" init -backend=false -input=false -no-color 2>&1)" || {
     echo "$out"
     return 1
   }
@@ -364,6 +382,41 @@ else
     ((bad == 0))
   }
   run "terraform validate of every country root (aws provider from the mirror)" validate_roots
+
+  # validate_modules: every module directory under terraform/modules against the provider's real
+  # schema. A module that declares configuration_aliases (secrets, stack: aws.generator) is
+  # validated on a scratch copy of terraform/modules with that aliased provider configured; one
+  # that cannot be a root (modules/secrets/generated: an ephemeral output) through a caller.
+  validate_modules() {
+    local dir rel bad=0 n=0 out tmp target
+    while read -r dir; do
+      [[ -n "$dir" ]] || continue
+      n=$((n + 1))
+      rel="${dir#"$REPO"/terraform/modules/}"
+      tmp="$(mktemp -d)"
+      target="$dir"
+      if grep -qs 'configuration_aliases' "$dir"/*.tf; then
+        (cd "$REPO/terraform" && tar --exclude=.terraform --exclude=.terraform.lock.hcl -cf - modules) | tar -xf - -C "$tmp"
+        target="$tmp/modules/$rel"
+        printf 'provider "aws" {\n  alias = "generator"\n}\n' >"$target/zz_validate_providers.tf"
+      elif grep -qsE '^[[:space:]]*ephemeral[[:space:]]*=[[:space:]]*true' "$dir"/*.tf; then
+        target="$tmp/caller"
+        mkdir -p "$target"
+        printf 'module "under_test" {\n  source = "%s"\n  length = 48\n}\n' "$dir" >"$target/main.tf"
+      fi
+      if ! tf_init "$target" || ! out="$(terraform -chdir="$target" validate -no-color 2>&1)"; then
+        echo "${out:-}"
+        echo "terraform/modules/$rel: terraform validate failed"
+        bad=1
+      else
+        echo "terraform/modules/$rel: $(tr '\n' ' ' <<<"$out")"
+      fi
+      rm -rf "$tmp"
+    done < <(find "$REPO/terraform/modules" -name '*.tf' -not -path '*/.terraform/*' -printf '%h\n' | sort -u)
+    echo "$n modules validated"
+    ((bad == 0 && n > 0))
+  }
+  run "terraform validate of every module under terraform/modules (aws provider from the mirror)" validate_modules
 
   # Each mutation breaks one property on a scratch copy of terraform/; the module's tests must
   # then fail, naming it. A property test that cannot fail proves nothing.
