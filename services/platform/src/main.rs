@@ -193,7 +193,7 @@ async fn main() -> anyhow::Result<()> {
 
 /// Every service this binary runs, in mount order. A new service is one line here (and its
 /// crate in Cargo.toml): docs/adding-a-service.md.
-static SERVICES: &[&kit::Service] = &[&streams::SERVICE, &calls::SERVICE];
+static SERVICES: &[&kit::Service] = &[&streams::SERVICE, &calls::SERVICE, &learning::SERVICE];
 
 /// One pool per service, each scoped to the service's schema (as in production).
 struct Pools(Vec<(&'static kit::Service, sqlx::PgPool)>);

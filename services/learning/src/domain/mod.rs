@@ -1,0 +1,1 @@
+//! The sources' rules, pure (no SQL, HTTP, environment or clock reads).
