@@ -494,10 +494,23 @@ pub struct ReleaseStatus {
     /// target healthy only once this is true.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub verified: bool,
+    /// What was active here before (its migration had succeeded, or it had none), newest last,
+    /// at most 10: a cycle back to one of these hashes skips its migration, because its
+    /// migrations are already applied and it accepts the newer schema (expand/contract).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<PastRelease>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+/// One spec hash that was active (see [`ReleaseStatus::history`]).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PastRelease {
+    pub hash: String,
+    pub image: String,
 }
 
 /// The migration Job of the current cycle.
@@ -637,6 +650,15 @@ pub struct RolloutSpec {
     pub secret_namespace: String,
     #[serde(default)]
     pub paused: bool,
+    /// A wave whose targets are not all healthy (Succeeded, verified, on `image`) this long after
+    /// the wave started halts the Rollout (`Halted`, nothing put back). Time paused does not count.
+    #[serde(default = "default_wave_deadline")]
+    #[schemars(range(min = 1))]
+    pub progress_deadline_seconds: u32,
+}
+
+fn default_wave_deadline() -> u32 {
+    3600
 }
 
 fn default_max_parallel() -> u32 {
@@ -678,6 +700,9 @@ pub enum HaltPolicy {
     RollbackAll,
 }
 
+/// Phases of a Rollout (operator/README.md, "Rollout"). `Superseded`: a started target's Release
+/// was re-imaged by someone else (neither this Rollout's image nor the one it replaced), so a
+/// newer build took over; nothing is put back and no later wave starts.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum RolloutPhase {
     #[default]
@@ -687,6 +712,34 @@ pub enum RolloutPhase {
     Halted,
     RollingBack,
     RolledBack,
+    Superseded,
+}
+
+impl RolloutPhase {
+    /// Every phase (the `phase` label values of `meridian_rollout_phase`).
+    pub const ALL: [Self; 7] = [
+        Self::Progressing,
+        Self::Baking,
+        Self::Succeeded,
+        Self::Halted,
+        Self::RollingBack,
+        Self::RolledBack,
+        Self::Superseded,
+    ];
+
+    /// Phases the planner never leaves.
+    pub fn terminal(self) -> bool {
+        matches!(
+            self,
+            Self::Succeeded | Self::Halted | Self::RolledBack | Self::Superseded
+        )
+    }
+}
+
+impl std::fmt::Display for RolloutPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -706,6 +759,15 @@ pub struct RolloutStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<String>")]
     pub baking_since: Option<Timestamp>,
+    /// When the current wave started (its progress deadline counts from here; moved on by time
+    /// spent paused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub wave_since: Option<Timestamp>,
+    /// Set while `spec.paused` holds the Rollout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub paused_since: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
@@ -723,6 +785,11 @@ pub struct TargetStatus {
     /// Whether this Rollout has put the previous image back.
     #[serde(default)]
     pub rolled_back: bool,
+    /// Since when a started target could not be observed (cluster or Release unreachable);
+    /// cleared when it is seen again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub unobserved_since: Option<Timestamp>,
 }
 
 /// The YAML of both CRDs, as `operator crd` prints it and `deploy/crds.yaml` holds it.

@@ -21,7 +21,7 @@ use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
-use crate::crd::Phase;
+use crate::crd::{Phase, RolloutPhase};
 
 /// `meridian_operator_reconciles_total{controller, result}`: result `ok` | `error`.
 pub const RECONCILES: &str = "meridian_operator_reconciles_total";
@@ -36,8 +36,14 @@ pub const RELEASE_PHASE: &str = "meridian_release_phase";
 pub const RELEASE_PHASE_SINCE: &str = "meridian_release_phase_since_timestamp_seconds";
 /// `meridian_release_analysis_total{namespace, service, verdict}`.
 pub const RELEASE_ANALYSIS: &str = "meridian_release_analysis_total";
+/// `meridian_release_held{namespace, release, service, reason}`: 1 while the Release waits for a
+/// human for `reason` ([`Held`]), 0 for the other reasons.
+pub const RELEASE_HELD: &str = "meridian_release_held";
 /// `meridian_rollout_halted{namespace, rollout}`: 1 once the Rollout halted.
 pub const ROLLOUT_HALTED: &str = "meridian_rollout_halted";
+/// `meridian_rollout_phase{namespace, rollout, phase}`: 1 for the Rollout's current phase, 0 for
+/// every other (so `Superseded`, which is not halted, can be seen).
+pub const ROLLOUT_PHASE: &str = "meridian_rollout_phase";
 
 /// Reconcile durations: API calls take milliseconds, a reconcile that runs an analysis probe
 /// takes as long as its requests (hundreds at a few per millisecond, up to its timeouts).
@@ -138,6 +144,29 @@ impl Verdict {
     }
 }
 
+/// Why a Release waits for a human: the `reason` label of [`RELEASE_HELD`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Held {
+    /// Its analysis or verification reached `consecutiveErrorLimit` (before or after promotion).
+    Inconclusive,
+    /// An older Release of the namespace owns its active or preview Service.
+    ServiceClaimed,
+    /// Its spec cannot work (e.g. the analysis does not fit in the progress deadline).
+    InvalidSpec,
+}
+
+impl Held {
+    pub const ALL: [Self; 3] = [Self::Inconclusive, Self::ServiceClaimed, Self::InvalidSpec];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Inconclusive => "Inconclusive",
+            Self::ServiceClaimed => "ServiceClaimed",
+            Self::InvalidSpec => "InvalidSpec",
+        }
+    }
+}
+
 /// A recorder with the operator's buckets and help texts, not installed anywhere: the binary
 /// installs one ([`install`]), tests use one each as a local recorder.
 pub fn recorder() -> PrometheusRecorder {
@@ -184,11 +213,23 @@ fn describe(recorder: &PrometheusRecorder) {
         u,
         text("Completed Release analysis measurements by verdict (passed, breached, error)."),
     );
+    let (k, u) = help(RELEASE_HELD);
+    recorder.describe_gauge(
+        k,
+        u,
+        text("1 while the Release waits for a human for this reason (Inconclusive, ServiceClaimed, InvalidSpec)."),
+    );
     let (k, u) = help(ROLLOUT_HALTED);
     recorder.describe_gauge(
         k,
         u,
         text("1 once a failed Release halted the Rollout, else 0."),
+    );
+    let (k, u) = help(ROLLOUT_PHASE);
+    recorder.describe_gauge(
+        k,
+        u,
+        text("1 for the Rollout's current phase, 0 for the others (all 0 once deleted)."),
     );
 }
 
@@ -275,6 +316,22 @@ pub fn release_phase(
 /// is gone after the operator's next restart).
 pub fn release_deleted(namespace: &str, release: &str, service: &str) {
     set_phases(namespace, release, service, None);
+    release_held(namespace, release, service, None);
+}
+
+/// The Release `namespace/release` of `service` waits for a human because of `held` (none: it
+/// does not).
+pub fn release_held(namespace: &str, release: &str, service: &str, held: Option<Held>) {
+    for reason in Held::ALL {
+        metrics::gauge!(
+            RELEASE_HELD,
+            "namespace" => namespace.to_owned(),
+            "release" => release.to_owned(),
+            "service" => service.to_owned(),
+            "reason" => reason.as_str(),
+        )
+        .set(if Some(reason) == held { 1.0 } else { 0.0 });
+    }
 }
 
 fn set_phases(namespace: &str, release: &str, service: &str, current: Option<Phase>) {
@@ -317,6 +374,7 @@ pub fn rollout_halted(namespace: &str, rollout: &str, halted: bool) {
         .insert(rollout.to_owned(), namespace.to_owned());
     if let Some(previous) = previous.filter(|p| p != namespace) {
         halted_gauge(&previous, rollout).set(0.0);
+        set_rollout_phases(&previous, rollout, None);
     }
     halted_gauge(namespace, rollout).set(if halted { 1.0 } else { 0.0 });
 }
@@ -330,6 +388,25 @@ pub fn rollout_deleted(rollout: &str) {
         .remove(rollout);
     if let Some(namespace) = namespace {
         halted_gauge(&namespace, rollout).set(0.0);
+        set_rollout_phases(&namespace, rollout, None);
+    }
+}
+
+/// The Rollout `rollout` (of the Releases in `namespace`) is in `phase`. Call after
+/// [`rollout_halted`], which remembers the namespace.
+pub fn rollout_phase(namespace: &str, rollout: &str, phase: RolloutPhase) {
+    set_rollout_phases(namespace, rollout, Some(phase));
+}
+
+fn set_rollout_phases(namespace: &str, rollout: &str, current: Option<RolloutPhase>) {
+    for phase in RolloutPhase::ALL {
+        metrics::gauge!(
+            ROLLOUT_PHASE,
+            "namespace" => namespace.to_owned(),
+            "rollout" => rollout.to_owned(),
+            "phase" => phase.to_string(),
+        )
+        .set(if Some(phase) == current { 1.0 } else { 0.0 });
     }
 }
 

@@ -71,7 +71,9 @@ fn the_readme_lists_every_kind_and_series() {
         RELEASE_PHASE,
         RELEASE_PHASE_SINCE,
         RELEASE_ANALYSIS,
+        RELEASE_HELD,
         ROLLOUT_HALTED,
+        ROLLOUT_PHASE,
     ] {
         assert!(section.contains(&format!("`{name}")), "{name} undocumented");
     }
@@ -262,7 +264,70 @@ fn a_rollout_is_halted_once_a_failure_stopped_it() {
         (RolloutPhase::Halted, true),
         (RolloutPhase::RollingBack, true),
         (RolloutPhase::RolledBack, true),
+        // A newer build took over: nothing failed, nobody needs paging for this Rollout.
+        (RolloutPhase::Superseded, false),
     ] {
         assert_eq!(halted(phase), want, "{phase:?}");
+    }
+}
+
+/// `RolloutPhase::ALL` is every phase the CRD knows, so no phase can go unexported.
+#[test]
+fn every_rollout_phase_of_the_crd_is_exported() {
+    let schema = serde_json::to_value(schemars::schema_for!(RolloutPhase)).unwrap();
+    let from_schema: BTreeSet<String> = schema["enum"]
+        .as_array()
+        .expect("RolloutPhase is a string enum")
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    let exported: BTreeSet<String> = RolloutPhase::ALL.iter().map(ToString::to_string).collect();
+    assert_eq!(exported, from_schema);
+    assert_eq!(exported.len(), RolloutPhase::ALL.len());
+}
+
+/// A superseded Rollout is not halted, and says so in its phase series; deletion zeroes both.
+#[test]
+fn a_superseded_rollout_is_visible_by_phase_and_not_halted() {
+    use crate::rollout::clusters::halted;
+    let series = |p: &str| {
+        format!(
+            r#"meridian_rollout_phase{{namespace="meridian",rollout="calls-0123456789ab",phase="{p}"}}"#
+        )
+    };
+    let text = rendered(|| {
+        rollout_halted(
+            "meridian",
+            "calls-0123456789ab",
+            halted(RolloutPhase::Superseded),
+        );
+        rollout_phase("meridian", "calls-0123456789ab", RolloutPhase::Superseded);
+    });
+    assert_eq!(
+        sample(
+            &text,
+            r#"meridian_rollout_halted{namespace="meridian",rollout="calls-0123456789ab"}"#
+        ),
+        Some(0.0)
+    );
+    for p in RolloutPhase::ALL {
+        let want = if p == RolloutPhase::Superseded {
+            1.0
+        } else {
+            0.0
+        };
+        assert_eq!(
+            sample(&text, &series(&p.to_string())),
+            Some(want),
+            "{p}\n{text}"
+        );
+    }
+    let text = rendered(|| {
+        rollout_halted("meridian", "calls-0123456789ab", true);
+        rollout_phase("meridian", "calls-0123456789ab", RolloutPhase::Halted);
+        rollout_deleted("calls-0123456789ab");
+    });
+    for p in RolloutPhase::ALL {
+        assert_eq!(sample(&text, &series(&p.to_string())), Some(0.0), "{p}");
     }
 }

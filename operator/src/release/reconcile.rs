@@ -27,7 +27,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action as ControllerAction, Controller};
 use kube::runtime::events::{Event, EventType as KubeEventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
@@ -37,7 +37,7 @@ use kube::{Client, Resource, ResourceExt};
 use super::manifests;
 use super::state::{self, Action, DeploymentObs, EventType, Observed};
 use crate::crd::{Colour, JobState, Phase, Release, ReleaseSpec, ReleaseStatus, SecretKeyRef};
-use crate::metrics::{self, Controller as Ctl, ErrorKind, Verdict};
+use crate::metrics::{self, Controller as Ctl, ErrorKind, Held, Verdict};
 
 /// Finalizer that restores the active selector before a Release goes away.
 pub const FINALIZER: &str = "meridian.dev/release-selector";
@@ -207,15 +207,54 @@ pub async fn run(client: Client, namespaces: &[String]) {
         .await;
 }
 
-/// Exports the phase `status` says the Release is in.
+/// Exports the phase `status` says the Release is in, and whether it waits for a human.
 fn export_phase(release: &Release, ns: &str, status: &ReleaseStatus) {
+    let name = release.name_any();
     metrics::release_phase(
         ns,
-        &release.name_any(),
+        &name,
         &release.spec.service,
         status.phase,
         status.phase_since,
     );
+    metrics::release_held(ns, &name, &release.spec.service, held(status));
+}
+
+/// Why `status` says the Release waits for a human, if it does.
+fn held(status: &ReleaseStatus) -> Option<Held> {
+    if status.inconclusive.is_some() {
+        return Some(Held::Inconclusive);
+    }
+    let refused = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == state::ACCEPTED && c.status == "False")?;
+    match refused.reason.as_str() {
+        state::REFUSED_CLAIMED => Some(Held::ServiceClaimed),
+        state::REFUSED_INVALID => Some(Held::InvalidSpec),
+        _ => None,
+    }
+}
+
+/// Whether an older Release of the namespace (`creationTimestamp`, then name) claims one of the
+/// Services `release` would write (its active or preview Service, in either role): the older
+/// one owns it, and `release` is refused. Returns why.
+pub fn service_claimed(release: &Release, others: &[Release]) -> Option<String> {
+    let key = |r: &Release| (r.metadata.creation_timestamp.clone(), r.name_any());
+    let mine = [&release.spec.active_service, &release.spec.preview_service];
+    let mut older: Vec<&Release> = others
+        .iter()
+        .filter(|o| o.name_any() != release.name_any() && key(o) < key(release))
+        .collect();
+    older.sort_by_key(|o| key(o));
+    older.iter().find_map(|o| {
+        let theirs = [&o.spec.active_service, &o.spec.preview_service];
+        let service = mine.iter().find(|s| theirs.contains(s))?;
+        Some(format!(
+            "Service {service} is claimed by Release {}, which is older; nothing is written until one of them changes",
+            o.name_any()
+        ))
+    })
 }
 
 async fn apply(release: &Release, ctx: &Context, ns: &str) -> Result<ControllerAction, Error> {
@@ -227,6 +266,11 @@ async fn apply(release: &Release, ctx: &Context, ns: &str) -> Result<ControllerA
     let status = release.status.clone().unwrap_or_default();
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+
+    // Two Releases writing one Service would flip it between them: the older one owns it.
+    let releases: Api<Release> = Api::namespaced(ctx.client.clone(), ns);
+    let service_claimed =
+        service_claimed(release, &releases.list(&ListParams::default()).await?.items);
 
     // The active Service's selector is the ground truth of what serves, read every time.
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
@@ -270,6 +314,7 @@ async fn apply(release: &Release, ctx: &Context, ns: &str) -> Result<ControllerA
         green: observed_green,
         job,
         active_selector,
+        service_claimed,
         now,
     });
     let mut new_status = decision.status;

@@ -233,6 +233,17 @@ struct ApiServerVerifier(ApiServerHandle);
 
 /// Every reconcile of a Release first reads its active Service.
 const ACTIVE_SERVICE: &str = "/api/v1/namespaces/default/services/streams";
+/// ... and lists the namespace's Releases (an older one may own its Services).
+const RELEASES: &str = "/apis/meridian.dev/v1alpha1/namespaces/default/releases?";
+
+/// The list of the namespace's Releases, answered with `items`.
+fn release_list(items: &[Release]) -> Expect {
+    Expect::new(Method::GET, RELEASES).respond(json!({
+        "apiVersion": "meridian.dev/v1alpha1", "kind": "ReleaseList",
+        "metadata": { "resourceVersion": "1" },
+        "items": items,
+    }))
+}
 
 /// The active Service's read, answered with a selector of `colour` (or none).
 fn active_service(colour: Option<&str>) -> Expect {
@@ -249,9 +260,11 @@ fn active_service(colour: Option<&str>) -> Expect {
 
 impl ApiServerVerifier {
     /// Answers `script` in order; the handle must be awaited (with [`timeout_after_1s`]). The
-    /// read of the active Service that starts every reconcile, when `script` does not list it
-    /// next, is answered with a Service that selects no colour yet (so the status decides); the
-    /// tests about the selector as ground truth list it with [`active_service`].
+    /// read of the active Service and the list of Releases that start every reconcile, when
+    /// `script` does not list them next, are answered with a Service that selects no colour yet
+    /// (so the status decides) and an empty list; the tests about the selector as ground truth
+    /// list the first with [`active_service`], those about claimed Services the second with
+    /// [`release_list`].
     fn run(mut self, script: Vec<Expect>) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             for (i, expect) in script.into_iter().enumerate() {
@@ -259,13 +272,18 @@ impl ApiServerVerifier {
                     let (request, send) = self.0.next_request().await.unwrap_or_else(|| {
                         panic!("request {i} ({} {}) never made", expect.method, expect.uri)
                     });
+                    let uri = request.uri().to_string();
                     let implicit = request.method() == Method::GET
-                        && *request.uri() == ACTIVE_SERVICE
-                        && expect.uri != ACTIVE_SERVICE;
+                        && [ACTIVE_SERVICE, RELEASES].contains(&uri.as_str())
+                        && expect.uri != uri;
                     if !implicit {
                         break (request, send);
                     }
-                    let body = active_service(None).respond.unwrap();
+                    let body = if uri == RELEASES {
+                        release_list(&[]).respond.unwrap()
+                    } else {
+                        active_service(None).respond.unwrap()
+                    };
                     send.send_response(
                         Response::builder()
                             .body(Body::from(serde_json::to_vec(&body).unwrap()))
@@ -1428,4 +1446,227 @@ async fn the_active_services_selector_wins_over_the_status_and_its_colour_is_nev
     ]);
     reconcile(Arc::new(release), ctx).await.expect("reconciler");
     timeout_after_1s(mocksrv).await;
+}
+
+// ---------------------------------------------------------------- refusals, history, superseded Jobs
+
+/// `v2`'s migration Job runs when spec.image changes to v3: the Job is read (Migrating), deleted
+/// with propagationPolicy Background (its pods go too), and only then does v3's cycle start.
+#[tokio::test]
+async fn a_superseded_migration_job_is_deleted_in_the_background() {
+    let (ctx, server) = context(true);
+    let mut release = Release::test().finalized().in_phase(Phase::Migrating);
+    let old_job = release
+        .status
+        .as_ref()
+        .unwrap()
+        .migration
+        .as_ref()
+        .unwrap()
+        .job_name
+        .clone();
+    release.spec.image = "registry/streams:v3".into();
+    let new_hash = state::spec_hash(&release.spec);
+    let mut running = Job::default();
+    running.metadata.name = Some(old_job.clone());
+    running.status = Some(JobStatus::default());
+    let mocksrv = server.run(vec![
+        Expect::new(
+            Method::GET,
+            &format!("/apis/batch/v1/namespaces/default/jobs/{old_job}"),
+        )
+        .respond(serde_json::to_value(&running).unwrap()),
+        Expect::new(
+            Method::DELETE,
+            &format!("/apis/batch/v1/namespaces/default/jobs/{old_job}?"),
+        )
+        .check(|body| assert_eq!(body["propagationPolicy"], "Background", "{body}"))
+        .respond(serde_json::to_value(&running).unwrap()),
+        event("MigrationSuperseded", "Normal"),
+        event("ReleaseStarted", "Normal"),
+        status_apply(&release, move |s| {
+            assert_eq!(s.phase, Phase::Pending);
+            assert_eq!(s.preview_hash.as_deref(), Some(new_hash.as_str()));
+            assert!(s.migration.is_none());
+        }),
+    ]);
+    reconcile(Arc::new(release), ctx).await.expect("reconciler");
+    timeout_after_1s(mocksrv).await;
+}
+
+/// v1 was active before (status.history): the cycle back to it deploys the preview at once and
+/// creates no migration Job (any POST to jobs would be an extra request and fail the reconcile).
+#[tokio::test]
+async fn a_cycle_back_to_a_previously_active_image_creates_no_migration_job() {
+    let (ctx, server) = context(true);
+    let mut release = Release::test().finalized();
+    release.spec.image = "registry/streams:v1".into();
+    let v1_hash = state::spec_hash(&release.spec);
+    let mut release = release.in_phase(Phase::Pending);
+    let status = release.status.as_mut().unwrap();
+    // v2 serves on blue now; v1 was active before it.
+    status.active_hash = Some("0000000002".into());
+    status.active_image = Some("registry/streams:v2".into());
+    status.history = vec![
+        crate::crd::PastRelease {
+            hash: v1_hash,
+            image: "registry/streams:v1".into(),
+        },
+        crate::crd::PastRelease {
+            hash: "0000000002".into(),
+            image: "registry/streams:v2".into(),
+        },
+    ];
+    let mocksrv = server.run(vec![
+        event("MigrationSkipped", "Normal"),
+        Expect::new(
+            Method::PATCH,
+            "/apis/apps/v1/namespaces/default/deployments/streams-green?&force=true&fieldManager=meridian-operator",
+        )
+        .check(|d| {
+            let c = &d["spec"]["template"]["spec"]["containers"][0];
+            assert_eq!(c["image"], "registry/streams:v1");
+        }),
+        selector_patch("streams-preview", "green"),
+        event("DeployingPreview", "Normal"),
+        status_apply(&release, |s| {
+            assert_eq!(s.phase, Phase::DeployingPreview);
+            assert!(s.migration.is_none(), "no Job recorded");
+        }),
+    ]);
+    reconcile(Arc::new(release), ctx).await.expect("reconciler");
+    timeout_after_1s(mocksrv).await;
+}
+
+fn created(mut r: Release, at: &str) -> Release {
+    r.meta_mut().creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        at.parse().unwrap(),
+    ));
+    r
+}
+
+/// Two Releases of the namespace name the Service `streams`: the older (`streams-old`) owns it.
+/// The newer is refused — a condition, a Warning Event, a status write, and nothing written to
+/// any Job, Deployment or Service (any such request would be extra and fail the reconcile); its
+/// held series says why. The older one is reconciled as usual.
+#[tokio::test]
+async fn a_second_release_claiming_the_active_service_is_refused_and_writes_nothing() {
+    let recorder = with_recorder();
+    let _local = ::metrics::set_default_local_recorder(&recorder);
+    let mut older = created(Release::test().finalized(), "2026-11-01T00:00:00Z");
+    older.meta_mut().name = Some("streams-old".into());
+    older.spec.preview_service = "streams-old-preview".into();
+    let newer = created(Release::test().finalized(), "2026-11-20T00:00:00Z");
+    let items = [older.clone(), newer.clone()];
+
+    let (ctx, server) = context(true);
+    let mocksrv = server.run(vec![
+        release_list(&items),
+        event("ServiceClaimed", "Warning"),
+        status_apply(&newer, |s| {
+            assert_eq!(s.phase, Phase::Pending);
+            assert!(s.preview_hash.is_none(), "no cycle started");
+            let c = s.conditions.iter().find(|c| c.type_ == "Accepted").unwrap();
+            assert_eq!(
+                (c.status.as_str(), c.reason.as_str()),
+                ("False", "ServiceClaimed")
+            );
+            assert!(
+                c.message
+                    .contains("Service streams is claimed by Release streams-old"),
+                "{}",
+                c.message
+            );
+        }),
+    ]);
+    reconcile(Arc::new(newer), ctx).await.expect("reconciler");
+    timeout_after_1s(mocksrv).await;
+    let text = recorder.handle().render();
+    let held = |reason: &str| {
+        sample(
+            &text,
+            &format!(
+                r#"meridian_release_held{{namespace="default",release="streams",service="streams",reason="{reason}"}}"#
+            ),
+        )
+    };
+    assert_eq!(held("ServiceClaimed"), Some(1.0), "{text}");
+    assert_eq!(held("Inconclusive"), Some(0.0));
+
+    // The older Release sees the newer one in the list and goes on.
+    let (ctx, server) = context(true);
+    let older_started = older.clone();
+    let mocksrv = server.run(vec![
+        release_list(&items),
+        Expect::new(
+            Method::POST,
+            "/apis/events.k8s.io/v1/namespaces/default/events?",
+        )
+        .check(|body| assert_eq!(body["reason"], "ReleaseStarted")),
+        Expect::new(
+            Method::PATCH,
+            "/apis/meridian.dev/v1alpha1/namespaces/default/releases/streams-old/status?&force=true&fieldManager=meridian-operator",
+        )
+        .check(|body| assert_eq!(body["status"]["phase"], "Pending"))
+        .respond(serde_json::to_value(&older_started).unwrap()),
+    ]);
+    reconcile(Arc::new(older), ctx).await.expect("reconciler");
+    timeout_after_1s(mocksrv).await;
+}
+
+/// The analysis (initialDelay + count x interval) does not fit in progressDeadlineSeconds: the
+/// Release is refused before it migrates anything (no Job created).
+#[tokio::test]
+async fn a_release_whose_analysis_cannot_fit_its_deadline_is_refused_before_any_action() {
+    let (ctx, server) = context(true);
+    let mut release = Release::test().finalized();
+    release.spec.analysis.count = 15; // 15 x 60 s = 900 s, plus 60 s initialDelay > 900 s
+    release.spec.analysis.initial_delay = "1m".into();
+    let mocksrv = server.run(vec![
+        event("InvalidSpec", "Warning"),
+        status_apply(&release, |s| {
+            let c = s.conditions.iter().find(|c| c.type_ == "Accepted").unwrap();
+            assert_eq!(
+                (c.status.as_str(), c.reason.as_str()),
+                ("False", "InvalidSpec")
+            );
+            assert!(
+                c.message
+                    .contains("= 960s, more than progressDeadlineSeconds 900"),
+                "{}",
+                c.message
+            );
+            assert!(s.preview_hash.is_none());
+        }),
+    ]);
+    reconcile(Arc::new(release), ctx).await.expect("reconciler");
+    timeout_after_1s(mocksrv).await;
+}
+
+/// After promotion, a verification held inconclusive is `Succeeded` — which the stuck alert
+/// ignores — so it is exported as held (`reason="Inconclusive"`), which the held alert fires on.
+#[tokio::test]
+async fn an_inconclusive_hold_after_promotion_is_exported_as_held() {
+    let recorder = with_recorder();
+    let _local = ::metrics::set_default_local_recorder(&recorder);
+    let (ctx, server) = context(true);
+    let mut release = verifying(true);
+    release.status.as_mut().unwrap().inconclusive = Some(crate::crd::Inconclusive {
+        since: now(),
+        generation: Some(2),
+    });
+    // Held: nothing is measured or written, only the two reads.
+    let mocksrv = server.run(vec![release_list(&[]), active_service(None)]);
+    reconcile(Arc::new(release), ctx).await.expect("reconciler");
+    timeout_after_1s(mocksrv).await;
+    let text = recorder.handle().render();
+    assert_eq!(sample(&text, &phase_series("Succeeded")), Some(1.0));
+    assert_eq!(
+        sample(
+            &text,
+            r#"meridian_release_held{namespace="default",release="streams",service="streams",reason="Inconclusive"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
 }

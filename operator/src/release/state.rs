@@ -18,7 +18,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use crate::crd::{
     AnalysisRun, Colour, Condition, Inconclusive, JobState, MeasurementCounts, MigrationStatus,
-    PendingScaleDown, Phase, ReleaseSpec, ReleaseStatus, RollbackPolicy,
+    PastRelease, PendingScaleDown, Phase, ReleaseSpec, ReleaseStatus, RollbackPolicy,
 };
 
 /// How often an in-progress release is looked at again when nothing else wakes it.
@@ -26,6 +26,43 @@ pub const POLL: Duration = Duration::from_secs(5);
 
 /// Measurements kept in `status.analysis` (the latest); `status.measurements` counts them all.
 pub const MAX_RUNS: usize = 10;
+
+/// Previously active spec hashes kept in `status.history`.
+pub const MAX_HISTORY: usize = 10;
+
+/// Condition type saying whether the operator acts on the Release at all: `False` (reason
+/// [`REFUSED_CLAIMED`] or [`REFUSED_INVALID`]) while it is refused.
+pub const ACCEPTED: &str = "Accepted";
+/// Another, older Release of the namespace owns the active or preview Service.
+pub const REFUSED_CLAIMED: &str = "ServiceClaimed";
+/// The spec cannot work as written (e.g. the analysis does not fit in the progress deadline).
+pub const REFUSED_INVALID: &str = "InvalidSpec";
+
+/// Why the spec cannot be acted on, if it cannot: checked before anything else, so a Release
+/// that can only fail is refused before it migrates or deploys anything.
+pub fn invalid_spec(spec: &ReleaseSpec) -> Option<String> {
+    if spec.active_service == spec.preview_service {
+        return Some(format!(
+            "activeService and previewService are both {}: the preview would take production traffic",
+            spec.active_service
+        ));
+    }
+    let a = &spec.analysis;
+    // Every measurement before promotion must fit in the progress deadline, with one interval
+    // to spare for the preview to deploy and the promotion: otherwise the deadline rolls back
+    // every release before its analysis can pass.
+    let needed = a
+        .initial_delay_secs()
+        .saturating_add(u64::from(a.count).saturating_mul(a.interval_secs()));
+    let deadline = u64::from(spec.progress_deadline_seconds);
+    (needed > deadline).then(|| {
+        format!(
+            "analysis needs initialDelay {} + count {} x interval {} = {needed}s, more than progressDeadlineSeconds {deadline}: \
+             every release would miss its deadline; shorten the analysis or raise progressDeadlineSeconds",
+            a.initial_delay, a.count, a.interval
+        )
+    })
+}
 
 /// What the reconciler saw of one colour's Deployment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +87,9 @@ pub struct Observed<'a> {
     /// The colour of this Release the active Service selects, read at every reconcile: the
     /// ground truth of what serves (none: no Service, or it selects no colour of this Release).
     pub active_selector: Option<Colour>,
+    /// Set when an older Release of the namespace claims this one's active or preview Service:
+    /// why this one is refused.
+    pub service_claimed: Option<String>,
     pub now: Timestamp,
 }
 
@@ -416,7 +456,51 @@ impl Step<'_> {
         true
     }
 
+    /// A Release that cannot be acted on (another Release owns its Service, or its spec cannot
+    /// work) is refused before anything else: a condition, one Warning Event, and no action.
+    /// Returns true when it is refused; clears an earlier refusal otherwise.
+    fn refused(&mut self) -> bool {
+        let refusal = self
+            .obs
+            .service_claimed
+            .clone()
+            .map(|m| (REFUSED_CLAIMED, m))
+            .or_else(|| invalid_spec(self.spec()).map(|m| (REFUSED_INVALID, m)));
+        let was_refused = self
+            .status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == ACCEPTED && c.status == "False");
+        let Some((reason, msg)) = refusal else {
+            if was_refused {
+                self.set_condition(ACCEPTED, "True", "Accepted", "no longer refused");
+                self.event(
+                    EventType::Normal,
+                    "Accepted",
+                    "no longer refused".to_owned(),
+                );
+            }
+            return false;
+        };
+        let same = self.status.conditions.iter().any(|c| {
+            c.type_ == ACCEPTED && c.status == "False" && c.reason == reason && c.message == msg
+        });
+        if !same {
+            self.set_condition(ACCEPTED, "False", reason, &msg);
+            self.event(EventType::Warning, reason, msg.clone());
+        }
+        self.status.message = Some(format!("refused: {msg}"));
+        // A new Release has no phase start yet: from now on it counts as held in Pending.
+        if self.status.phase_since.is_none() {
+            self.status.phase_since = Some(self.now());
+        }
+        true
+    }
+
     fn step(&mut self) {
+        if self.refused() {
+            return;
+        }
         if self.follow_active_selector() {
             return;
         }
@@ -476,6 +560,24 @@ impl Step<'_> {
     }
 
     fn start_cycle(&mut self) {
+        // A cycle replaced while its migration Job runs: that Job migrates for an image that
+        // will never be released; it is deleted (its pods with it) before the new cycle starts.
+        if matches!(self.status.phase, Phase::Pending | Phase::Migrating)
+            && let Some(m) = self.status.migration.take()
+            && m.state == JobState::Running
+        {
+            self.actions.push(Action::DeleteMigrationJob {
+                name: m.job_name.clone(),
+            });
+            self.event(
+                EventType::Normal,
+                "MigrationSuperseded",
+                format!(
+                    "migration Job {} deleted: a new cycle replaced it",
+                    m.job_name
+                ),
+            );
+        }
         let preview = self
             .status
             .active_colour
@@ -498,7 +600,17 @@ impl Step<'_> {
             .as_ref()
             .is_some_and(|p| p.colour == preview)
         {
-            self.status.pending_scale_down = None;
+            // What that colour ran was active: remembered before the record of it goes (a
+            // status written before `history` existed knows it only from here).
+            if let Some(PendingScaleDown {
+                hash: Some(hash),
+                image: Some(image),
+                ..
+            }) = self.status.pending_scale_down.take()
+                && !self.status.history.iter().any(|p| p.hash == hash)
+            {
+                self.remember(hash, image);
+            }
         }
         self.status.preview_colour = Some(preview);
         self.status.preview_hash = Some(self.hash.clone());
@@ -603,8 +715,53 @@ impl Step<'_> {
         }
     }
 
+    /// Whether this cycle's spec hash was active here before: its migrations are applied, and a
+    /// schema that is ahead of them is one it accepts (services check on boot only that the
+    /// schema holds every migration they ship, `kit::db::check_schema`: the contract half of
+    /// expand/contract). So going back to it needs no migration.
+    fn was_active(&self) -> bool {
+        let hash = Some(self.hash.as_str());
+        self.status
+            .history
+            .iter()
+            .any(|p| Some(p.hash.as_str()) == hash)
+            || self.status.active_hash.as_deref() == hash
+            || self
+                .status
+                .pending_scale_down
+                .as_ref()
+                .is_some_and(|p| p.hash.as_deref() == hash)
+    }
+
+    /// Records the hash just promoted in `status.history`.
+    fn remember_active(&mut self) {
+        let hash = self.hash.clone();
+        let image = self.spec().image.clone();
+        self.remember(hash, image);
+    }
+
+    /// Records `hash` as once active (newest last, at most [`MAX_HISTORY`]).
+    fn remember(&mut self, hash: String, image: String) {
+        let history = &mut self.status.history;
+        history.retain(|p| p.hash != hash);
+        history.push(PastRelease { hash, image });
+        let excess = history.len().saturating_sub(MAX_HISTORY);
+        history.drain(..excess);
+    }
+
     fn pending(&mut self) {
         match self.spec().migration.clone() {
+            Some(_) if self.was_active() => {
+                let image = self.spec().image.clone();
+                self.event(
+                    EventType::Normal,
+                    "MigrationSkipped",
+                    format!(
+                        "{image} was active here before: its migrations are applied and it accepts the newer schema"
+                    ),
+                );
+                self.enter_deploying_preview();
+            }
             Some(_) => {
                 let name = migration_job_name(self.obs.name, &self.hash);
                 self.actions
@@ -952,6 +1109,7 @@ impl Step<'_> {
         self.status.inconclusive = None;
         self.status.active_hash = Some(self.hash.clone());
         self.status.active_image = Some(image.clone());
+        self.remember_active();
         self.transition(
             Phase::Succeeded,
             Some("Promoted"),

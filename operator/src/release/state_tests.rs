@@ -98,6 +98,8 @@ struct World {
     generation: i64,
     active_selector: Option<Colour>,
     preview_selector: Option<Colour>,
+    /// What the reconciler would say about an older Release claiming the Services.
+    service_claimed: Option<String>,
     events: Vec<(EventType, String)>,
     all_actions: Vec<Action>,
     phases: Vec<Phase>,
@@ -120,6 +122,7 @@ impl World {
             generation: 1,
             active_selector: None,
             preview_selector: None,
+            service_claimed: None,
             events: vec![],
             all_actions: vec![],
             phases: vec![],
@@ -172,6 +175,7 @@ impl World {
             green: self.green.clone(),
             job: self.job,
             active_selector: self.active_selector,
+            service_claimed: self.service_claimed.clone(),
             now: self.now,
         });
         self.status = decision.status.clone();
@@ -1029,4 +1033,197 @@ fn a_manual_rollback_while_verifying_is_adopted_and_the_old_colour_is_never_scal
     w.settle();
     assert!(w.scale_downs().is_empty());
     assert_eq!(w.blue.as_ref().unwrap().replicas, 3);
+}
+
+fn migration_jobs(w: &World) -> Vec<&str> {
+    w.all_actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::CreateMigrationJob { name } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// v2 (with its expand migration) is promoted and verified, so blue (v1) is scaled down; then
+/// the image goes back to v1. v1's migrations were applied when it was released, the schema is
+/// ahead of them and v1 accepts that (it checks only that its own migrations are there,
+/// kit::db::check_schema), so the cycle back runs no migration Job at all.
+#[test]
+fn a_rollback_from_v2_to_v1_runs_no_migration_job() {
+    let mut w = promoted_v2();
+    w.settle_until(|w| w.status.verified);
+    assert_eq!(w.blue.as_ref().unwrap().replicas, 0, "v1 scaled down");
+    let hashes: Vec<&str> = w.status.history.iter().map(|p| p.image.as_str()).collect();
+    assert_eq!(hashes, vec!["registry/streams:v1", "registry/streams:v2"]);
+    w.all_actions.clear();
+    w.events.clear();
+    w.phases.clear();
+    w.job = JobState::Missing;
+
+    w.spec.image = "registry/streams:v1".into();
+    w.settle();
+    assert!(migration_jobs(&w).is_empty(), "{:?}", w.all_actions);
+    assert_eq!(
+        w.phases,
+        vec![
+            Phase::Pending,
+            Phase::DeployingPreview,
+            Phase::Analyzing,
+            Phase::Promoting,
+            Phase::Succeeded
+        ]
+    );
+    assert!(w.reasons().contains(&"MigrationSkipped"));
+    assert_eq!(w.active_selector, Some(Colour::Blue));
+    assert_eq!(
+        w.status.active_image.as_deref(),
+        Some("registry/streams:v1")
+    );
+    assert!(w.status.migration.is_none());
+
+    // An image never active here still migrates.
+    w.settle_until(|w| w.status.verified);
+    w.all_actions.clear();
+    w.spec.image = "registry/streams:v3".into();
+    w.settle();
+    assert_eq!(migration_jobs(&w).len(), 1, "{:?}", w.all_actions);
+}
+
+/// Going back while the new colour is still verifying (the old one still runs): skipped too.
+#[test]
+fn going_back_to_the_colour_still_kept_after_promotion_skips_the_migration() {
+    let mut w = promoted_v2();
+    w.status.history.clear(); // a status written before history existed: the kept colour says it
+    w.spec.image = "registry/streams:v1".into();
+    w.settle();
+    assert!(migration_jobs(&w).is_empty(), "{:?}", w.all_actions);
+    assert_eq!(w.status.phase, Phase::Succeeded);
+    assert_eq!(w.active_selector, Some(Colour::Blue));
+}
+
+#[test]
+fn the_history_keeps_the_latest_active_hashes_once_each() {
+    let mut w = World::established();
+    for n in 2..=13 {
+        w.spec.image = format!("registry/streams:v{n}");
+        w.settle();
+        assert_eq!(w.status.phase, Phase::Succeeded, "v{n}");
+        w.settle_until(|w| w.status.verified);
+    }
+    let images: Vec<String> = w.status.history.iter().map(|p| p.image.clone()).collect();
+    let want: Vec<String> = (4..=13).map(|n| format!("registry/streams:v{n}")).collect();
+    assert_eq!(images, want, "the latest {MAX_HISTORY}, newest last");
+    assert_eq!(w.status.history.last().unwrap().hash, spec_hash(&w.spec));
+}
+
+/// spec.image changes while v2's migration Job runs: the Job is deleted before v3's cycle
+/// starts, and v3 gets its own Job.
+#[test]
+fn a_cycle_replaced_mid_migration_deletes_its_migration_job() {
+    let mut w = World::established();
+    w.job_outcome = JobState::Running;
+    w.spec.image = "registry/streams:v2".into();
+    w.tick();
+    w.tick();
+    assert_eq!(w.status.phase, Phase::Migrating);
+    let v2_job = migration_job_name("streams", &spec_hash(&w.spec));
+    w.spec.image = "registry/streams:v3".into();
+    let d = w.tick();
+    assert_eq!(
+        d.actions[0],
+        Action::DeleteMigrationJob {
+            name: v2_job.clone()
+        }
+    );
+    assert!(w.reasons().contains(&"MigrationSuperseded"));
+    assert_eq!(w.status.phase, Phase::Pending);
+    assert!(w.status.migration.is_none());
+    let d = w.tick();
+    let v3_job = migration_job_name("streams", &spec_hash(&w.spec));
+    assert_eq!(d.actions[0], Action::CreateMigrationJob { name: v3_job });
+    assert_ne!(migration_jobs(&w), vec![v2_job.as_str(), v2_job.as_str()]);
+}
+
+fn accepted(w: &World) -> Option<(&str, &str)> {
+    w.status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == ACCEPTED)
+        .map(|c| (c.status.as_str(), c.reason.as_str()))
+}
+
+#[test]
+fn the_analysis_must_fit_in_the_progress_deadline() {
+    let mut s = spec("registry/streams:v1");
+    s.progress_deadline_seconds = 600;
+    s.analysis.count = 10;
+    s.analysis.interval = "1m".into();
+    assert_eq!(invalid_spec(&s), None, "10 x 60 s = 600 s fits");
+    s.analysis.initial_delay = "1s".into();
+    let why = invalid_spec(&s).expect("601 s does not fit");
+    assert!(
+        why.contains(
+            "initialDelay 1s + count 10 x interval 1m = 601s, more than progressDeadlineSeconds 600"
+        ),
+        "{why}"
+    );
+    let mut s = spec("registry/streams:v1");
+    s.preview_service = s.active_service.clone();
+    assert!(invalid_spec(&s).unwrap().contains("both streams"));
+}
+
+/// A spec whose analysis cannot finish before its deadline is refused before any action: no
+/// Job, no Deployment, no selector; one Warning Event; accepted again once fixed.
+#[test]
+fn an_invalid_spec_is_refused_before_any_action() {
+    let mut w = World::new("registry/streams:v1");
+    w.spec.analysis.count = 20; // 20 x 60 s > 600 s
+    let d = w.tick();
+    assert!(
+        d.actions
+            .iter()
+            .all(|a| matches!(a, Action::EmitEvent { .. })),
+        "{:?}",
+        d.actions
+    );
+    assert!(
+        w.events
+            .contains(&(EventType::Warning, REFUSED_INVALID.to_owned()))
+    );
+    assert_eq!(accepted(&w), Some(("False", REFUSED_INVALID)));
+    assert_eq!(w.status.phase, Phase::Pending);
+    assert_eq!(w.status.phase_since, Some(w.now), "counts as held from now");
+    w.advance(60);
+    assert!(w.tick().actions.is_empty(), "the Event is not repeated");
+    assert!(w.status.preview_hash.is_none(), "no cycle started");
+
+    w.spec.analysis.count = 1;
+    w.settle();
+    assert_eq!(accepted(&w), Some(("True", "Accepted")));
+    assert_eq!(w.status.phase, Phase::Succeeded);
+}
+
+/// The reconciler found an older Release owning the Service: nothing is done for this one.
+#[test]
+fn a_release_whose_service_is_claimed_does_nothing() {
+    let mut w = World::established();
+    w.spec.image = "registry/streams:v2".into();
+    w.service_claimed = Some("Service streams is claimed by Release calls-old".into());
+    let d = w.tick();
+    assert!(
+        d.actions
+            .iter()
+            .all(|a| matches!(a, Action::EmitEvent { .. }))
+    );
+    assert_eq!(accepted(&w), Some(("False", REFUSED_CLAIMED)));
+    assert_eq!(w.status.phase, Phase::Succeeded, "the phase it had");
+    assert!(w.status.message.as_deref().unwrap().contains("calls-old"));
+    w.service_claimed = None;
+    w.settle();
+    assert_eq!(
+        w.active_selector,
+        Some(Colour::Green),
+        "v2 released once free"
+    );
 }

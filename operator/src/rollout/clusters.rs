@@ -49,8 +49,9 @@ impl Error {
     }
 }
 
-/// Whether a Rollout in `phase` has halted: stopped for good by a failed Release, whether or not
-/// it put previous images back.
+/// Whether a Rollout in `phase` has halted: stopped for good by a failed, unobservable or late
+/// Release, whether or not it put previous images back. `Superseded` is not halted: nothing
+/// failed, a newer build took over (and its own Rollout reports on it).
 pub fn halted(phase: RolloutPhase) -> bool {
     matches!(
         phase,
@@ -141,6 +142,7 @@ async fn reconcile_rollout(
     // What the Rollout's status says now, even if this reconcile fails before writing.
     if let Some(status) = &rollout.status {
         metrics::rollout_halted(&spec.namespace, &name, halted(status.phase));
+        metrics::rollout_phase(&spec.namespace, &name, status.phase);
     }
     let mut clients = BTreeMap::new();
     let mut observed = BTreeMap::new();
@@ -207,6 +209,7 @@ async fn reconcile_rollout(
         )
         .await?;
         metrics::rollout_halted(&spec.namespace, &name, halted(decision.status.phase));
+        metrics::rollout_phase(&spec.namespace, &name, decision.status.phase);
     }
     Ok(ControllerAction::requeue(
         decision.requeue_after.unwrap_or(Duration::from_mins(5)),
@@ -387,6 +390,7 @@ users:
                 halt_policy: crate::crd::HaltPolicy::Halt,
                 secret_namespace: "meridian-system".into(),
                 paused: false,
+                progress_deadline_seconds: 3600,
             },
         );
         r.metadata.generation = Some(1);
@@ -448,6 +452,7 @@ users:
                 previous_image: Some("registry/calls:v1".into()),
                 started: true,
                 rolled_back: false,
+                unobserved_since: None,
             }],
             ..RolloutStatus::default()
         }));

@@ -5,12 +5,20 @@
 //! - targets are released wave by wave, at most `maxParallel` in flight within a wave;
 //! - a wave is done when every one of its Releases is `Succeeded` with the Rollout's image active
 //!   and verified (measured through its scale-down delay after the switch);
-//!   then it bakes: the next wave starts only after `bakeSeconds` during which every released
-//!   target stayed that way;
+//!   then it bakes: the next wave starts only after `bakeSeconds`, counted from that moment,
+//!   during which every released target stayed that way (polled every [`POLL`]);
 //! - any released target that fails (Failed/RolledBack/Frozen) or regresses (no longer
 //!   Succeeded on the image) halts the Rollout for good; nothing after it starts, and the halt
 //!   policy decides what is put back;
-//! - a target that cannot be observed (cluster unreachable) blocks progress but is not a failure.
+//! - a released target that must stay healthy (its wave finished or is baking) but cannot be
+//!   observed never lets the Rollout advance: no later target starts and a finished bake waits;
+//!   unobserved for more than [`UNOBSERVED_GRACE`] it halts the Rollout, touching nothing;
+//! - a wave not healthy within `progressDeadlineSeconds` of its start halts it, touching nothing;
+//! - a released target whose Release someone re-imaged (neither this Rollout's image nor the one
+//!   it replaced) means a newer build took over: the Rollout ends `Superseded`, puts nothing back
+//!   and starts nothing; a halt policy's rollback never sets an image over such a target;
+//! - a target not yet started that cannot be observed only blocks progress (the previous image
+//!   must be known before it is replaced).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -79,8 +87,29 @@ fn event(actions: &mut Vec<RolloutAction>, warning: bool, reason: &str, note: St
     });
 }
 
+/// A started target that must stay healthy and has not been observed for longer than this
+/// halts the Rollout. Long enough for an API server restart or a network blip (eight polls),
+/// short against any bake: a country nobody can see must not be counted as healthy.
+pub const UNOBSERVED_GRACE: Duration = Duration::from_mins(2);
+
+fn done(st: RolloutStatus, actions: Vec<RolloutAction>) -> RolloutDecision {
+    RolloutDecision {
+        status: st,
+        actions,
+        requeue_after: None,
+    }
+}
+
+fn secs(d: SignedDuration) -> i64 {
+    d.as_secs()
+}
+
 /// Decides the next step of a Rollout. `observed` is keyed by target name; a missing key means
 /// the target could not be reached.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one pass over the rules in the module docs, in their order"
+)]
 pub fn plan(
     spec: &RolloutSpec,
     status: &RolloutStatus,
@@ -101,30 +130,47 @@ pub fn plan(
                     previous_image: None,
                     started: false,
                     rolled_back: false,
+                    unobserved_since: None,
                 })
             })
             .collect();
     }
-    if matches!(
-        st.phase,
-        RolloutPhase::Succeeded | RolloutPhase::Halted | RolloutPhase::RolledBack
-    ) {
-        return RolloutDecision {
-            status: st,
-            actions,
-            requeue_after: None,
-        };
+    if st.phase.terminal() {
+        return done(st, actions);
     }
 
-    // 1. Failures anywhere among the started targets halt everything.
+    // 0. Which started targets are out of sight, and since when.
+    for t in st.targets.iter_mut().filter(|t| t.started) {
+        if observed.contains_key(&t.name) {
+            t.unobserved_since = None;
+        } else if t.unobserved_since.is_none() {
+            t.unobserved_since = Some(now);
+        }
+    }
     let baking = st.phase == RolloutPhase::Baking;
     let current = st.current_wave;
+    let image = spec.image.clone();
+    // Started targets whose wave finished (or is baking): they must stay healthy.
+    let must_hold = |t: &TargetStatus| t.started && (t.wave < current || baking);
+    // Re-imaged by someone else after this Rollout started them: a newer build owns them now.
+    let superseded: Vec<(String, String)> = st
+        .targets
+        .iter()
+        .filter(|t| t.started && !t.rolled_back)
+        .filter_map(|t| {
+            let obs = observed.get(&t.name)?;
+            (obs.image != image && Some(&obs.image) != t.previous_image.as_ref())
+                .then(|| (t.name.clone(), obs.image.clone()))
+        })
+        .collect();
+    let is_superseded = |name: &str| superseded.iter().any(|(n, _)| n == name);
+
+    // 1. Failures anywhere among the started targets halt everything.
     let broken = st.targets.iter().find(|t| {
         let obs = observed.get(&t.name);
         t.started
-            && (failed(obs, &spec.image)
-                // Once a wave finished, its targets must stay healthy (bake and beyond).
-                || ((t.wave < current || baking) && obs.is_some() && !healthy(obs, &spec.image)))
+            && !is_superseded(&t.name)
+            && (failed(obs, &image) || (must_hold(t) && obs.is_some() && !healthy(obs, &image)))
     });
     if let Some(b) = broken {
         let (name, wave) = (b.name.clone(), b.wave);
@@ -133,20 +179,28 @@ pub fn plan(
             .and_then(|o| o.phase)
             .map_or_else(|| "unknown".to_owned(), |p| p.to_string());
         let mut rolled = Vec::new();
+        let mut left = Vec::new();
         for t in &mut st.targets {
             let in_scope = match spec.halt_policy {
                 HaltPolicy::Halt => false,
                 HaltPolicy::RollbackWave => t.wave == wave,
                 HaltPolicy::RollbackAll => true,
             };
-            // A Frozen Release is waiting for a human; the Rollout does not overrule it.
-            let frozen = observed.get(&t.name).and_then(|o| o.phase) == Some(Phase::Frozen);
-            if in_scope
-                && t.started
-                && !t.rolled_back
-                && !frozen
-                && let Some(prev) = &t.previous_image
-            {
+            if !(in_scope && t.started && !t.rolled_back) {
+                continue;
+            }
+            let obs = observed.get(&t.name);
+            // A Frozen Release is waiting for a human; the Rollout does not overrule it. A
+            // superseded one runs a newer build, which is not this Rollout's to put back; one
+            // out of sight cannot be written to.
+            let frozen = obs.and_then(|o| o.phase) == Some(Phase::Frozen);
+            if frozen || is_superseded(&t.name) || obs.is_none() {
+                if !frozen {
+                    left.push(t.name.clone());
+                }
+                continue;
+            }
+            if let Some(prev) = &t.previous_image {
                 actions.push(RolloutAction::SetImage {
                     target: t.name.clone(),
                     image: prev.clone(),
@@ -165,6 +219,14 @@ pub fn plan(
                 rolled.join(", ")
             )
         };
+        let msg = if left.is_empty() {
+            msg
+        } else {
+            format!(
+                "{msg}; left as is (superseded or unreachable): {}",
+                left.join(", ")
+            )
+        };
         st.phase = if rolled.is_empty() {
             RolloutPhase::Halted
         } else {
@@ -172,52 +234,116 @@ pub fn plan(
         };
         st.message = Some(msg.clone());
         event(&mut actions, true, "Halted", msg);
-        return RolloutDecision {
-            status: st,
-            actions,
-            requeue_after: None,
-        };
+        return done(st, actions);
     }
+
+    // 2. A newer build took over a target: stop without touching anything.
+    if !superseded.is_empty() {
+        let who: Vec<String> = superseded
+            .iter()
+            .map(|(n, i)| format!("{n} runs {i}"))
+            .collect();
+        let msg = format!(
+            "superseded: {} (neither {image} nor the image it replaced); nothing put back, later waves not started",
+            who.join(", ")
+        );
+        st.phase = RolloutPhase::Superseded;
+        st.baking_since = None;
+        st.message = Some(msg.clone());
+        event(&mut actions, true, "Superseded", msg);
+        return done(st, actions);
+    }
+
+    // 3. A target that must stay healthy, out of sight beyond the grace: halt, touch nothing.
+    let grace = SignedDuration::from_secs(i64::try_from(UNOBSERVED_GRACE.as_secs()).unwrap_or(0));
+    let lost = st.targets.iter().find(|t| {
+        must_hold(t)
+            && t.unobserved_since
+                .is_some_and(|since| now.duration_since(since) > grace)
+    });
+    if let Some(t) = lost {
+        let since = t
+            .unobserved_since
+            .map_or(0, |s| secs(now.duration_since(s)));
+        let msg = format!(
+            "{} (wave {}) could not be observed for {since}s while it had to stay healthy; halted, later waves not started, nothing put back",
+            t.name, t.wave
+        );
+        st.phase = RolloutPhase::Halted;
+        st.baking_since = None;
+        st.message = Some(msg.clone());
+        event(&mut actions, true, "Halted", msg);
+        return done(st, actions);
+    }
+
     if spec.paused {
+        st.paused_since.get_or_insert(now);
         st.message = Some("paused".into());
-        return RolloutDecision {
-            status: st,
-            actions,
-            requeue_after: None,
-        };
+        return done(st, actions);
+    }
+    if let Some(since) = st.paused_since.take() {
+        // Time paused does not count against the wave's deadline.
+        let paused_for = now.duration_since(since);
+        st.wave_since = st
+            .wave_since
+            .map(|w| w.checked_add(paused_for).unwrap_or(w));
     }
 
     let Some(wave) = spec.waves.get(current as usize) else {
         st.phase = RolloutPhase::Succeeded;
         st.message = Some("every wave released and baked".into());
-        return RolloutDecision {
-            status: st,
-            actions,
-            requeue_after: None,
-        };
+        return done(st, actions);
+    };
+    // Started targets that must stay healthy but are out of sight (within the grace): the
+    // Rollout holds still until they are seen again.
+    let unseen: Vec<String> = st
+        .targets
+        .iter()
+        .filter(|t| must_hold(t) && t.unobserved_since.is_some())
+        .map(|t| t.name.clone())
+        .collect();
+    let hold_unseen = |st: &mut RolloutStatus, what: &str| {
+        st.message = Some(format!(
+            "{what}: cannot observe {} (halts after {}s unobserved)",
+            unseen.join(", "),
+            UNOBSERVED_GRACE.as_secs()
+        ));
     };
 
-    // 2. Baking: wait out the bake, then move to the next wave.
+    // 4. Baking: poll through the bake, then move to the next wave.
     if baking {
         let bake = SignedDuration::from_secs(i64::from(wave.bake_seconds));
         let since = st.baking_since.unwrap_or(now);
         let elapsed = now.duration_since(since);
         if elapsed < bake {
+            if !unseen.is_empty() {
+                hold_unseen(&mut st, "baking");
+            }
+            let left = (bake - elapsed).unsigned_abs();
             return RolloutDecision {
                 status: st,
                 actions,
-                requeue_after: Some((bake - elapsed).unsigned_abs()),
+                requeue_after: Some(left.min(POLL)),
+            };
+        }
+        if !unseen.is_empty() {
+            hold_unseen(&mut st, &format!("wave {current} baked, not advancing"));
+            return RolloutDecision {
+                status: st,
+                actions,
+                requeue_after: Some(POLL),
             };
         }
         st.current_wave += 1;
         st.baking_since = None;
-        let done = st.current_wave as usize >= spec.waves.len();
-        st.phase = if done {
+        st.wave_since = None;
+        let done_all = st.current_wave as usize >= spec.waves.len();
+        st.phase = if done_all {
             RolloutPhase::Succeeded
         } else {
             RolloutPhase::Progressing
         };
-        let msg = if done {
+        let msg = if done_all {
             "every wave released and baked".to_owned()
         } else {
             format!("wave {} baked; starting wave {}", current, st.current_wave)
@@ -226,29 +352,72 @@ pub fn plan(
         event(
             &mut actions,
             false,
-            if done { "Succeeded" } else { "WaveBaked" },
+            if done_all { "Succeeded" } else { "WaveBaked" },
             msg,
         );
-        if done {
-            return RolloutDecision {
-                status: st,
-                actions,
-                requeue_after: None,
-            };
+        if done_all {
+            return done(st, actions);
         }
         // Fall through to start the next wave in the same step.
     }
-
-    // 3. Progressing: start targets up to maxParallel; when all are healthy, start baking.
     let current = st.current_wave;
+    let Some(wave) = spec.waves.get(current as usize) else {
+        return done(st, actions);
+    };
+
+    // 5. The wave's deadline: not healthy in time halts it, touching nothing.
+    let wave_since = *st.wave_since.get_or_insert(now);
+    let deadline = SignedDuration::from_secs(i64::from(spec.progress_deadline_seconds));
+    let wave_targets_healthy = |st: &RolloutStatus| {
+        st.targets
+            .iter()
+            .filter(|t| t.wave == current)
+            .all(|t| t.started && healthy(observed.get(&t.name), &image))
+    };
+    if now.duration_since(wave_since) > deadline && !wave_targets_healthy(&st) {
+        let waiting: Vec<String> = st
+            .targets
+            .iter()
+            .filter(|t| t.wave == current && !(t.started && healthy(observed.get(&t.name), &image)))
+            .map(|t| {
+                let state = match observed.get(&t.name) {
+                    None => "unobserved".to_owned(),
+                    Some(_) if !t.started => "not started".to_owned(),
+                    Some(o) => match o.phase {
+                        Some(Phase::Succeeded) if !o.verified => "verifying".to_owned(),
+                        Some(p) => p.to_string(),
+                        None => "no status".to_owned(),
+                    },
+                };
+                format!("{} {state}", t.name)
+            })
+            .collect();
+        let msg = format!(
+            "wave {current} ({}) not healthy within {}s ({}); halted, later waves not started, nothing put back",
+            wave.name,
+            spec.progress_deadline_seconds,
+            waiting.join(", ")
+        );
+        st.phase = RolloutPhase::Halted;
+        st.message = Some(msg.clone());
+        event(&mut actions, true, "ProgressDeadlineExceeded", msg);
+        return done(st, actions);
+    }
+
+    // 6. Progressing: start targets up to maxParallel; when all are healthy, start baking.
     let max_parallel = spec.max_parallel.max(1) as usize;
-    let image = spec.image.clone();
     let in_flight = st
         .targets
         .iter()
         .filter(|t| t.wave == current && t.started && !healthy(observed.get(&t.name), &image))
         .count();
-    let mut slots = max_parallel.saturating_sub(in_flight);
+    // Nothing new starts while an earlier wave's target is out of sight.
+    let mut slots = if unseen.is_empty() {
+        max_parallel.saturating_sub(in_flight)
+    } else {
+        hold_unseen(&mut st, &format!("wave {current} holds"));
+        0
+    };
     for t in st
         .targets
         .iter_mut()
@@ -279,14 +448,11 @@ pub fn plan(
             format!("wave {current}: releasing {image} to {}", t.name),
         );
     }
-    let wave_targets: Vec<&TargetStatus> =
-        st.targets.iter().filter(|t| t.wave == current).collect();
-    let all_healthy = wave_targets
-        .iter()
-        .all(|t| t.started && healthy(observed.get(&t.name), &image));
-    if all_healthy {
+    if wave_targets_healthy(&st) {
+        // The bake counts from now: the moment every target of the wave is verified.
         st.phase = RolloutPhase::Baking;
         st.baking_since = Some(now);
+        st.wave_since = None;
         let msg = format!(
             "wave {current} ({}) succeeded; baking {}s",
             wave.name, wave.bake_seconds
@@ -296,7 +462,7 @@ pub fn plan(
         return RolloutDecision {
             status: st,
             actions,
-            requeue_after: Some(Duration::from_secs(u64::from(wave.bake_seconds))),
+            requeue_after: Some(Duration::from_secs(u64::from(wave.bake_seconds)).min(POLL)),
         };
     }
     st.phase = RolloutPhase::Progressing;

@@ -32,6 +32,7 @@ fn spec(policy: HaltPolicy, max_parallel: u32) -> RolloutSpec {
         halt_policy: policy,
         secret_namespace: "meridian-system".into(),
         paused: false,
+        progress_deadline_seconds: 3600,
     }
 }
 
@@ -305,6 +306,8 @@ fn frozen_targets_are_left_to_a_human() {
 #[test]
 fn a_promoted_target_still_verifying_does_not_finish_its_wave() {
     let mut f = Fleet::new(HaltPolicy::Halt, 1);
+    // Three hours of verifying, inside the wave's deadline (the deadline has its own test).
+    f.spec.progress_deadline_seconds = 86_400;
     f.verifying = vec!["se"];
     f.tick();
     assert_eq!(f.started(), vec!["se"]);
@@ -322,4 +325,224 @@ fn a_promoted_target_still_verifying_does_not_finish_its_wave() {
     f.releases.get_mut("se").unwrap().verified = true;
     f.tick();
     assert_eq!(f.status.phase, RolloutPhase::Baking);
+}
+
+const V3: &str = "registry/calls:v3";
+
+fn halts_and_reasons(f: &Fleet) -> (RolloutPhase, String) {
+    (f.status.phase, f.status.message.clone().unwrap_or_default())
+}
+
+/// se (wave 0) is baking when its cluster drops out of sight: the bake may end, but the next wave
+/// does not start while se is unobserved, and past the grace the Rollout halts naming se, putting
+/// nothing back (nothing is known to have failed) even under RollbackWave.
+#[test]
+fn a_target_unobservable_during_the_bake_never_starts_the_next_wave_and_then_halts() {
+    let mut f = Fleet::new(HaltPolicy::RollbackWave, 2);
+    f.tick();
+    f.tick();
+    assert_eq!(f.status.phase, RolloutPhase::Baking);
+    // The bake polls: a regression would be seen within one poll, not at the bake's end.
+    f.advance(300);
+    let d = f.tick();
+    assert_eq!(d.requeue_after, Some(POLL));
+    f.advance(250);
+    let se = f.releases.remove("se").unwrap();
+    f.tick();
+    assert_eq!(f.status.phase, RolloutPhase::Baking);
+    assert!(
+        f.status
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("cannot observe se")
+    );
+    // The bake is over (600 s), but se has not been seen for 50 s: wave 1 waits.
+    f.advance(50);
+    let d = f.tick();
+    assert_eq!(f.started(), vec!["se"], "wave 1 started with se unobserved");
+    assert_eq!(f.status.current_wave, 0);
+    assert_eq!(d.requeue_after, Some(POLL));
+    f.advance(70); // se unobserved for exactly the grace: still only waiting
+    f.tick();
+    assert_eq!(f.status.phase, RolloutPhase::Baking);
+    f.advance(1);
+    f.tick();
+    let (phase, msg) = halts_and_reasons(&f);
+    assert_eq!(phase, RolloutPhase::Halted);
+    assert!(
+        msg.contains("se (wave 0) could not be observed for 121s"),
+        "{msg}"
+    );
+    assert!(f.reasons.contains(&"Halted".to_owned()));
+    assert!(f.reverted().is_empty(), "{:?}", f.set_images);
+    // se comes back healthy: the halt stands, nothing more starts.
+    f.releases.insert("se".into(), se);
+    f.advance(3600);
+    f.tick();
+    assert_eq!(f.started(), vec!["se"]);
+    assert_eq!(f.status.phase, RolloutPhase::Halted);
+}
+
+#[test]
+fn a_target_seen_again_within_the_grace_lets_the_rollout_advance() {
+    let mut f = Fleet::new(HaltPolicy::Halt, 2);
+    f.tick();
+    f.tick();
+    f.advance(590);
+    let se = f.releases.remove("se").unwrap();
+    f.tick();
+    f.advance(60);
+    f.tick();
+    assert_eq!(f.started(), vec!["se"]);
+    f.releases.insert("se".into(), se);
+    f.tick();
+    assert_eq!(f.started(), vec!["se", "no", "dk"]);
+    assert!(
+        f.status
+            .targets
+            .iter()
+            .all(|t| t.unobserved_since.is_none())
+    );
+}
+
+/// An earlier wave's target out of sight holds the wave in progress: nothing new starts.
+#[test]
+fn an_earlier_waves_target_out_of_sight_holds_the_next_targets() {
+    let mut f = Fleet::new(HaltPolicy::Halt, 1);
+    f.tick();
+    f.tick();
+    f.advance(600);
+    f.tick(); // wave 1: no starts
+    assert_eq!(f.started(), vec!["se", "no"]);
+    let se = f.releases.remove("se").unwrap();
+    f.tick(); // no succeeded, but se is out of sight: dk waits
+    assert_eq!(f.started(), vec!["se", "no"]);
+    f.releases.insert("se".into(), se);
+    f.tick();
+    assert_eq!(f.started(), vec!["se", "no", "dk"]);
+}
+
+/// se is promoted but never verified: at the wave's deadline the Rollout halts, naming se and
+/// its state, and touches nothing even under RollbackAll.
+#[test]
+fn a_wave_not_healthy_within_its_deadline_halts_without_touching_anything() {
+    let mut f = Fleet::new(HaltPolicy::RollbackAll, 1);
+    f.verifying = vec!["se"];
+    f.tick();
+    f.advance(3600);
+    f.tick();
+    assert_eq!(f.status.phase, RolloutPhase::Progressing, "at the deadline");
+    f.advance(1);
+    f.tick();
+    let (phase, msg) = halts_and_reasons(&f);
+    assert_eq!(phase, RolloutPhase::Halted);
+    assert!(
+        msg.contains("wave 0 (canary) not healthy within 3600s (se verifying)"),
+        "{msg}"
+    );
+    assert!(f.reasons.contains(&"ProgressDeadlineExceeded".to_owned()));
+    assert!(f.reverted().is_empty());
+    assert_eq!(f.started(), vec!["se"]);
+}
+
+#[test]
+fn time_paused_does_not_count_against_the_wave_deadline() {
+    let mut f = Fleet::new(HaltPolicy::Halt, 1);
+    f.verifying = vec!["se"];
+    f.tick();
+    f.advance(1800);
+    f.spec.paused = true;
+    f.tick();
+    f.advance(7200);
+    f.tick();
+    f.spec.paused = false;
+    f.tick();
+    f.advance(1700);
+    f.tick();
+    assert_eq!(f.status.phase, RolloutPhase::Progressing);
+    f.releases.get_mut("se").unwrap().verified = true;
+    f.tick();
+    assert_eq!(f.status.phase, RolloutPhase::Baking);
+}
+
+/// A newer build's Rollout (or a human) re-imaged se while it baked: this Rollout ends
+/// Superseded and puts nothing back, whatever its halt policy.
+#[test]
+fn a_target_re_imaged_by_someone_else_supersedes_the_rollout() {
+    let mut f = Fleet::new(HaltPolicy::RollbackAll, 1);
+    f.tick();
+    f.tick();
+    assert_eq!(f.status.phase, RolloutPhase::Baking);
+    f.advance(300);
+    let se = f.releases.get_mut("se").unwrap();
+    se.image = V3.into();
+    se.phase = Some(Phase::Pending);
+    f.tick();
+    let (phase, msg) = halts_and_reasons(&f);
+    assert_eq!(phase, RolloutPhase::Superseded);
+    assert!(msg.contains("se runs registry/calls:v3"), "{msg}");
+    assert!(f.reasons.contains(&"Superseded".to_owned()));
+    assert!(f.reverted().is_empty(), "rolled back over a newer build");
+    f.advance(3600);
+    let d = f.tick();
+    assert!(d.actions.is_empty());
+    assert_eq!(f.started(), vec!["se"], "no later wave");
+    assert_eq!(f.releases["se"].image, V3);
+}
+
+/// no fails on V2 while dk (same wave) was re-imaged to V3: RollbackWave puts no back and
+/// leaves dk on the newer build.
+#[test]
+fn halt_policy_rollback_never_sets_an_image_over_a_superseded_target() {
+    let mut f = Fleet::new(HaltPolicy::RollbackWave, 2);
+    f.breaches = vec!["no"];
+    f.tick();
+    f.tick();
+    f.advance(600);
+    f.tick();
+    assert_eq!(f.started(), vec!["se", "no", "dk"]);
+    f.releases.get_mut("dk").unwrap().image = V3.into();
+    f.tick();
+    let (phase, msg) = halts_and_reasons(&f);
+    assert_eq!(phase, RolloutPhase::RolledBack);
+    assert_eq!(f.reverted(), vec!["no"]);
+    assert!(
+        !f.set_images.contains(&(V1.to_owned(), "dk".to_owned())),
+        "{:?}",
+        f.set_images
+    );
+    assert_eq!(f.releases["dk"].image, V3);
+    assert!(
+        msg.contains("left as is (superseded or unreachable): dk"),
+        "{msg}"
+    );
+}
+
+/// Succeeded is not enough: the bake clock starts when the target is verified (its scale-down
+/// delay measured through), and lasts bakeSeconds from then.
+#[test]
+fn the_bake_clock_starts_at_verification_not_at_the_switch() {
+    let mut f = Fleet::new(HaltPolicy::Halt, 1);
+    f.verifying = vec!["se"];
+    f.tick();
+    f.tick(); // se Succeeded on V2, not verified
+    assert_eq!(f.releases["se"].phase, Some(Phase::Succeeded));
+    assert!(!f.releases["se"].verified);
+    assert_eq!(f.status.phase, RolloutPhase::Progressing);
+    assert_eq!(f.status.baking_since, None, "bake clock started unverified");
+    f.advance(900);
+    f.tick();
+    assert_eq!(f.status.baking_since, None);
+    f.releases.get_mut("se").unwrap().verified = true;
+    f.tick();
+    let verified_at = f.now;
+    assert_eq!(f.status.phase, RolloutPhase::Baking);
+    assert_eq!(f.status.baking_since, Some(verified_at));
+    f.advance(599);
+    f.tick();
+    assert_eq!(f.started(), vec!["se"], "bake counted from the switch");
+    f.advance(1);
+    f.tick();
+    assert_eq!(f.started(), vec!["se", "no"]);
 }
