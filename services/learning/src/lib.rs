@@ -13,6 +13,8 @@
 
 pub mod api;
 pub mod domain;
+pub mod generate;
+pub mod import;
 pub mod settings;
 pub mod store;
 
@@ -33,7 +35,7 @@ pub static SERVICE: kit::Service = kit::Service {
     start_without_db: false,
     check_settings: |dev| Settings::from_env_with(dev).map(drop),
     start: |ctx| Box::pin(async move { start(ctx) }),
-    sample_data: |pool| Box::pin(async move { Ok(load_sample_data(&pool).await?) }),
+    sample_data: |pool| Box::pin(async move { Ok(load_sample_data(&pool).await.map(drop)?) }),
 };
 
 /// `SERVICE.start`: settings from the environment (defaults for the OpenAPI-only start).
@@ -58,9 +60,37 @@ pub fn start_with(ctx: kit::Ctx, settings: Settings) -> kit::ServiceParts {
     kit::ServiceParts::new(api::routes(state), vec![ready])
 }
 
-/// Sample data: none yet. The importer of the bundled real files (services/learning/data) is
-/// the next step of issue 14; until it lands `meridian serve` starts with empty tables.
-#[allow(clippy::unused_async)]
-pub async fn load_sample_data(_pool: &PgPool) -> Result<(), sqlx::Error> {
-    Ok(())
+/// The real input files (services/learning/data), compiled in so that an installed binary loads
+/// them without a data folder next to it. There is no practices file: its content was never
+/// published (data/README.md).
+pub const SAMPLE_FILES: &[(&str, &[u8])] = &[
+    (
+        "aqaGCSEBio_course.json",
+        include_bytes!("../data/aqaGCSEBio_course.json"),
+    ),
+    (
+        "aqaGCSEBio_exams.json",
+        include_bytes!("../data/aqaGCSEBio_exams.json"),
+    ),
+    ("user_data.json", include_bytes!("../data/user_data.json")),
+];
+
+/// Imports the bundled real files (`meridian serve` on every start). The import is idempotent,
+/// so only the first start inserts anything; later ones report 0 inserted, 0 updated.
+pub async fn load_sample_data(pool: &PgPool) -> Result<import::Report, import::ImportError> {
+    let sources = SAMPLE_FILES
+        .iter()
+        .map(|(name, bytes)| import::Source::bytes(name, bytes))
+        .collect();
+    let opts = import::Options {
+        progress: import::Progress::Quiet,
+        ..import::Options::default()
+    };
+    let report = import::run_sources(pool, sources, &opts).await?;
+    tracing::info!(
+        inserted = report.total_inserted(),
+        updated = report.total_updated(),
+        "learning sample data imported"
+    );
+    Ok(report)
 }

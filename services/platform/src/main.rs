@@ -13,6 +13,8 @@ use kit::{
 };
 use sqlx::postgres::PgConnectOptions;
 
+mod learning_cli;
+
 const ENV_HELP: &str = "\
 Identity: `meridian serve` is development mode (MERIDIAN_DEV=1 behaviour): unless AUTH_* name a
 real issuer it trusts a local Ed25519 key in ${XDG_STATE_HOME:-~/.local/state}/meridian/ (created
@@ -96,6 +98,12 @@ enum Command {
     },
     /// Print the combined OpenAPI document (no database needed).
     Openapi,
+    /// The learning service's tools: `import` (the JSON sources into the database, with a
+    /// report) and `generate` (seeded input files at any scale).
+    Learning {
+        #[command(subcommand)]
+        command: learning_cli::LearningCommand,
+    },
     /// Print a bearer token signed with the local dev key, which a running `meridian serve`
     /// accepts (never valid against a real issuer).
     Token {
@@ -155,6 +163,7 @@ async fn main() -> anyhow::Result<()> {
             migrate_all(&pools).await
         }
         Command::Postgres { watch_pid } => run_postgres(watch_pid).await,
+        Command::Learning { command } => learning_cli::run(&cfg, command).await,
         Command::Token { sub, scopes, ttl } => {
             let issuer = kit::auth::dev::issuer().map_err(|e| anyhow::anyhow!(e))?;
             let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
