@@ -152,6 +152,12 @@ fn staging_releases_fit_the_release_crd() {
             "{service}: thresholds come from slo.yaml"
         );
         assert_eq!(r.spec.preview_service, format!("{service}-preview"));
+        // The operator would refuse a Release whose analysis cannot finish before its deadline.
+        assert_eq!(
+            operator::release::state::invalid_spec(&r.spec),
+            None,
+            "{service}: refused as rendered"
+        );
         // The migration Job runs a binary the image has: docker/Dockerfile's entrypoint.
         assert_eq!(
             r.spec.migration.as_ref().map(|m| m.command.clone()),
@@ -225,6 +231,19 @@ fn production_rollouts_fit_the_rollout_crd_and_carry_every_wave_in_order() {
     assert!(
         yaml.contains("name: \"no\""),
         "country codes are quoted (YAML 1.1 reads a bare no as false):\n{yaml}"
+    );
+
+    // A wave of healthy Releases finishes inside the Rollout's deadline: each target's cycle
+    // (bounded by its progress deadline) plus its verification (the scale-down delay), all of
+    // the wave at once (maxParallel is the widest wave).
+    let release: Release = serde_saphyr::from_str(&render("render_release calls")).expect("parse");
+    assert!(
+        r.spec.progress_deadline_seconds
+            >= release.spec.progress_deadline_seconds + release.spec.scale_down_delay_seconds,
+        "wave deadline {}s shorter than a release ({}s) and its verification ({}s)",
+        r.spec.progress_deadline_seconds,
+        release.spec.progress_deadline_seconds,
+        release.spec.scale_down_delay_seconds
     );
 
     // One country alone (a new country's first deploy): its wave and bake only.

@@ -604,19 +604,24 @@ async fn publish(
 }
 
 /// On delete: point the active Service at the last promoted colour (if any) so whatever keeps
-/// running never serves a preview that did not pass analysis.
+/// running never serves a preview that did not pass analysis — unless an older Release claims
+/// that Service, which then is not this one's to write.
 async fn cleanup(release: &Release, ctx: &Context, ns: &str) -> Result<ControllerAction, Error> {
     let name = release.name_any();
     let active = release.status.as_ref().and_then(|s| s.active_colour);
-    let note = match active {
-        Some(colour) => {
+    // A Service an older Release owns is that Release's to point, not this one's to restore.
+    let releases: Api<Release> = Api::namespaced(ctx.client.clone(), ns);
+    let claimed = service_claimed(release, &releases.list(&ListParams::default()).await?.items);
+    let note = match (active, claimed) {
+        (_, Some(why)) => format!("release deleted; selector left as is: {why}"),
+        (Some(colour), None) => {
             switch_selector(ctx, ns, &release.spec.active_service, &name, colour).await?;
             format!(
                 "release deleted; {} points at {colour}",
                 release.spec.active_service
             )
         }
-        None => "release deleted before any promotion; selector left as is".to_owned(),
+        (None, None) => "release deleted before any promotion; selector left as is".to_owned(),
     };
     publish(ctx, release, EventType::Normal, "Deleted", &note).await?;
     metrics::release_deleted(ns, &name, &release.spec.service);

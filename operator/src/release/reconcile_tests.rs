@@ -1670,3 +1670,39 @@ async fn an_inconclusive_hold_after_promotion_is_exported_as_held() {
         "{text}"
     );
 }
+
+/// A refused Release is deleted: the Service an older Release owns is not pointed at its colour
+/// (any PATCH of the Service would be an extra request and fail the reconcile).
+#[tokio::test]
+async fn deleting_a_release_whose_service_is_claimed_leaves_the_selector_alone() {
+    let (ctx, server) = context(true);
+    let mut older = created(Release::test().finalized(), "2026-11-01T00:00:00Z");
+    older.meta_mut().name = Some("streams-old".into());
+    // It had served once (blue), before its spec named the older Release's Service.
+    let deleted = created(
+        Release::test().finalized().in_phase(Phase::Succeeded),
+        "2026-11-20T00:00:00Z",
+    )
+    .needs_delete();
+    let removed = {
+        let mut r = deleted.clone();
+        r.meta_mut().finalizers = None;
+        serde_json::to_value(r).unwrap()
+    };
+    let mocksrv = server.run(vec![
+        release_list(&[older, deleted.clone()]),
+        event("Deleted", "Normal").check(|body| {
+            assert_eq!(body["reason"], "Deleted");
+            let note = body["note"].as_str().unwrap();
+            assert!(note.contains("selector left as is"), "{note}");
+            assert!(note.contains("streams-old"), "{note}");
+        }),
+        Expect::new(
+            Method::PATCH,
+            "/apis/meridian.dev/v1alpha1/namespaces/default/releases/streams?",
+        )
+        .respond(removed),
+    ]);
+    reconcile(Arc::new(deleted), ctx).await.expect("reconciler");
+    timeout_after_1s(mocksrv).await;
+}
