@@ -55,7 +55,7 @@ fn item(qid: Option<&str>, lessons: &[&str]) -> Value {
     v
 }
 
-fn exams(items: Vec<Value>) -> Value {
+fn exams(items: &[Value]) -> Value {
     json!([{"board_title": "aqa", "qualification": "GCSE", "subject_title": "Biology",
         "subject_id": "subj", "type": "Medly", "series": "Mock", "papers": [
         {"paper_id": "paper1", "tier": "Higher", "paper": "1", "questions": [
@@ -84,7 +84,7 @@ async fn missing_question_ids_unknown_lessons_and_empty_arrays_are_counted_not_f
     write(
         dir.path(),
         "subj_exams.json",
-        &exams(vec![
+        &exams(&[
             item(Some("q1"), &["subj0.0.0", "nosuch0.0.9"]),
             item(None, &["subj0.0.1"]),
             item(Some("q3"), &[]),
@@ -185,7 +185,7 @@ async fn attempts_bad_keys_bad_timestamps_missing_question_ids_and_orphans() {
     write(
         dir.path(),
         "subj_exams.json",
-        &exams(vec![item(Some("q1"), &[])]),
+        &exams(&[item(Some("q1"), &[])]),
     );
     let r = import::run(&pool, dir.path(), &quiet())
         .await
@@ -210,7 +210,7 @@ async fn the_same_item_in_two_files_is_one_item_with_two_appearances() {
     write(
         dir.path(),
         "subj_exams.json",
-        &exams(vec![item(Some("q1"), &["subj0.0.0"])]),
+        &exams(&[item(Some("q1"), &["subj0.0.0"])]),
     );
     let mut shared = item(Some("q1"), &[]);
     shared["question_text"] = json!("A different wording in the practice bank");
