@@ -19,7 +19,7 @@ if ! in_workspace "$name"; then
 fi
 
 ref="$(image_ref "$name")"
-cache="${MERIDIAN_REGISTRY}/meridian-${name}:buildcache"
+cache="${MERIDIAN_REGISTRY}/${MERIDIAN_IMAGE_PREFIX}${name}:buildcache"
 if [[ "$name" == "operator" ]]; then
   dockerfile="docker/operator.Dockerfile"
   build_args=()

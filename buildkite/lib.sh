@@ -6,8 +6,10 @@
 MERIDIAN_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SLO_FILE="${SLO_FILE:-$MERIDIAN_ROOT/buildkite/slo.yaml}"
 WAVES_FILE="${WAVES_FILE:-$MERIDIAN_ROOT/buildkite/waves.conf}"
-# Registry and repository prefix of every image: <registry>/meridian-<name>:<git sha>.
+# Registry and repository prefix of every image: <registry>/<prefix><name>:<git sha>, the prefix
+# from buildkite/images.conf (shared with terraform/modules/plan: the ECS images).
 MERIDIAN_REGISTRY="${MERIDIAN_REGISTRY:-registry.meridian.internal/meridian}"
+MERIDIAN_IMAGE_PREFIX="$(sed -n 's/^repository_prefix=//p' "$MERIDIAN_ROOT/buildkite/images.conf")"
 # Namespace the Releases live in, in every workload cluster.
 MERIDIAN_NAMESPACE="${MERIDIAN_NAMESPACE:-meridian}"
 
@@ -23,8 +25,9 @@ git_sha() {
   fi
 }
 
-image_ref() { # image_ref NAME -> registry/meridian-NAME:SHA
-  printf '%s/meridian-%s:%s\n' "$MERIDIAN_REGISTRY" "$1" "$(git_sha)"
+image_ref() { # image_ref NAME -> registry/<prefix>NAME:SHA (prefix: buildkite/images.conf)
+  [[ -n "$MERIDIAN_IMAGE_PREFIX" ]] || die "no repository_prefix= line in buildkite/images.conf"
+  printf '%s/%s%s:%s\n' "$MERIDIAN_REGISTRY" "$MERIDIAN_IMAGE_PREFIX" "$1" "$(git_sha)"
 }
 
 # True when the binary's crate exists in the workspace. Image matrix entries for services that

@@ -112,3 +112,13 @@ output "internal_alb_zone_id" {
   description = "Hosted zone of the internal ALB."
   value       = module.stack.internal_alb_zone_id
 }
+
+output "scraper_rbac_manifests" {
+  description = "Large countries: RBAC (YAML) of the managed Prometheus scraper's access entry user; apply from a deploy agent in the VPC."
+  value       = module.stack.scraper_rbac_manifests
+}
+
+output "cluster_autoscaler_role_arn" {
+  description = "Large countries: IRSA role for the cluster-autoscaler chart (kube-system/cluster-autoscaler). null on ECS."
+  value       = module.stack.cluster_autoscaler_role_arn
+}

@@ -579,16 +579,9 @@ data "aws_iam_policy_document" "lbc" {
     resources = concat([for tg in aws_lb_target_group.this : tg.arn], [for tg in aws_lb_target_group.admin : tg.arn])
   }
 
-  statement {
-    sid       = "OpenNodeSecurityGroupToAlb"
-    actions   = ["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"]
-    resources = ["arn:${local.partition}:ec2:*:${data.aws_caller_identity.current.account_id}:security-group/*"]
-    condition {
-      test     = "StringEquals"
-      variable = "ec2:Vpc"
-      values   = ["arn:${local.partition}:ec2:*:${data.aws_caller_identity.current.account_id}:vpc/${var.vpc_id}"]
-    }
-  }
+  # No ec2:AuthorizeSecurityGroupIngress: the TargetGroupBindings carry no `networking`, so the
+  # controller never edits security groups. The pods' ingress from both ALBs is a Terraform rule
+  # on the EKS cluster security group (modules/eks, pod_ingress), visible in every plan.
 }
 
 resource "aws_iam_role_policy" "lbc" {

@@ -70,12 +70,6 @@ output "target_group_bindings" {
           serviceRef     = { name = s, port = var.services[s].port }
           targetGroupARN = tg.arn
           targetType     = "ip"
-          networking = {
-            ingress = [{
-              from  = [{ securityGroup = { groupID = aws_security_group.alb.id } }]
-              ports = [{ protocol = "TCP", port = var.services[s].port }]
-            }]
-          }
         }
       })
     },
@@ -88,14 +82,15 @@ output "target_group_bindings" {
           serviceRef     = { name = s, port = var.services[s].port }
           targetGroupARN = tg.arn
           targetType     = "ip"
-          networking = {
-            ingress = [{
-              from  = [{ securityGroup = { groupID = aws_security_group.internal[0].id } }]
-              ports = [{ protocol = "TCP", port = var.services[s].port }]
-            }]
-          }
         }
       })
     },
   )
+}
+
+output "listener_rule_arns" {
+  description = "Service => ARNs of the listener rules that forward to its target groups (public, and internal for admin routes): an ECS service registering into a target group must be created after the rule that attaches it to a load balancer."
+  value = {
+    for s, r in aws_lb_listener_rule.service : s => concat([r.arn], [for k, a in aws_lb_listener_rule.admin : a.arn if k == s])
+  }
 }

@@ -229,13 +229,18 @@ resource "aws_ecs_task_definition" "service" {
 
   container_definitions = jsonencode([{
     name                   = each.key
-    image                  = "${var.image_registry}/${each.key}:${var.image_tag}"
+    image                  = "${var.image_registry}/${each.value.image_repository}:${var.image_tag}"
     essential              = true
     readonlyRootFilesystem = true
-    privileged             = false
-    user                   = "10001:10001"
-    stopTimeout            = 60
-    portMappings           = [{ containerPort = each.value.port, protocol = "tcp" }]
+    # The only writable paths: scratch space and the state directory (calls' snapshot file).
+    mountPoints = [
+      { sourceVolume = "tmp", containerPath = "/tmp", readOnly = false },
+      { sourceVolume = "state", containerPath = var.state_dir, readOnly = false },
+    ]
+    privileged   = false
+    user         = "10001:10001"
+    stopTimeout  = 60
+    portMappings = [{ containerPort = each.value.port, protocol = "tcp" }]
     environment = [for k, v in merge(var.environment, each.value.environment, {
       PORT                = tostring(each.value.port)
       LOG_FORMAT          = "json"
@@ -243,6 +248,7 @@ resource "aws_ecs_task_definition" "service" {
       DATABASE_SECRET_ARN = each.value.database_secret_arn
       AWS_REGION          = local.region
       SERVICE_NAME        = each.key
+      XDG_STATE_HOME      = var.state_dir
       # No migration Job runs before an ECS deployment (the operator's Release does that on
       # EKS): here each task applies its migrations at start (expand/contract, so a task of the
       # previous release still starts against the newer schema).
@@ -259,7 +265,25 @@ resource "aws_ecs_task_definition" "service" {
     }
   }])
 
+  # Empty bind mounts, removed with the task (Fargate ephemeral storage).
+  volume {
+    name = "tmp"
+  }
+
+  volume {
+    name = "state"
+  }
+
   tags = merge(var.tags, { Service = each.key })
+}
+
+# The listener rules that forward to each service's target groups: a target group that no
+# listener uses has no load balancer, and ECS rejects a service registering into it. Every
+# ECS service depends on this, so it is created after its rules (and destroyed before them).
+resource "terraform_data" "listener_rules" {
+  for_each = var.services
+
+  input = each.value.listener_rule_arns
 }
 
 resource "aws_ecs_service" "service" {
@@ -306,6 +330,8 @@ resource "aws_ecs_service" "service" {
   }
 
   tags = merge(var.tags, { Service = each.key })
+
+  depends_on = [terraform_data.listener_rules]
 
   lifecycle {
     # Buildkite registers new task definitions (new image SHA); autoscaling owns desired_count.

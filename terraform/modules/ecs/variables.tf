@@ -29,7 +29,7 @@ variable "alb_security_group_id" {
 }
 
 variable "image_registry" {
-  description = "ECR registry/repository prefix; the image is <image_registry>/<service>:<image_tag>."
+  description = "ECR registry (and path); the image is <image_registry>/<services[*].image_repository>:<image_tag>, as Buildkite pushes it (buildkite/lib.sh image_ref)."
   type        = string
 
   validation {
@@ -50,8 +50,14 @@ variable "image_tag" {
 
 variable "services" {
   description = <<-EOT
-    name => {port, target_group_arn, admin, admin_target_group_arn, database_secret_arn, cpu,
-    memory, desired_count, max_count, environment, secrets}.
+    name => {port, image_repository, target_group_arn, listener_rule_arns, admin,
+    admin_target_group_arn, database_secret_arn, cpu, memory, desired_count, max_count,
+    environment, secrets}.
+    image_repository: the image's repository under image_registry (plan: buildkite/images.conf's
+    prefix + name, e.g. meridian-calls), the one Buildkite pushes.
+    listener_rule_arns: the listener rules that forward to target_group_arn (and the admin
+    target group): ECS refuses a service whose target group has no load balancer yet, so the
+    service is created only after them.
     admin: the service has admin routes; its tasks are also registered in admin_target_group_arn
     (internal ALB). A static flag, so that for_each never depends on an ARN known after apply.
     environment: plain settings of that service (e.g. the AUTH_* from the identity module).
@@ -60,7 +66,9 @@ variable "services" {
   EOT
   type = map(object({
     port                   = number
+    image_repository       = string
     target_group_arn       = string
+    listener_rule_arns     = list(string)
     admin                  = optional(bool, false)
     admin_target_group_arn = optional(string)
     database_secret_arn    = string
@@ -81,6 +89,11 @@ variable "services" {
       contains([256, 512, 1024, 2048, 4096], s.cpu) && s.memory >= 512 && s.desired_count >= 2 && s.desired_count <= s.max_count
     ])
     error_message = "each service needs a Fargate cpu size, memory >= 512 and 2 <= desired_count <= max_count (one task per AZ at least)."
+  }
+
+  validation {
+    condition     = alltrue([for s in values(var.services) : can(regex("^[a-z0-9][a-z0-9._/-]*$", s.image_repository)) && length(s.listener_rule_arns) > 0])
+    error_message = "each service needs its image_repository (as Buildkite pushes it) and the listener_rule_arns that forward to its target group."
   }
 
   validation {
@@ -169,4 +182,15 @@ variable "tags" {
   description = "Extra tags."
   type        = map(string)
   default     = {}
+}
+
+variable "state_dir" {
+  description = "Writable directory of every task (an empty task-lifetime bind mount; the root filesystem stays read-only), exported as XDG_STATE_HOME as on EKS (the operator's state emptyDir): calls keeps its routing snapshot file there (XDG_STATE_HOME/meridian/calls/snapshot.json)."
+  type        = string
+  default     = "/var/lib/meridian"
+
+  validation {
+    condition     = can(regex("^/[a-z0-9/_-]+$", var.state_dir)) && var.state_dir != "/"
+    error_message = "state_dir must be an absolute path other than /."
+  }
 }

@@ -152,6 +152,21 @@ resource "aws_eks_access_policy_association" "admin" {
   depends_on = [aws_eks_access_entry.admin]
 }
 
+# The pods' ingress: EKS creates the cluster security group admitting only itself; the managed
+# nodes (no security groups in their launch template) and so every pod carry it. Each load
+# balancer's group is allowed in on the service port here, not by the LB Controller (its
+# TargetGroupBindings carry no `networking`, its role cannot edit security groups).
+resource "aws_vpc_security_group_ingress_rule" "pods" {
+  for_each = var.pod_ingress
+
+  security_group_id            = aws_eks_cluster.this.vpc_config[0].cluster_security_group_id
+  description                  = "Pods on ${each.value.port} from ${each.key}"
+  ip_protocol                  = "tcp"
+  from_port                    = each.value.port
+  to_port                      = each.value.port
+  referenced_security_group_id = each.value.security_group_id
+}
+
 # ----------------------------------------------------------------------------- IRSA + pod identity
 # Both are offered: EKS Pod Identity (agent add-on below) is the default for new roles
 # (the alb module uses it); the OIDC provider keeps IRSA available for charts that need it.
@@ -280,4 +295,80 @@ resource "aws_eks_addon" "this" {
   tags                        = var.tags
 
   depends_on = [aws_eks_node_group.this]
+}
+
+# ----------------------------------------------------------------------------- node autoscaling
+# cluster-autoscaler (chart installed from the deploy agent like the LB Controller, service
+# account kube-system/cluster-autoscaler annotated with this role, IRSA) grows each managed node
+# group up to its max_size and shrinks it to min_size. EKS tags every managed node group's Auto
+# Scaling group k8s.io/cluster-autoscaler/<cluster> = owned: the role may resize only those.
+
+data "aws_iam_policy_document" "cluster_autoscaler_assume" {
+  statement {
+    actions = ["sts:AssumeRoleWithWebIdentity"]
+    principals {
+      type        = "Federated"
+      identifiers = [aws_iam_openid_connect_provider.this.arn]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "${replace(aws_eks_cluster.this.identity[0].oidc[0].issuer, "https://", "")}:sub"
+      values   = ["system:serviceaccount:${var.cluster_autoscaler_service_account.namespace}:${var.cluster_autoscaler_service_account.name}"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "${replace(aws_eks_cluster.this.identity[0].oidc[0].issuer, "https://", "")}:aud"
+      values   = ["sts.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "cluster_autoscaler" {
+  name               = "${var.cluster_name}-cluster-autoscaler"
+  assume_role_policy = data.aws_iam_policy_document.cluster_autoscaler_assume.json
+  tags               = var.tags
+}
+
+data "aws_iam_policy_document" "cluster_autoscaler" {
+  statement {
+    sid = "Discover"
+    actions = [
+      "autoscaling:DescribeAutoScalingGroups",
+      "autoscaling:DescribeAutoScalingInstances",
+      "autoscaling:DescribeLaunchConfigurations",
+      "autoscaling:DescribeScalingActivities",
+      "autoscaling:DescribeTags",
+      "ec2:DescribeImages",
+      "ec2:DescribeInstanceTypes",
+      "ec2:DescribeLaunchTemplateVersions",
+      "ec2:GetInstanceTypesFromInstanceRequirements",
+    ]
+    resources = ["*"]
+  }
+
+  statement {
+    sid       = "DescribeOwnNodeGroups"
+    actions   = ["eks:DescribeNodegroup"]
+    resources = ["arn:${local.partition}:eks:*:${data.aws_caller_identity.current.account_id}:nodegroup/${var.cluster_name}/*/*"]
+  }
+
+  statement {
+    sid = "ResizeOwnNodeGroups"
+    actions = [
+      "autoscaling:SetDesiredCapacity",
+      "autoscaling:TerminateInstanceInAutoScalingGroup",
+    ]
+    resources = ["arn:${local.partition}:autoscaling:*:${data.aws_caller_identity.current.account_id}:autoScalingGroup:*:autoScalingGroupName/*"]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceTag/k8s.io/cluster-autoscaler/${var.cluster_name}"
+      values   = ["owned"]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "cluster_autoscaler" {
+  name   = "cluster-autoscaler"
+  role   = aws_iam_role.cluster_autoscaler.id
+  policy = data.aws_iam_policy_document.cluster_autoscaler.json
 }

@@ -37,3 +37,13 @@ output "node_role_arn" {
   description = "Node IAM role ARN."
   value       = aws_iam_role.node.arn
 }
+
+output "cluster_autoscaler_role_arn" {
+  description = "IRSA role of the cluster-autoscaler (annotate its service account kube-system/cluster-autoscaler with eks.amazonaws.com/role-arn): resizes the managed node groups between min_size and max_size."
+  value       = aws_iam_role.cluster_autoscaler.arn
+}
+
+output "pod_ingress" {
+  description = "Rules on the cluster security group (the pods'): key => {from (security group), port}."
+  value       = { for k, r in aws_vpc_security_group_ingress_rule.pods : k => { from = r.referenced_security_group_id, port = r.from_port, to = r.security_group_id } }
+}

@@ -52,13 +52,12 @@ variable "endpoint_public_access_cidrs" {
 }
 
 variable "api_allowed_cidrs" {
-  description = "CIDRs (VPN, CI runners' VPC) allowed to reach the private API endpoint on 443."
+  description = "CIDRs (VPN, CI runners' VPC) allowed to reach the private API endpoint on 443. At least one: the endpoint is private and its security group admits nothing else, so without one nobody outside the cluster reaches the API."
   type        = list(string)
-  default     = []
 
   validation {
-    condition     = alltrue([for c in var.api_allowed_cidrs : can(cidrhost(c, 0)) && c != "0.0.0.0/0"])
-    error_message = "api_allowed_cidrs must be IPv4 CIDRs and not 0.0.0.0/0."
+    condition     = length(var.api_allowed_cidrs) > 0 && alltrue([for c in var.api_allowed_cidrs : can(cidrhost(c, 0)) && c != "0.0.0.0/0"])
+    error_message = "api_allowed_cidrs must list at least one IPv4 CIDR (the VPN, the Buildkite deploy agents' VPC), never 0.0.0.0/0: otherwise nobody can reach the private EKS API."
   }
 }
 
@@ -117,9 +116,31 @@ variable "node_groups" {
 }
 
 variable "admin_role_arns" {
-  description = "IAM roles granted cluster-admin through EKS access entries (platform engineers, the Buildkite deploy role)."
+  description = "IAM roles granted cluster-admin through EKS access entries (platform engineers' SSO role, the Buildkite deploy role). At least one: the cluster creator gets no admin (bootstrap_cluster_creator_admin_permissions = false)."
   type        = list(string)
-  default     = []
+
+  validation {
+    condition     = length(var.admin_role_arns) > 0 && alltrue([for a in var.admin_role_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$", a))])
+    error_message = "admin_role_arns must list at least one IAM role ARN: the cluster creator is not admin, so without one nobody can use the Kubernetes API."
+  }
+}
+
+variable "pod_ingress" {
+  description = "Security groups allowed into the pods on a port: key => {security_group_id, port}. Rules on the EKS cluster security group, which the managed nodes (and so the pods, VPC CNI) carry: the public and the internal ALB reach their targets (and health checks) this way. Keys must be known at plan time."
+  type = map(object({
+    security_group_id = string
+    port              = number
+  }))
+  default = {}
+}
+
+variable "cluster_autoscaler_service_account" {
+  description = "Namespace and name of the cluster-autoscaler's service account, trusted by its IRSA role."
+  type = object({
+    namespace = string
+    name      = string
+  })
+  default = { namespace = "kube-system", name = "cluster-autoscaler" }
 }
 
 variable "tags" {

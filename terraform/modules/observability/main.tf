@@ -172,9 +172,48 @@ resource "aws_prometheus_scraper" "this" {
 
   lifecycle {
     precondition {
-      condition     = var.eks_cluster_arn != null && length(var.scraper_subnet_ids) >= 2
-      error_message = "mode = prometheus needs eks_cluster_arn and at least two scraper_subnet_ids."
+      condition     = var.eks_cluster_arn != null && var.eks_cluster_name != null && length(var.scraper_subnet_ids) >= 2
+      error_message = "mode = prometheus needs eks_cluster_arn, eks_cluster_name and at least two scraper_subnet_ids."
     }
+  }
+}
+
+# The scraper reads the Kubernetes API (pod discovery) and the pods' /metrics as its own role:
+# without an access entry the API refuses it and nothing is scraped. The entry maps the role to
+# the user aps-collector-user, which the ClusterRole/ClusterRoleBinding in output
+# scraper_rbac_manifests (applied from the deploy agent with the other in-cluster objects)
+# lets list/watch pods and get /metrics, the permissions AWS documents for the managed collector.
+resource "aws_eks_access_entry" "scraper" {
+  count = local.prometheus ? 1 : 0
+
+  cluster_name  = var.eks_cluster_name
+  principal_arn = aws_prometheus_scraper.this[0].role_arn
+  type          = "STANDARD"
+  user_name     = local.scraper_user
+  tags          = var.tags
+}
+
+locals {
+  scraper_user = "aps-collector-user"
+  scraper_rbac_manifests = !local.prometheus ? {} : {
+    aps-collector-role = yamlencode({
+      apiVersion = "rbac.authorization.k8s.io/v1"
+      kind       = "ClusterRole"
+      metadata   = { name = "aps-collector-role" }
+      rules = [
+        { apiGroups = [""], resources = ["nodes", "nodes/proxy", "nodes/metrics", "services", "endpoints", "pods", "ingresses", "configmaps"], verbs = ["describe", "get", "list", "watch"] },
+        { apiGroups = ["extensions", "networking.k8s.io"], resources = ["ingresses/status", "ingresses"], verbs = ["describe", "get", "list", "watch"] },
+        { apiGroups = ["discovery.k8s.io"], resources = ["endpointslices"], verbs = ["describe", "get", "list", "watch"] },
+        { nonResourceURLs = ["/metrics"], verbs = ["get"] },
+      ]
+    })
+    aps-collector-user-role-binding = yamlencode({
+      apiVersion = "rbac.authorization.k8s.io/v1"
+      kind       = "ClusterRoleBinding"
+      metadata   = { name = "aps-collector-user-role-binding" }
+      subjects   = [{ kind = "User", name = local.scraper_user, apiGroup = "rbac.authorization.k8s.io" }]
+      roleRef    = { kind = "ClusterRole", name = "aps-collector-role", apiGroup = "rbac.authorization.k8s.io" }
+    })
   }
 }
 

@@ -32,3 +32,8 @@ output "recording_rule_groups" {
   description = "Names of the runbooks/rules recording-rule groups loaded into the AMP workspace (namespace meridian-recording); empty in cloudwatch mode."
   value       = [for g in local.recording_groups : g.name]
 }
+
+output "scraper_rbac_manifests" {
+  description = "ClusterRole + ClusterRoleBinding (YAML) for the managed scraper's user aps-collector-user (its EKS access entry): applied from the deploy agent like dashboard_manifests. Empty in cloudwatch mode."
+  value       = local.scraper_rbac_manifests
+}

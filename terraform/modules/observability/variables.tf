@@ -91,6 +91,12 @@ variable "eks_cluster_arn" {
   default     = null
 }
 
+variable "eks_cluster_name" {
+  description = "Name of that cluster: the scraper's role gets an EKS access entry in it (mode = prometheus)."
+  type        = string
+  default     = null
+}
+
 variable "scraper_subnet_ids" {
   description = "Private subnets for the managed scraper ENIs (mode = prometheus)."
   type        = list(string)

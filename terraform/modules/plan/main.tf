@@ -114,8 +114,29 @@ locals {
     calls = ["/calls/v1/pbx*", "/calls/v1/subscribers*", "/calls/v1/audit*", "/calls/v1/snapshot*"]
   }
 
+  # ---------------------------------------------------------------------------
+  # Deployable services, derived from the Cargo workspace (never a hand-kept list): every member
+  # "services/<name>" whose crate builds a binary called <name> (services/platform builds
+  # `meridian`, kit and kit-aws are libraries). Members order fixes each service's listener rule
+  # priority, so a new service crate is appended at the end of `members`. Buildkite builds an
+  # image only for a crate in the workspace (buildkite/lib.sh in_workspace): what is deployed here
+  # is exactly what has an image.
+  # ---------------------------------------------------------------------------
+  workspace_dir      = coalesce(var.workspace_dir, "${path.module}/../../..")
+  workspace_manifest = file("${local.workspace_dir}/Cargo.toml")
+  workspace_members  = [for m in regexall("\"services/([a-z][a-z0-9]*)\"", regex("(?s)\\bmembers\\s*=\\s*\\[([^\\]]*)\\]", local.workspace_manifest)[0]) : m[0]]
+  workspace_services = [
+    for m in local.workspace_members : m
+    if can(regex("(?m)^\\[\\[bin\\]\\]\\s*\\n\\s*name\\s*=\\s*\"${m}\"", file("${local.workspace_dir}/services/${m}/Cargo.toml")))
+  ]
+  service_names = var.services == null ? local.workspace_services : var.services
+
+  # Image repository of each service: <prefix><name>, the prefix from buildkite/images.conf, the
+  # file buildkite/lib.sh's image_ref reads (one source for what is pushed and what ECS pulls).
+  image_repository_prefix = regex("(?m)^repository_prefix=([a-z0-9._/-]+)$", file("${local.workspace_dir}/buildkite/images.conf"))[0]
+
   services = {
-    for i, s in var.services : s => {
+    for i, s in local.service_names : s => {
       path_prefix         = "/${s}"
       path_pattern        = ["/${s}", "/${s}/*"]
       port                = var.service_port
@@ -126,6 +147,7 @@ locals {
       priority            = 100 + i * 10
       critical            = s == "calls"
       admin_path_patterns = lookup(local.admin_path_patterns, s, [])
+      image_repository    = "${local.image_repository_prefix}${s}"
     }
   }
 

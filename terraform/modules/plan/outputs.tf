@@ -90,7 +90,7 @@ output "all_country_cidrs" {
 }
 
 output "services" {
-  description = "Per-service routing: path prefix, port, schema, health check path, listener rule priority, admin path patterns (internal ALB only)."
+  description = "Per-service routing: path prefix, port, schema, health check path, listener rule priority, admin path patterns (internal ALB only), image repository (buildkite/images.conf prefix + name)."
   value       = local.services
 }
 
@@ -104,4 +104,14 @@ output "sizing" {
     ecs                = local.sizing.ecs
     aurora             = local.sizing.aurora
   }
+}
+
+output "workspace_services" {
+  description = "The deployable services the Cargo workspace defines (members services/<name> with a [[bin]] <name>), in members order: what `services` is built from unless var.services overrides it (tests only)."
+  value       = local.workspace_services
+}
+
+output "image_repository_prefix" {
+  description = "Image repository prefix shared with Buildkite (buildkite/images.conf): a service's image is <registry>/<prefix><service>:<git sha>."
+  value       = local.image_repository_prefix
 }

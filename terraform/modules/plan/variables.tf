@@ -47,19 +47,25 @@ variable "az_count" {
 }
 
 variable "services" {
-  description = "Services behind the ALB. Each gets the path prefix /<name>, one Postgres schema <name>, a target group and a container port."
+  description = "Services behind the ALB (each gets the path prefix /<name>, one Postgres schema <name>, a target group and a container port). null (the default, and what every stack uses) = derived from the Cargo workspace: each member services/<name> whose crate has a [[bin]] named <name>, in members order. Set only in tests."
   type        = list(string)
-  default     = ["streams", "calls", "learning", "playlists", "attendance"]
+  default     = null
 
   validation {
-    condition     = length(var.services) > 0 && length(var.services) <= 20 && alltrue([for s in var.services : can(regex("^[a-z][a-z0-9]{1,14}$", s))])
+    condition     = var.services == null || (length(var.services == null ? [] : var.services) > 0 && length(var.services == null ? [] : var.services) <= 20 && alltrue([for s in(var.services == null ? [] : var.services) : can(regex("^[a-z][a-z0-9]{1,14}$", s))]))
     error_message = "services must be 1-20 lower-case names of 2-15 characters ([a-z][a-z0-9]*)."
   }
 
   validation {
-    condition     = length(distinct(var.services)) == length(var.services)
+    condition     = length(distinct(var.services == null ? [] : var.services)) == length(var.services == null ? [] : var.services)
     error_message = "services must not contain duplicates."
   }
+}
+
+variable "workspace_dir" {
+  description = "Repository root holding the Cargo workspace (Cargo.toml, services/*/Cargo.toml) and buildkite/images.conf. null = this repository (three levels up from the module). Set only in tests (a fixture workspace)."
+  type        = string
+  default     = null
 }
 
 variable "service_port" {

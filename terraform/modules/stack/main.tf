@@ -110,6 +110,11 @@ module "eks" {
   node_groups            = local.sizing.eks_node_groups
   logs_kms_key_arn       = module.secrets.kms_key_arn
   admin_role_arns        = var.admin_role_arns
+  # Both ALBs reach the pods (traffic and /readyz health checks) on the service ports.
+  pod_ingress = merge(
+    { for p in distinct([for s in values(local.services) : s.port]) : "alb-${p}" => { security_group_id = module.alb.security_group_id, port = p } },
+    { for p in distinct([for s in values(local.services) : s.port if length(s.admin_path_patterns) > 0]) : "alb-internal-${p}" => { security_group_id = module.alb.internal_security_group_id, port = p } },
+  )
 }
 
 module "alb" {
@@ -151,7 +156,9 @@ module "ecs" {
   services = {
     for name, s in local.services : name => {
       port                   = s.port
+      image_repository       = s.image_repository
       target_group_arn       = module.alb.target_group_arns[name]
+      listener_rule_arns     = module.alb.listener_rule_arns[name]
       admin                  = length(s.admin_path_patterns) > 0
       admin_target_group_arn = lookup(module.alb.admin_target_group_arns, name, null)
       database_secret_arn    = module.secrets.db_secret_arns[name]
@@ -236,6 +243,7 @@ module "observability" {
   aurora_cluster_id          = module.aurora.cluster_id
   aurora_serverless          = local.sizing.aurora.serverless_v2
   eks_cluster_arn            = local.eks ? module.eks[0].cluster_arn : null
+  eks_cluster_name           = local.eks ? module.eks[0].cluster_name : null
   scraper_subnet_ids         = local.eks ? module.network.private_subnet_ids : []
   scraper_security_group_ids = local.eks ? [module.eks[0].cluster_security_group_id] : []
 }

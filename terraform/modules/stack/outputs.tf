@@ -134,3 +134,13 @@ output "prometheus_endpoint" {
   description = "AMP query endpoint (EKS countries)."
   value       = module.observability.prometheus_endpoint
 }
+
+output "scraper_rbac_manifests" {
+  description = "Large countries: the ClusterRole/ClusterRoleBinding of the managed Prometheus scraper's access entry user (apply from the deploy agent). Empty on ECS."
+  value       = module.observability.scraper_rbac_manifests
+}
+
+output "cluster_autoscaler_role_arn" {
+  description = "Large countries: IRSA role of the cluster-autoscaler (service account kube-system/cluster-autoscaler). null on ECS."
+  value       = try(module.eks[0].cluster_autoscaler_role_arn, null)
+}

@@ -37,13 +37,13 @@ variable "alert_email_addresses" {
 }
 
 variable "admin_role_arns" {
-  description = "IAM roles with EKS cluster-admin (platform engineers' SSO role, Buildkite deploy role)."
+  description = "IAM roles with EKS cluster-admin (platform engineers' SSO role, Buildkite deploy role). Required (at least one) on EKS countries; unused on ECS."
   type        = list(string)
   default     = []
 }
 
 variable "api_allowed_cidrs" {
-  description = "CIDRs (VPN, Buildkite agents' VPC) allowed to the private EKS API endpoint."
+  description = "CIDRs (VPN, Buildkite agents' VPC) allowed to the private EKS API endpoint. Required (at least one) on EKS countries; unused on ECS."
   type        = list(string)
   default     = []
 }

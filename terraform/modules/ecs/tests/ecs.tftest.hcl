@@ -49,6 +49,8 @@ variables {
     streams = {
       port                = 8080
       target_group_arn    = "arn:aws:elasticloadbalancing:eu-north-1:111111111111:targetgroup/streams/0123456789abcdef"
+      image_repository    = "meridian-streams"
+      listener_rule_arns  = ["arn:aws:elasticloadbalancing:eu-north-1:111111111111:listener-rule/app/mock/0123456789abcdef/0123456789abcdef/streams"]
       database_secret_arn = "arn:aws:secretsmanager:eu-north-1:111111111111:secret:meridian-prod-dk/db/streams-AbCdEf"
       cpu                 = 256
       memory              = 512
@@ -64,6 +66,8 @@ variables {
     calls = {
       port                   = 8080
       target_group_arn       = "arn:aws:elasticloadbalancing:eu-north-1:111111111111:targetgroup/calls/0123456789abcdef"
+      image_repository       = "meridian-calls"
+      listener_rule_arns     = ["arn:aws:elasticloadbalancing:eu-north-1:111111111111:listener-rule/app/mock/0123456789abcdef/0123456789abcdef/calls"]
       admin                  = true
       admin_target_group_arn = "arn:aws:elasticloadbalancing:eu-north-1:111111111111:targetgroup/calls-adm/0123456789abcdef"
       database_secret_arn    = "arn:aws:secretsmanager:eu-north-1:111111111111:secret:meridian-prod-dk/db/calls-AbCdEf"
@@ -127,6 +131,28 @@ run "task_definitions" {
   }
 
   assert {
+    condition = alltrue([
+      for s, c in output.containers : c.image == "${var.image_registry}/meridian-${s}:${var.image_tag}"
+    ])
+    error_message = "each task runs <image_registry>/<image_repository>:<image_tag>, the image Buildkite pushes (<registry>/meridian-<service>:<sha>)."
+  }
+
+  assert {
+    condition = alltrue([
+      for s, c in output.containers : c.readonlyRootFilesystem && contains([for m in c.mountPoints : m.containerPath if !m.readOnly], "/var/lib/meridian")
+      && one([for e in c.environment : e.value if e.name == "XDG_STATE_HOME"]) == "/var/lib/meridian"
+    ]) && toset([for v in aws_ecs_task_definition.service["calls"].volume : v.name]) == toset(["tmp", "state"])
+    error_message = "the root filesystem stays read-only and every task (calls: its snapshot file under XDG_STATE_HOME) gets a writable state volume at XDG_STATE_HOME."
+  }
+
+  assert {
+    condition = alltrue([
+      for s, svc in var.services : terraform_data.listener_rules[s].input == svc.listener_rule_arns
+    ])
+    error_message = "every ECS service waits for the listener rules of its target groups (terraform_data.listener_rules, its depends_on)."
+  }
+
+  assert {
     condition     = length(aws_ecs_service.service["calls"].load_balancer) == 2 && length(aws_ecs_service.service["streams"].load_balancer) == 1
     error_message = "calls' tasks are registered behind the public and the internal (admin) target groups."
   }
@@ -145,6 +171,8 @@ run "rejects_a_secret_as_plain_environment" {
       calls = {
         port                = 8080
         target_group_arn    = "arn:aws:elasticloadbalancing:eu-north-1:111111111111:targetgroup/calls/0123456789abcdef"
+        image_repository    = "meridian-calls"
+        listener_rule_arns  = ["arn:aws:elasticloadbalancing:eu-north-1:111111111111:listener-rule/app/mock/0123456789abcdef/0123456789abcdef/calls"]
         database_secret_arn = "arn:aws:secretsmanager:eu-north-1:111111111111:secret:meridian-prod-dk/db/calls-AbCdEf"
         cpu                 = 256
         memory              = 512
@@ -176,6 +204,8 @@ run "rejects_a_secret_reference_that_is_not_secrets_manager" {
       calls = {
         port                = 8080
         target_group_arn    = "arn:aws:elasticloadbalancing:eu-north-1:111111111111:targetgroup/calls/0123456789abcdef"
+        image_repository    = "meridian-calls"
+        listener_rule_arns  = ["arn:aws:elasticloadbalancing:eu-north-1:111111111111:listener-rule/app/mock/0123456789abcdef/0123456789abcdef/calls"]
         database_secret_arn = "arn:aws:secretsmanager:eu-north-1:111111111111:secret:meridian-prod-dk/db/calls-AbCdEf"
         cpu                 = 256
         memory              = 512

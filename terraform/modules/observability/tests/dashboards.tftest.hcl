@@ -2,6 +2,9 @@
 # rules loaded into AMP and the Grafana dashboard ConfigMaps), in both modes.
 
 mock_provider "aws" {
+  mock_resource "aws_prometheus_scraper" {
+    defaults = { role_arn = "arn:aws:iam::111111111111:role/AWSServiceRoleForAmazonPrometheusScraper_mock" }
+  }
   # Providers validate ARNs and policy JSON even when mocked.
   mock_data "aws_iam_policy_document" {
     defaults = { json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}" }
@@ -34,7 +37,18 @@ run "prometheus_mode_renders_dashboards_and_recording_rules" {
   variables {
     mode               = "prometheus"
     eks_cluster_arn    = "arn:aws:eks:eu-north-1:111111111111:cluster/meridian-prod-se"
+    eks_cluster_name   = "meridian-prod-se"
     scraper_subnet_ids = ["subnet-a", "subnet-b"]
+  }
+
+  assert {
+    condition = (
+      aws_eks_access_entry.scraper[0].principal_arn == aws_prometheus_scraper.this[0].role_arn
+      && aws_eks_access_entry.scraper[0].cluster_name == "meridian-prod-se"
+      && yamldecode(output.scraper_rbac_manifests["aps-collector-user-role-binding"]).subjects[0].name == aws_eks_access_entry.scraper[0].user_name
+      && contains(yamldecode(output.scraper_rbac_manifests["aps-collector-role"]).rules[0].resources, "pods")
+    )
+    error_message = "the managed scraper's role has an EKS access entry whose user the RBAC binds to list pods and read /metrics (without it nothing is scraped)."
   }
 
   assert {

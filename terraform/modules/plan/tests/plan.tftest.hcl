@@ -128,13 +128,27 @@ run "services_routing" {
   }
 
   assert {
-    condition     = length(output.services) == 5 && output.services.calls.path_prefix == "/calls" && output.services.calls.health_path == "/readyz"
-    error_message = "five services, path prefix per service, ALB health check on /readyz."
+    condition     = output.services.calls.path_prefix == "/calls" && output.services.calls.health_path == "/readyz"
+    error_message = "path prefix per service, ALB health check on /readyz."
   }
 
   assert {
-    condition     = length(distinct([for s in values(output.services) : s.priority])) == 5
+    condition     = length(distinct([for s in values(output.services) : s.priority])) == length(output.services)
     error_message = "listener rule priorities must be unique."
+  }
+
+  # Only what the workspace builds is deployed (an ECS service without an image never becomes
+  # steady): every service is a crate services/<name> of this repository with a binary <name>.
+  assert {
+    condition = tolist(keys(output.services)) == tolist(sort(output.workspace_services)) && alltrue([
+      for s in keys(output.services) : can(regex("\\[\\[bin\\]\\]\\s*\\n\\s*name\\s*=\\s*\"${s}\"", file("../../../services/${s}/Cargo.toml")))
+    ]) && contains(keys(output.services), "streams") && contains(keys(output.services), "calls")
+    error_message = "the services are exactly the workspace's services/<name> crates with a binary <name>."
+  }
+
+  assert {
+    condition     = alltrue([for s, v in output.services : v.image_repository == "meridian-${s}"])
+    error_message = "each service's image repository is buildkite/images.conf's prefix + its name (meridian-<name>, what buildkite/lib.sh image_ref pushes)."
   }
 
   assert {
@@ -162,5 +176,29 @@ run "two_az_minimum_is_allowed" {
   assert {
     condition     = length(output.network.azs) == 2 && length(output.network.private_subnets) == 2
     error_message = "az_count = 2 yields two of everything."
+  }
+}
+
+run "services_derived_from_the_workspace" {
+  command = plan
+
+  variables {
+    country       = "dk"
+    workspace_dir = "tests/fixtures/workspace"
+  }
+
+  assert {
+    condition     = tolist(output.workspace_services) == tolist(["beta", "alpha"]) && tolist(keys(output.services)) == tolist(["alpha", "beta"])
+    error_message = "only members services/<name> with a [[bin]] <name> are services (not a library, not a binary of another name, not a member without a crate), in members order."
+  }
+
+  assert {
+    condition     = output.services.beta.priority == 100 && output.services.alpha.priority == 110
+    error_message = "listener rule priorities follow the workspace members order (a new crate appended at the end moves no existing rule)."
+  }
+
+  assert {
+    condition     = output.image_repository_prefix == "fixture/img-" && output.services.alpha.image_repository == "fixture/img-alpha"
+    error_message = "the image repository prefix is read from buildkite/images.conf."
   }
 }

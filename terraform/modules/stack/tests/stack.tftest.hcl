@@ -7,6 +7,9 @@
 # aws.generator is a real configuration that is therefore never called.
 
 mock_provider "aws" {
+  mock_resource "aws_prometheus_scraper" {
+    defaults = { role_arn = "arn:aws:iam::111111111111:role/AWSServiceRoleForAmazonPrometheusScraper_mock" }
+  }
   mock_data "aws_iam_policy_document" {
     defaults = { json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}" }
   }
@@ -124,6 +127,9 @@ variables {
   image_registry  = "999999999999.dkr.ecr.eu-north-1.amazonaws.com/meridian"
   image_tag       = "0000000"
 
+  admin_role_arns   = ["arn:aws:iam::111111111111:role/meridian-platform-admin"]
+  api_allowed_cidrs = ["10.250.0.0/16"]
+
   auth_names = ["AUTH_ISSUER", "AUTH_AUDIENCE", "AUTH_JWKS_URL", "AUTH_SCOPE_PREFIX"]
   token_key  = "arn:aws:secretsmanager:eu-north-1:111111111111:secret:meridian-prod-xx/calls/token-key-AbCdEf"
   webhook    = "arn:aws:secretsmanager:eu-north-1:111111111111:secret:meridian-prod-xx/calls/webhook-secrets-AbCdEf"
@@ -160,6 +166,18 @@ run "dk_ecs_every_service_verifies_tokens" {
       && alltrue([for s, c in module.ecs[0].containers : alltrue([for e in c.environment : !can(regex("^CALLS_TOKEN_KEY|^CALLS_WEBHOOK_SECRETS", e.name))])])
     )
     error_message = "on ECS, calls' secrets come from Secrets Manager by reference (container secrets), never plain environment."
+  }
+
+  assert {
+    condition = alltrue([
+      for s, c in module.ecs[0].containers : c.image == "${var.image_registry}/meridian-${s}:${var.image_tag}"
+    ])
+    error_message = "ECS pulls <image_registry>/meridian-<service>:<tag>, the image Buildkite pushes (buildkite/lib.sh image_ref)."
+  }
+
+  assert {
+    condition     = alltrue([for s in keys(module.ecs[0].containers) : fileexists("../../../services/${s}/Cargo.toml")]) && !contains(keys(module.ecs[0].containers), "playlists")
+    error_message = "ECS deploys only services that exist in the workspace (services/<name>): a service without an image never becomes steady."
   }
 
   assert {
@@ -211,6 +229,24 @@ run "se_eks_every_service_verifies_tokens" {
   assert {
     condition     = contains(keys(output.target_group_bindings), "calls-admin")
     error_message = "on EKS, calls pods are bound to the internal ALB's admin target group."
+  }
+
+  assert {
+    condition = (
+      contains([for r in values(module.eks[0].pod_ingress) : "${r.from}:${r.port}" if r.to == module.eks[0].cluster_security_group_id], "${module.alb.security_group_id}:8080")
+      && contains([for r in values(module.eks[0].pod_ingress) : "${r.from}:${r.port}" if r.to == module.eks[0].cluster_security_group_id], "${module.alb.internal_security_group_id}:8080")
+    )
+    error_message = "on EKS, the pods' (cluster) security group admits the public and the internal ALB on the service port: otherwise every target fails its health check."
+  }
+
+  assert {
+    condition     = alltrue([for m in values(output.target_group_bindings) : !can(yamldecode(m).spec.networking)])
+    error_message = "the TargetGroupBindings leave security groups to Terraform (no networking: the LB Controller's role cannot edit them)."
+  }
+
+  assert {
+    condition     = length(output.scraper_rbac_manifests) == 2 && output.cluster_autoscaler_role_arn != null
+    error_message = "on EKS, the managed scraper's access entry user gets its RBAC, and the cluster-autoscaler its role."
   }
 }
 

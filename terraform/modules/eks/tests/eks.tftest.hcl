@@ -1,0 +1,109 @@
+# Offline, with a mocked aws provider: who can use the cluster (access entries, API CIDRs), how
+# the load balancers reach the pods, and what the node autoscaler may do.
+
+mock_provider "aws" {
+  mock_data "aws_iam_policy_document" {
+    defaults = { json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}" }
+  }
+  mock_data "aws_partition" {
+    defaults = { partition = "aws" }
+  }
+  mock_data "aws_caller_identity" {
+    defaults = { account_id = "111111111111" }
+  }
+  mock_resource "aws_iam_role" {
+    defaults = { arn = "arn:aws:iam::111111111111:role/mock" }
+  }
+  mock_resource "aws_kms_key" {
+    defaults = { arn = "arn:aws:kms:eu-north-1:111111111111:key/00000000-0000-0000-0000-000000000000" }
+  }
+  mock_resource "aws_iam_openid_connect_provider" {
+    defaults = { arn = "arn:aws:iam::111111111111:oidc-provider/oidc.eks.eu-north-1.amazonaws.com/id/MOCK" }
+  }
+  mock_resource "aws_eks_cluster" {
+    defaults = {
+      arn                   = "arn:aws:eks:eu-north-1:111111111111:cluster/mock"
+      identity              = [{ oidc = [{ issuer = "https://oidc.eks.eu-north-1.amazonaws.com/id/MOCK" }] }]
+      certificate_authority = [{ data = "bW9jaw==" }]
+      vpc_config            = { cluster_security_group_id = "sg-0c1u5te70000000000" }
+    }
+  }
+  mock_resource "aws_launch_template" {
+    defaults = { id = "lt-0123456789abcdef0" }
+  }
+}
+
+variables {
+  cluster_name      = "meridian-prod-se"
+  vpc_id            = "vpc-0123456789abcdef0"
+  subnet_ids        = ["subnet-a", "subnet-b", "subnet-c"]
+  logs_kms_key_arn  = "arn:aws:kms:eu-north-1:111111111111:key/00000000-0000-0000-0000-000000000000"
+  admin_role_arns   = ["arn:aws:iam::111111111111:role/meridian-platform-admin", "arn:aws:iam::111111111111:role/meridian-buildkite-deploy"]
+  api_allowed_cidrs = ["10.250.0.0/16"]
+  node_groups = {
+    general = {
+      instance_types = ["m7i.large"]
+      capacity_type  = "ON_DEMAND"
+      min_size       = 3
+      desired_size   = 3
+      max_size       = 12
+      disk_size      = 50
+    }
+  }
+  pod_ingress = {
+    alb-8080          = { security_group_id = "sg-0a1b0000000000000", port = 8080 }
+    alb-internal-8080 = { security_group_id = "sg-0a1b1111111111111", port = 8080 }
+  }
+}
+
+run "access_ingress_and_autoscaling" {
+  command = apply
+
+  assert {
+    condition = (
+      toset([for e in aws_eks_access_entry.admin : e.principal_arn]) == toset(var.admin_role_arns)
+      && alltrue([for a in aws_eks_access_policy_association.admin : endswith(a.policy_arn, "/AmazonEKSClusterAdminPolicy")])
+      && !aws_eks_cluster.this.access_config[0].bootstrap_cluster_creator_admin_permissions
+    )
+    error_message = "every admin role gets an access entry with cluster admin (the creator gets none)."
+  }
+
+  assert {
+    condition     = toset([for r in aws_vpc_security_group_ingress_rule.api : r.cidr_ipv4]) == toset(var.api_allowed_cidrs)
+    error_message = "the private API endpoint admits the api_allowed_cidrs on 443."
+  }
+
+  assert {
+    condition = alltrue([
+      for k, r in aws_vpc_security_group_ingress_rule.pods :
+      r.security_group_id == "sg-0c1u5te70000000000" && r.referenced_security_group_id == var.pod_ingress[k].security_group_id && r.from_port == 8080 && r.to_port == 8080
+    ]) && length(aws_vpc_security_group_ingress_rule.pods) == 2
+    error_message = "each load balancer's security group is admitted into the cluster security group (the pods') on the service port."
+  }
+
+  assert {
+    condition = (
+      [for c in one([for s in data.aws_iam_policy_document.cluster_autoscaler.statement : s if s.sid == "ResizeOwnNodeGroups"]).condition : c.variable] == ["aws:ResourceTag/k8s.io/cluster-autoscaler/meridian-prod-se"]
+      && contains(one([for s in data.aws_iam_policy_document.cluster_autoscaler.statement : s if s.sid == "ResizeOwnNodeGroups"]).actions, "autoscaling:SetDesiredCapacity")
+      && contains(flatten([for c in one(data.aws_iam_policy_document.cluster_autoscaler_assume.statement).condition : c.values]), "system:serviceaccount:kube-system:cluster-autoscaler")
+      && output.cluster_autoscaler_role_arn != null
+    )
+    error_message = "the cluster-autoscaler (IRSA, kube-system/cluster-autoscaler) may resize only this cluster's node groups."
+  }
+
+  assert {
+    condition     = aws_eks_node_group.this["general"].scaling_config[0].max_size == 12 && aws_eks_node_group.this["general"].scaling_config[0].min_size == 3
+    error_message = "the node group scales between min_size and max_size."
+  }
+}
+
+run "nobody_could_use_the_api" {
+  command = plan
+
+  variables {
+    admin_role_arns   = []
+    api_allowed_cidrs = []
+  }
+
+  expect_failures = [var.admin_role_arns, var.api_allowed_cidrs]
+}
