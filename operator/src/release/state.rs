@@ -10,7 +10,12 @@
 //!   ready ([`Phase::Promoting`] → [`Phase::Succeeded`]), or back to the colour that was active;
 //! - a failure before the preview exists (migration) moves no traffic and scales nothing;
 //! - the old colour is never scaled down before the scale-down delay after promotion, and never
-//!   under `Freeze`.
+//!   under `Freeze`;
+//! - a Release that is refused (an older Release owns its Service, or its spec cannot work) does
+//!   nothing but say so;
+//! - a cycle back to a spec hash that was active here before runs no migration (its migrations
+//!   are applied and it accepts the newer schema), and a cycle replaced mid-migration deletes
+//!   the Job it no longer needs.
 
 use std::time::Duration;
 

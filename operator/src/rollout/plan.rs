@@ -100,10 +100,6 @@ fn done(st: RolloutStatus, actions: Vec<RolloutAction>) -> RolloutDecision {
     }
 }
 
-fn secs(d: SignedDuration) -> i64 {
-    d.as_secs()
-}
-
 /// Decides the next step of a Rollout. `observed` is keyed by target name; a missing key means
 /// the target could not be reached.
 #[expect(
@@ -264,7 +260,7 @@ pub fn plan(
     if let Some(t) = lost {
         let since = t
             .unobserved_since
-            .map_or(0, |s| secs(now.duration_since(s)));
+            .map_or(0, |s| now.duration_since(s).as_secs());
         let msg = format!(
             "{} (wave {}) could not be observed for {since}s while it had to stay healthy; halted, later waves not started, nothing put back",
             t.name, t.wave
