@@ -1,8 +1,9 @@
 //! The Release reconciler: observe → [`state::decide`] → execute the actions → apply status.
 //!
 //! It holds no decisions of its own, and builds no objects of its own either: what it writes
-//! comes from [`super::manifests`]. It reads the active Service every time (its selector is the
-//! ground truth of what serves) and otherwise only what the current phase needs (the migration
+//! comes from [`super::manifests`]. It lists the namespace's Releases every time (an older one
+//! may own its Services: then it is refused), reads the active Service every time (its selector
+//! is the ground truth of what serves) and otherwise only what the current phase needs (the migration
 //! Job while migrating, the preview Deployment while deploying or promoting), so each reconcile
 //! makes a small, predictable set of API calls — the tests assert them request by request.
 //!
@@ -236,27 +237,6 @@ fn held(status: &ReleaseStatus) -> Option<Held> {
     }
 }
 
-/// Whether an older Release of the namespace (`creationTimestamp`, then name) claims one of the
-/// Services `release` would write (its active or preview Service, in either role): the older
-/// one owns it, and `release` is refused. Returns why.
-pub fn service_claimed(release: &Release, others: &[Release]) -> Option<String> {
-    let key = |r: &Release| (r.metadata.creation_timestamp.clone(), r.name_any());
-    let mine = [&release.spec.active_service, &release.spec.preview_service];
-    let mut older: Vec<&Release> = others
-        .iter()
-        .filter(|o| o.name_any() != release.name_any() && key(o) < key(release))
-        .collect();
-    older.sort_by_key(|o| key(o));
-    older.iter().find_map(|o| {
-        let theirs = [&o.spec.active_service, &o.spec.preview_service];
-        let service = mine.iter().find(|s| theirs.contains(s))?;
-        Some(format!(
-            "Service {service} is claimed by Release {}, which is older; nothing is written until one of them changes",
-            o.name_any()
-        ))
-    })
-}
-
 async fn apply(release: &Release, ctx: &Context, ns: &str) -> Result<ControllerAction, Error> {
     let name = release.name_any();
     // What the cluster says now, even if this reconcile fails before writing anything.
@@ -270,7 +250,7 @@ async fn apply(release: &Release, ctx: &Context, ns: &str) -> Result<ControllerA
     // Two Releases writing one Service would flip it between them: the older one owns it.
     let releases: Api<Release> = Api::namespaced(ctx.client.clone(), ns);
     let service_claimed =
-        service_claimed(release, &releases.list(&ListParams::default()).await?.items);
+        state::service_claimed(release, &releases.list(&ListParams::default()).await?.items);
 
     // The active Service's selector is the ground truth of what serves, read every time.
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
@@ -611,7 +591,8 @@ async fn cleanup(release: &Release, ctx: &Context, ns: &str) -> Result<Controlle
     let active = release.status.as_ref().and_then(|s| s.active_colour);
     // A Service an older Release owns is that Release's to point, not this one's to restore.
     let releases: Api<Release> = Api::namespaced(ctx.client.clone(), ns);
-    let claimed = service_claimed(release, &releases.list(&ListParams::default()).await?.items);
+    let claimed =
+        state::service_claimed(release, &releases.list(&ListParams::default()).await?.items);
     let note = match (active, claimed) {
         (_, Some(why)) => format!("release deleted; selector left as is: {why}"),
         (Some(colour), None) => {

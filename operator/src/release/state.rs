@@ -21,9 +21,11 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
+use kube::ResourceExt;
+
 use crate::crd::{
     AnalysisRun, Colour, Condition, Inconclusive, JobState, MeasurementCounts, MigrationStatus,
-    PastRelease, PendingScaleDown, Phase, ReleaseSpec, ReleaseStatus, RollbackPolicy,
+    PastRelease, PendingScaleDown, Phase, Release, ReleaseSpec, ReleaseStatus, RollbackPolicy,
 };
 
 /// How often an in-progress release is looked at again when nothing else wakes it.
@@ -42,6 +44,27 @@ pub const ACCEPTED: &str = "Accepted";
 pub const REFUSED_CLAIMED: &str = "ServiceClaimed";
 /// The spec cannot work as written (e.g. the analysis does not fit in the progress deadline).
 pub const REFUSED_INVALID: &str = "InvalidSpec";
+
+/// Whether an older Release of the namespace (`creationTimestamp`, then name) claims one of the
+/// Services `release` would write (its active or preview Service, in either role): the older
+/// one owns it, and `release` is refused. Returns why.
+pub fn service_claimed(release: &Release, others: &[Release]) -> Option<String> {
+    let key = |r: &Release| (r.metadata.creation_timestamp.clone(), r.name_any());
+    let mine = [&release.spec.active_service, &release.spec.preview_service];
+    let mut older: Vec<&Release> = others
+        .iter()
+        .filter(|o| o.name_any() != release.name_any() && key(o) < key(release))
+        .collect();
+    older.sort_by_key(|o| key(o));
+    older.iter().find_map(|o| {
+        let theirs = [&o.spec.active_service, &o.spec.preview_service];
+        let service = mine.iter().find(|s| theirs.contains(s))?;
+        Some(format!(
+            "Service {service} is claimed by Release {}, which is older; nothing is written until one of them changes",
+            o.name_any()
+        ))
+    })
+}
 
 /// Why the spec cannot be acted on, if it cannot: checked before anything else, so a Release
 /// that can only fail is refused before it migrates or deploys anything.

@@ -1227,3 +1227,35 @@ fn a_release_whose_service_is_claimed_does_nothing() {
         "v2 released once free"
     );
 }
+
+/// The older Release owns a Service (creationTimestamp, then name); a claim counts in either
+/// role; unrelated Services, and the Release itself, claim nothing.
+#[test]
+fn the_older_release_owns_a_service_in_either_role() {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    let release = |name: &str, at: &str, active: &str, preview: &str| {
+        let mut s = spec("registry/streams:v1");
+        active.clone_into(&mut s.active_service);
+        preview.clone_into(&mut s.preview_service);
+        let mut r = Release::new(name, s);
+        r.metadata.creation_timestamp = Some(Time(at.parse().unwrap()));
+        r
+    };
+    let a = release("a", "2026-11-01T00:00:00Z", "streams", "streams-preview");
+    let b = release("b", "2026-11-02T00:00:00Z", "other", "streams");
+    let c = release("c", "2026-11-02T00:00:00Z", "c", "c-preview");
+    let all = [a.clone(), b.clone(), c.clone()];
+    assert_eq!(service_claimed(&a, &all), None, "the oldest owns");
+    let why = service_claimed(&b, &all).expect("b's preview is a's active Service");
+    assert!(
+        why.contains("Service streams is claimed by Release a"),
+        "{why}"
+    );
+    assert_eq!(service_claimed(&c, &all), None, "nothing shared");
+    // Same creation time: the name decides.
+    let b2 = release("b2", "2026-11-02T00:00:00Z", "other", "other-preview");
+    let b1 = release("b1", "2026-11-02T00:00:00Z", "other", "x");
+    let tie = [b1.clone(), b2.clone()];
+    assert_eq!(service_claimed(&b1, &tie), None);
+    assert!(service_claimed(&b2, &tie).unwrap().contains("Release b1"));
+}
