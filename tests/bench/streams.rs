@@ -222,6 +222,7 @@ async fn main() -> anyhow::Result<()> {
         &kit::db::PoolSettings {
             max_connections: 32,
             acquire_timeout: Duration::from_secs(5),
+            ..Default::default()
         },
     );
     kit::db::migrate(&pool, streams::SERVICE.schema, streams::SERVICE.migrator).await?;

@@ -68,6 +68,7 @@ async fn decisions_survive_a_database_outage_and_a_cold_start_during_it() {
         &kit::db::PoolSettings {
             max_connections: 4,
             acquire_timeout: Duration::from_millis(500),
+            ..Default::default()
         },
     )
     .expect("pool");

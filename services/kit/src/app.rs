@@ -251,10 +251,7 @@ where
     let pool = crate::db::pool_with(
         options,
         svc.schema,
-        &crate::db::PoolSettings {
-            max_connections: cfg.db_max_connections,
-            acquire_timeout: cfg.db_acquire_timeout,
-        },
+        &crate::db::PoolSettings::from_config(&cfg),
     );
     // Only the migration Job migrates (`<service> migrate`): a serving replica checks that the
     // schema is at least what it needs and accepts a newer one, so the previous release keeps

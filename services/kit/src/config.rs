@@ -140,6 +140,7 @@ impl FromStr for LogFormat {
 /// | `MIGRATE_ON_START` | 0 | 1 = a per-service binary applies its migrations at start (where no migration Job runs: the ECS countries); 0 = it only checks the schema holds every migration it ships (a newer schema is fine) and refuses to start otherwise, naming `<service> migrate` |
 /// | `DB_MAX_CONNECTIONS` | 10 | pool size per service |
 /// | `DB_ACQUIRE_TIMEOUT_MS` | 2000 | how long a request waits for a pooled connection |
+/// | `DB_MAX_LIFETIME_SECS` | 1800 | a pooled connection older than this is replaced (re-resolving the endpoint after a failover) |
 /// | `SHUTDOWN_GRACE_SECS` | 20 | how long SIGTERM waits for in-flight requests |
 /// | `REQUEST_TIMEOUT_MS` | 10000 | upper bound for one request |
 /// | `HTTP_HEADER_READ_TIMEOUT_MS` | 10000 | a whole request head must arrive within this of the connection's accept, or of the first byte of a kept-alive connection's next request; else the connection is closed |
@@ -155,6 +156,7 @@ pub struct CommonConfig {
     pub database_url: Option<String>,
     pub db_max_connections: u32,
     pub db_acquire_timeout: Duration,
+    pub db_max_lifetime: Duration,
     pub shutdown_grace: Duration,
     pub request_timeout: Duration,
     /// `(path prefix, delay)` when fault injection is on.
@@ -179,6 +181,7 @@ impl CommonConfig {
             database_url: var_opt("DATABASE_URL")?,
             db_max_connections,
             db_acquire_timeout: millis_or("DB_ACQUIRE_TIMEOUT_MS", Duration::from_secs(2))?,
+            db_max_lifetime: secs_or("DB_MAX_LIFETIME_SECS", Duration::from_mins(30))?,
             shutdown_grace: secs_or("SHUTDOWN_GRACE_SECS", Duration::from_secs(20))?,
             request_timeout: millis_or("REQUEST_TIMEOUT_MS", Duration::from_secs(10))?,
             fault_delay: var_opt::<u64>("FAULT_DELAY_MS")?.map(|ms| {
@@ -205,6 +208,7 @@ impl fmt::Debug for CommonConfig {
             )
             .field("db_max_connections", &self.db_max_connections)
             .field("db_acquire_timeout", &self.db_acquire_timeout)
+            .field("db_max_lifetime", &self.db_max_lifetime)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("request_timeout", &self.request_timeout)
             .field("fault_delay", &self.fault_delay)

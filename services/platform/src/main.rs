@@ -40,6 +40,7 @@ Environment (all optional):
                           is the migration Job); `meridian serve` always migrates
   DB_MAX_CONNECTIONS      pool size per service (default 10)
   DB_ACQUIRE_TIMEOUT_MS   wait for a pooled connection (default 2000)
+  DB_MAX_LIFETIME_SECS    replace pooled connections older than this (default 1800)
   SHUTDOWN_GRACE_SECS     drain time after SIGTERM (default 20)
   REQUEST_TIMEOUT_MS      per-request limit (default 10000)
   HTTP_HEADER_READ_TIMEOUT_MS, HTTP_IDLE_TIMEOUT_SECS, HTTP_MAX_CONNECTIONS, HTTP_MAX_IN_FLIGHT
@@ -225,10 +226,7 @@ async fn configured_database(cfg: &CommonConfig) -> anyhow::Result<Option<PgConn
 }
 
 fn connect_all(cfg: &CommonConfig, options: &PgConnectOptions) -> Pools {
-    let settings = kit::db::PoolSettings {
-        max_connections: cfg.db_max_connections,
-        acquire_timeout: cfg.db_acquire_timeout,
-    };
+    let settings = kit::db::PoolSettings::from_config(cfg);
     Pools(
         SERVICES
             .iter()

@@ -48,6 +48,7 @@ async fn spawn_instance(db: &TestDb, settings: Settings) -> String {
         &kit::db::PoolSettings {
             max_connections: 8,
             acquire_timeout: Duration::from_secs(10),
+            ..Default::default()
         },
     );
     spawn_app(app_for(
