@@ -2,7 +2,8 @@
 # shellcheck disable=SC2016  # backticks in printf formats are Markdown for annotations
 # Deploy this commit to production: one Rollout CR per service in the management cluster, each
 # carrying every wave of waves.conf, then wait until every Rollout Succeeded (released, analysed
-# and baked, wave by wave) or fail when one Halted. The Rollout owns the wave order and the bake
+# and baked, wave by wave) or fail when one Halted, rolled back or was Superseded (a newer build
+# re-imaged one of its countries). The Rollout owns the wave order and the bake
 # times (operator/src/rollout/plan.rs); this script only renders and waits.
 #   buildkite/deploy-prod.sh [COUNTRY...]    default: every country of waves.conf, in its waves;
 #                                            COUNTRY...: only those (e.g. a new country's first deploy)
@@ -45,12 +46,12 @@ printf '%s' "$manifests" | kubectl apply --server-side --field-manager=buildkite
 halted=()
 for s in "${services[@]}"; do
   name="$(rollout_name "$s" "$@")"
-  if ! wait_for_phase rollout "$name" "" "$timeout" Succeeded Halted RollingBack RolledBack; then
+  if ! wait_for_phase rollout "$name" "" "$timeout" Succeeded Halted RollingBack RolledBack Superseded; then
     halted+=("$s")
   fi
 done
 if ((${#halted[@]})); then
-  printf ':octagonal_sign: %s halted in production (`%s`; waves: %s): the failing wave rolled back, later waves did not start. See runbooks/pages/rollout-halted.md.\n' \
+  printf ':octagonal_sign: %s did not finish in production (`%s`; waves: %s): halted, rolled back or superseded by a newer build; later waves did not start. `kubectl get rollout` says which; see runbooks/pages/rollout-halted.md.\n' \
     "${halted[*]}" "$(git_sha)" "$plan" | annotate error production
   exit 1
 fi
