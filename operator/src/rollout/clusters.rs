@@ -96,11 +96,20 @@ pub async fn observe_release(
     name: &str,
 ) -> Result<Option<TargetObs>, Error> {
     let api: Api<Release> = Api::namespaced(target.clone(), namespace);
-    Ok(api.get_opt(name).await?.map(|r| TargetObs {
-        image: r.spec.image.clone(),
-        phase: r.status.as_ref().map(|s| s.phase),
-        active_image: r.status.as_ref().and_then(|s| s.active_image.clone()),
-        verified: r.status.as_ref().is_some_and(|s| s.verified),
+    Ok(api.get_opt(name).await?.map(|r| {
+        let observed = r.status.as_ref().and_then(|s| s.observed_generation);
+        TargetObs {
+            image: r.spec.image.clone(),
+            phase: r.status.as_ref().map(|s| s.phase),
+            active_image: r.status.as_ref().and_then(|s| s.active_image.clone()),
+            verified: r.status.as_ref().is_some_and(|s| s.verified),
+            // Until the target's operator has seen the spec, its status is the previous cycle's.
+            current: match (r.metadata.generation, observed) {
+                (Some(generation), Some(observed)) => observed >= generation,
+                (Some(_), None) => false,
+                (None, _) => true,
+            },
+        }
     }))
 }
 
@@ -313,13 +322,13 @@ users:
             );
             let release = json!({
                 "apiVersion": "meridian.dev/v1alpha1", "kind": "Release",
-                "metadata": { "name": "calls", "namespace": "calls" },
+                "metadata": { "name": "calls", "namespace": "calls", "generation": 4 },
                 "spec": {
                     "service": "calls", "image": "registry/calls:v1", "replicas": 3,
                     "activeService": "calls", "previewService": "calls-preview",
                     "analysis": { "probe": { "path": "/healthz", "requests": 10, "p99Ms": 300.0, "maxErrorRate": 0.0 } }
                 },
-                "status": { "phase": "Succeeded", "activeImage": "registry/calls:v1", "verified": true }
+                "status": { "phase": "Succeeded", "activeImage": "registry/calls:v1", "verified": true, "observedGeneration": 4 }
             });
             send.send_response(Response::new(Body::from(
                 serde_json::to_vec(&release).unwrap(),
@@ -335,6 +344,13 @@ users:
             assert_eq!(body, json!({ "spec": { "image": "registry/calls:v2" } }));
             let mut echoed = release;
             echoed["spec"]["image"] = "registry/calls:v2".into();
+            // The spec change bumps the generation; the status is still the previous cycle's.
+            echoed["metadata"]["generation"] = 5.into();
+            send.send_response(Response::new(Body::from(
+                serde_json::to_vec(&echoed).unwrap(),
+            )));
+            let (req, send) = handle.next_request().await.unwrap();
+            assert_eq!(req.method(), http::Method::GET);
             send.send_response(Response::new(Body::from(
                 serde_json::to_vec(&echoed).unwrap(),
             )));
@@ -350,11 +366,21 @@ users:
                 phase: Some(crate::crd::Phase::Succeeded),
                 active_image: Some("registry/calls:v1".into()),
                 verified: true,
+                current: true,
             }
         );
         set_image(&client, "calls", "calls", "registry/calls:v2")
             .await
             .unwrap();
+        let obs = observe_release(&client, "calls", "calls")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(obs.image, "registry/calls:v2");
+        assert!(
+            !obs.current,
+            "observedGeneration 4 < generation 5: the status is not about v2 yet"
+        );
         tokio::time::timeout(Duration::from_secs(1), server)
             .await
             .unwrap()

@@ -18,7 +18,11 @@
 //!   it replaced) means a newer build took over: the Rollout ends `Superseded`, puts nothing back
 //!   and starts nothing; a halt policy's rollback never sets an image over such a target;
 //! - a target not yet started that cannot be observed only blocks progress (the previous image
-//!   must be known before it is replaced).
+//!   must be known before it is replaced);
+//! - a Release's status counts only once it describes its spec (`status.observedGeneration >=
+//!   metadata.generation`): just after `spec.image` is set, the phase is still the previous
+//!   cycle's (e.g. the `RolledBack` of the build before), which is neither a failure nor health
+//!   of this image; a started target whose status is behind its spec counts as out of sight.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -39,6 +43,9 @@ pub struct TargetObs {
     /// `status.verified`: the active colour passed every measurement until its scale-down
     /// delay ended.
     pub verified: bool,
+    /// `status.observedGeneration >= metadata.generation`: the status describes the spec as it
+    /// is. False from the moment `spec.image` is set until the target's operator has seen it.
+    pub current: bool,
 }
 
 /// One side effect for the Rollout reconciler.
@@ -65,13 +72,17 @@ pub const POLL: Duration = Duration::from_secs(15);
 
 fn healthy(obs: Option<&TargetObs>, image: &str) -> bool {
     obs.is_some_and(|o| {
-        o.phase == Some(Phase::Succeeded) && o.verified && o.active_image.as_deref() == Some(image)
+        o.current
+            && o.phase == Some(Phase::Succeeded)
+            && o.verified
+            && o.active_image.as_deref() == Some(image)
     })
 }
 
 fn failed(obs: Option<&TargetObs>, image: &str) -> bool {
     obs.is_some_and(|o| {
-        o.image == image
+        o.current
+            && o.image == image
             && matches!(
                 o.phase,
                 Some(Phase::Failed | Phase::RolledBack | Phase::Frozen)
@@ -135,9 +146,11 @@ pub fn plan(
         return done(st, actions);
     }
 
-    // 0. Which started targets are out of sight, and since when.
+    // 0. Which started targets are out of sight, and since when: unreachable, or their status
+    // not yet about their spec.
+    let seen = |name: &str| observed.get(name).is_some_and(|o| o.current);
     for t in st.targets.iter_mut().filter(|t| t.started) {
-        if observed.contains_key(&t.name) {
+        if seen(&t.name) {
             t.unobserved_since = None;
         } else if t.unobserved_since.is_none() {
             t.unobserved_since = Some(now);
@@ -166,7 +179,7 @@ pub fn plan(
         let obs = observed.get(&t.name);
         t.started
             && !is_superseded(&t.name)
-            && (failed(obs, &image) || (must_hold(t) && obs.is_some() && !healthy(obs, &image)))
+            && (failed(obs, &image) || (must_hold(t) && seen(&t.name) && !healthy(obs, &image)))
     });
     if let Some(b) = broken {
         let (name, wave) = (b.name.clone(), b.wave);
@@ -379,6 +392,7 @@ pub fn plan(
                 let state = match observed.get(&t.name) {
                     None => "unobserved".to_owned(),
                     Some(_) if !t.started => "not started".to_owned(),
+                    Some(o) if !o.current => "status behind its spec".to_owned(),
                     Some(o) => match o.phase {
                         Some(Phase::Succeeded) if !o.verified => "verifying".to_owned(),
                         Some(p) => p.to_string(),

@@ -47,6 +47,9 @@ struct Fleet {
     breaches: Vec<&'static str>,
     /// Countries whose release of V2 is promoted but still verifying (not yet `verified`).
     verifying: Vec<&'static str>,
+    /// Countries whose operator has not seen a new image yet when the planner next looks: the
+    /// status stays the previous cycle's, behind the spec.
+    lagging: Vec<&'static str>,
     /// Targets whose image was set, in order (image, target).
     set_images: Vec<(String, String)>,
     reasons: Vec<String>,
@@ -64,6 +67,7 @@ impl Fleet {
                         phase: Some(Phase::Succeeded),
                         active_image: Some(V1.into()),
                         verified: true,
+                        current: true,
                     },
                 )
             })
@@ -75,6 +79,7 @@ impl Fleet {
             releases,
             breaches: vec![],
             verifying: vec![],
+            lagging: vec![],
             set_images: vec![],
             reasons: vec![],
         }
@@ -107,13 +112,17 @@ impl Fleet {
                 RolloutAction::SetImage { target, image } => {
                     let r = self.releases.get_mut(target).unwrap();
                     r.image.clone_from(image);
+                    self.set_images.push((image.clone(), target.clone()));
+                    if self.lagging.contains(&target.as_str()) {
+                        r.current = false;
+                        continue;
+                    }
                     // Reverting to the active image is "already active" in the Release.
                     r.phase = if r.active_image.as_deref() == Some(image) {
                         Some(Phase::Succeeded)
                     } else {
                         Some(Phase::Pending)
                     };
-                    self.set_images.push((image.clone(), target.clone()));
                 }
                 RolloutAction::EmitEvent { reason, .. } => self.reasons.push(reason.clone()),
             }
@@ -545,4 +554,68 @@ fn the_bake_clock_starts_at_verification_not_at_the_switch() {
     f.advance(1);
     f.tick();
     assert_eq!(f.started(), vec!["se", "no"]);
+}
+
+/// The build before failed in se (its Release RolledBack). This Rollout sets V2; when it next
+/// looks, se's operator has not seen the change yet: spec.image is V2 but the status is still
+/// the previous cycle's RolledBack. That is no failure of V2: nothing halts, nothing is put back,
+/// and once se's operator catches up the Rollout goes on.
+#[test]
+fn a_status_from_before_the_image_was_set_is_neither_a_failure_nor_health() {
+    let mut f = Fleet::new(HaltPolicy::RollbackWave, 1);
+    let se = f.releases.get_mut("se").unwrap();
+    se.phase = Some(Phase::RolledBack);
+    se.verified = false;
+    f.lagging = vec!["se"];
+    f.tick();
+    assert_eq!(f.started(), vec!["se"]);
+    let se = &f.releases["se"];
+    assert_eq!((se.image.as_str(), se.phase), (V2, Some(Phase::RolledBack)));
+    f.advance(1);
+    f.tick();
+    assert_eq!(f.status.phase, RolloutPhase::Progressing, "{:?}", f.status);
+    assert!(f.reverted().is_empty(), "rolled back on a stale status");
+    assert!(!f.reasons.contains(&"Halted".to_owned()));
+    // se's operator sees V2 and starts its cycle; it succeeds and is verified.
+    let se = f.releases.get_mut("se").unwrap();
+    se.current = true;
+    se.phase = Some(Phase::Pending);
+    f.tick();
+    f.tick();
+    assert_eq!(f.status.phase, RolloutPhase::Baking);
+}
+
+/// A Succeeded, verified target whose status is behind its spec (someone changed the Release
+/// while it baked) is not known to be healthy: the bake ends but the next wave waits until the
+/// status is current again.
+#[test]
+fn a_baked_target_whose_status_is_behind_its_spec_holds_the_next_wave() {
+    let mut f = Fleet::new(HaltPolicy::RollbackWave, 2);
+    f.tick();
+    f.tick();
+    assert_eq!(f.status.phase, RolloutPhase::Baking);
+    f.advance(590);
+    f.releases.get_mut("se").unwrap().current = false;
+    f.tick();
+    f.advance(30);
+    f.tick();
+    assert_eq!(
+        f.started(),
+        vec!["se"],
+        "advanced on a status behind its spec"
+    );
+    assert_eq!(f.status.current_wave, 0);
+    assert!(f.reverted().is_empty());
+    assert!(
+        f.status
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("cannot observe se"),
+        "{:?}",
+        f.status.message
+    );
+    f.releases.get_mut("se").unwrap().current = true;
+    f.tick();
+    assert_eq!(f.started(), vec!["se", "no", "dk"]);
 }
