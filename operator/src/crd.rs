@@ -292,9 +292,9 @@ pub struct AnalysisSpec {
     /// after: the selector goes back to the old colour). 0: the first failure does.
     #[serde(default)]
     pub failure_limit: u32,
-    /// Consecutive measurement errors (probe or query could not run, or no data) after which
-    /// the analysis is inconclusive and the release waits for a human. Errors are never
-    /// failures: they roll nothing back.
+    /// Consecutive measurement errors (a Prometheus query that fails or has no data; a probe
+    /// that cannot run is a failure, not an error) after which the analysis is inconclusive
+    /// and the release waits for a human. Errors are never failures: they roll nothing back.
     #[serde(default = "default_consecutive_error_limit")]
     #[schemars(range(min = 1))]
     pub consecutive_error_limit: u32,
@@ -633,6 +633,13 @@ pub struct Condition {
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutSpec {
+    /// The image every target's Release gets. Fixed once the Rollout exists (the API server
+    /// refuses a change): the targets it started, their previous images and its bake all belong
+    /// to this image, and a new build is a new Rollout.
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self == oldSelf",
+        "message": "spec.image is immutable: a new image is a new Rollout"
+    }]))]
     pub image: String,
     /// Namespace of the Release in every target cluster.
     pub namespace: String,

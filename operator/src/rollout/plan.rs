@@ -19,6 +19,8 @@
 //!   and starts nothing; a halt policy's rollback never sets an image over such a target;
 //! - a target not yet started that cannot be observed only blocks progress (the previous image
 //!   must be known before it is replaced);
+//! - `spec.waves` changed after the targets were laid out from them halts the Rollout, touching
+//!   nothing (`spec.image` cannot change: the CRD makes it immutable);
 //! - a Release's status counts only once it describes its spec (`status.observedGeneration >=
 //!   metadata.generation`): just after `spec.image` is set, the phase is still the previous
 //!   cycle's (e.g. the `RolledBack` of the build before), which is neither a failure nor health
@@ -143,6 +145,22 @@ pub fn plan(
             .collect();
     }
     if st.phase.terminal() {
+        return done(st, actions);
+    }
+    // The waves are fixed once the Rollout has laid its targets out from them: a wave list
+    // edited mid-flight would leave targets never released, or a wave counted healthy with none
+    // of its targets in the status. Halt, touching nothing.
+    let laid_out = spec.waves.iter().enumerate().flat_map(|(w, wave)| {
+        wave.targets
+            .iter()
+            .map(move |t| (t.name.as_str(), w as u32))
+    });
+    if !laid_out.eq(st.targets.iter().map(|t| (t.name.as_str(), t.wave))) {
+        let msg = "spec.waves changed after the Rollout started (status.targets were laid out from the old waves); halted, nothing put back, later waves not started: apply a new Rollout".to_owned();
+        st.phase = RolloutPhase::Halted;
+        st.baking_since = None;
+        st.message = Some(msg.clone());
+        event(&mut actions, true, "Halted", msg);
         return done(st, actions);
     }
 

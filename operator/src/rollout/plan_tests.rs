@@ -619,3 +619,40 @@ fn a_baked_target_whose_status_is_behind_its_spec_holds_the_next_wave() {
     f.tick();
     assert_eq!(f.started(), vec!["se", "no", "dk"]);
 }
+
+/// Waves edited while the Rollout runs (a country added to the finished first wave, which would
+/// otherwise never be released, or a new wave whose targets the status does not know): halted,
+/// nothing set.
+#[test]
+fn waves_edited_mid_flight_halt_the_rollout_touching_nothing() {
+    let mut f = Fleet::new(HaltPolicy::RollbackAll, 1);
+    f.tick();
+    f.tick();
+    assert_eq!(f.status.phase, RolloutPhase::Baking);
+    f.spec.waves[0].targets.push(Target {
+        name: "fi".into(),
+        kubeconfig_secret: "kubeconfig-fi".into(),
+    });
+    f.spec.waves[2].targets.clear();
+    f.advance(600);
+    f.tick();
+    let (phase, msg) = halts_and_reasons(&f);
+    assert_eq!(phase, RolloutPhase::Halted);
+    assert!(msg.contains("spec.waves changed"), "{msg}");
+    assert!(f.reverted().is_empty());
+    assert_eq!(f.started(), vec!["se"]);
+}
+
+/// spec.image cannot change once the Rollout exists: the API server enforces this CEL transition
+/// rule on update, so the planner never sees the targets it started under another image.
+#[test]
+fn the_rollout_crd_makes_spec_image_immutable() {
+    use kube::CustomResourceExt;
+    let crd = serde_json::to_value(crate::crd::Rollout::crd()).unwrap();
+    let image = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+        ["image"];
+    assert_eq!(
+        image["x-kubernetes-validations"][0]["rule"], "self == oldSelf",
+        "{image}"
+    );
+}
