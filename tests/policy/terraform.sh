@@ -392,8 +392,8 @@ else
   run "terraform validate of every country root (aws provider from the mirror)" validate_roots
 
   # validate_modules: every module directory under terraform/modules against the provider's real
-  # schema. A module that declares configuration_aliases (secrets, stack: aws.generator) is
-  # validated on a scratch copy of terraform/modules with that aliased provider configured; one
+  # schema. A module that declares configuration_aliases (secrets: aws.generator; backup: aws.dr;
+  # stack: both) is validated on a scratch copy with those aliased providers configured; one
   # that cannot be a root (modules/secrets/generated: an ephemeral output) through a caller.
   validate_modules() {
     local dir rel bad=0 n=0 out tmp target
@@ -406,7 +406,10 @@ else
       if grep -qs 'configuration_aliases' "$dir"/*.tf; then
         scratch_copy "$tmp"
         target="$tmp/terraform/modules/$rel"
-        printf 'provider "aws" {\n  alias = "generator"\n}\n' >"$target/zz_validate_providers.tf"
+        local alias
+        for alias in $(grep -hoE 'configuration_aliases *= *\[[^]]*\]' "$dir"/*.tf | grep -oE 'aws\.[a-z_]+' | cut -d. -f2 | sort -u); do
+          printf 'provider "aws" {\n  alias = "%s"\n}\n' "$alias"
+        done >"$target/zz_validate_providers.tf"
       elif grep -qsE '^[[:space:]]*ephemeral[[:space:]]*=[[:space:]]*true' "$dir"/*.tf; then
         target="$tmp/caller"
         mkdir -p "$target"

@@ -18,7 +18,9 @@ Rules, for every country root:
   AURORA_DELETION_PROTECTION aws_rds_cluster.deletion_protection is not provably true
   AURORA_BACKUP_RETENTION    backup_retention_period is not provably >= 7
   AURORA_ENCRYPTION          storage_encrypted not provably true, or kms_key_id not a CMK
-  AURORA_MULTI_AZ            fewer than 2 instances or fewer than 2 distinct AZs
+  AURORA_MULTI_AZ            fewer than 3 instances or fewer than 3 distinct AZs (a writer and
+                             two readers, one per AZ: after the writer's AZ is lost and a
+                             reader is promoted, the new writer still has a reader)
   EKS_PUBLIC_ENDPOINT        an aws_eks_cluster's endpoint_public_access is not provably
                              false (or endpoint_private_access not provably true)
   SECRET_VARIABLE            a variable anywhere in the country's module tree (or a key of its
@@ -757,11 +759,11 @@ def check_aurora(ctx: Ctx, rid: str, body: dict[str, Any], where: str) -> list[V
                 azs.add(az)
             else:
                 unknown_az.append(f"{iid}: availability_zone is {az!r}")
-    if instances < 2:
-        out.append(Violation("AURORA_MULTI_AZ", where, f"{instances} instance(s): needs a writer and a reader"))
+    if instances < 3:
+        out.append(Violation("AURORA_MULTI_AZ", where, f"{instances} instance(s): needs a writer and two readers (one per AZ), so that a failover out of a lost AZ leaves two"))
     elif unknown_az:
         out.append(Violation("AURORA_MULTI_AZ", where, "; ".join(unknown_az)))
-    elif len(azs) < 2:
+    elif len(azs) < 3:
         out.append(Violation("AURORA_MULTI_AZ", where, f"instances only in {sorted(azs)}"))
     EVIDENCE.append(
         f"{ctx.label} {rid}: deletion_protection={dp!r} backup_retention_period={br!r} "

@@ -10,6 +10,7 @@ module "stack" {
   providers = {
     aws           = aws
     aws.generator = aws
+    aws.dr        = aws.dr
   }
 
   country               = local.country
@@ -24,5 +25,6 @@ module "stack" {
 
   oidc                        = var.oidc
   admin_ingress_cidrs         = var.admin_ingress_cidrs
+  telephony_source_cidrs      = var.telephony_source_cidrs
   calls_token_key_also_accept = var.calls_token_key_also_accept
 }

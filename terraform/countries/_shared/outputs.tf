@@ -122,3 +122,8 @@ output "cluster_autoscaler_role_arn" {
   description = "Large countries: IRSA role for the cluster-autoscaler chart (kube-system/cluster-autoscaler). null on ECS."
   value       = module.stack.cluster_autoscaler_role_arn
 }
+
+output "backup_vault_arns" {
+  description = "Locked AWS Backup vaults: primary and dr (a copy of every Aurora recovery point in the DR region)."
+  value       = module.stack.backup_vault_arns
+}

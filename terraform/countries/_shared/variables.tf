@@ -64,6 +64,12 @@ variable "admin_ingress_cidrs" {
   default     = []
 }
 
+variable "telephony_source_cidrs" {
+  description = "The telephony platform's webhook source ranges (its published egress IPs): exempt from the WAF's per-IP rate rule (20,000 per 5 minutes), which the call decisions of a whole country sent from a few addresses exceed."
+  type        = list(string)
+  default     = []
+}
+
 variable "calls_token_key_also_accept" {
   description = "CALLS_TOKEN_KEY rotation step (terraform/README.md): null, AWSPENDING, then AWSPREVIOUS, then null again."
   type        = string

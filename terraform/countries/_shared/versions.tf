@@ -17,3 +17,15 @@ provider "aws" {
     tags = module.stack.tags
   }
 }
+
+# The country's DR region (modules/plan registry, dr_region): the locked vault that holds a copy
+# of every backup, and its key. Same account, same guard.
+provider "aws" {
+  alias               = "dr"
+  region              = module.stack.dr_region
+  allowed_account_ids = [var.aws_account_id]
+
+  default_tags {
+    tags = module.stack.tags
+  }
+}

@@ -7,3 +7,6 @@ image_tag       = "0000000"
 # the cluster (access entries) and from where the API may be reached. Placeholders as above.
 admin_role_arns   = ["arn:aws:iam::222222222222:role/meridian-platform-admin", "arn:aws:iam::222222222222:role/meridian-buildkite-deploy"]
 api_allowed_cidrs = ["10.250.0.0/16"]
+# The telephony platform's webhook source ranges (placeholder, TEST-NET-1: replace with the
+# provider's published egress ranges): not rate-limited per IP by the WAF.
+telephony_source_cidrs = ["192.0.2.0/28"]

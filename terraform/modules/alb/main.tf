@@ -14,8 +14,20 @@ locals {
 
   # Services with admin routes: the public listener answers those paths 404; the internal ALB
   # (scheme internal, reachable from the VPC and var.admin_ingress_cidrs only) forwards them.
-  admin_services = { for k, s in var.services : k => s if length(s.admin_path_patterns) > 0 }
+  admin_services = { for k, s in var.services : k => s if length(s.admin_path_patterns) + length(s.admin_method_routes) > 0 }
   internal       = length(local.admin_services) > 0
+  path_admin     = { for k, s in var.services : k => s if length(s.admin_path_patterns) > 0 }
+  # "<service>-<i>" => one admin method route with its listener priority (priority - 2 - i).
+  method_admin = merge([
+    for k, s in var.services : {
+      for i, r in s.admin_method_routes : "${k}-${i}" => {
+        service       = k
+        priority      = s.priority - 2 - i
+        path_patterns = r.path_patterns
+        methods       = r.methods
+      }
+    }
+  ]...)
 
   not_found = {
     content_type = "application/json"
@@ -170,6 +182,9 @@ resource "aws_lb" "this" {
   drop_invalid_header_fields = true
   enable_deletion_protection = true
   idle_timeout               = var.idle_timeout
+  # Route 53 ARC zonal shift: moves this ALB's traffic out of an impaired AZ
+  # (runbooks/procedures/region-evacuation.md).
+  enable_zonal_shift = true
 
   access_logs {
     bucket  = aws_s3_bucket.logs.id
@@ -235,7 +250,7 @@ resource "aws_lb_listener" "https" {
 # forward rule (a listener evaluates rules in priority order, first match wins). Same body as
 # the default action, so the public side does not learn that the path exists.
 resource "aws_lb_listener_rule" "admin_not_public" {
-  for_each = local.admin_services
+  for_each = local.path_admin
 
   listener_arn = aws_lb_listener.https.arn
   priority     = each.value.priority - 1
@@ -256,6 +271,37 @@ resource "aws_lb_listener_rule" "admin_not_public" {
   }
 
   tags = merge(var.tags, { Service = each.key })
+}
+
+# Admin methods on public paths (e.g. PUT/DELETE of a streams user's limit): 404 here too.
+resource "aws_lb_listener_rule" "admin_method_not_public" {
+  for_each = local.method_admin
+
+  listener_arn = aws_lb_listener.https.arn
+  priority     = each.value.priority
+
+  condition {
+    path_pattern {
+      values = each.value.path_patterns
+    }
+  }
+
+  condition {
+    http_request_method {
+      values = each.value.methods
+    }
+  }
+
+  action {
+    type = "fixed-response"
+    fixed_response {
+      content_type = local.not_found.content_type
+      status_code  = local.not_found.status_code
+      message_body = local.not_found.message_body
+    }
+  }
+
+  tags = merge(var.tags, { Service = each.value.service })
 }
 
 resource "aws_lb_listener_rule" "service" {
@@ -328,6 +374,7 @@ resource "aws_lb" "internal" {
   drop_invalid_header_fields = true
   enable_deletion_protection = true
   idle_timeout               = var.idle_timeout
+  enable_zonal_shift         = true
 
   access_logs {
     bucket  = aws_s3_bucket.logs.id
@@ -407,7 +454,7 @@ resource "aws_lb_listener" "internal_https" {
 }
 
 resource "aws_lb_listener_rule" "admin" {
-  for_each = local.admin_services
+  for_each = local.path_admin
 
   listener_arn = aws_lb_listener.internal_https[0].arn
   priority     = each.value.priority
@@ -426,7 +473,46 @@ resource "aws_lb_listener_rule" "admin" {
   tags = merge(var.tags, { Service = each.key })
 }
 
+resource "aws_lb_listener_rule" "admin_method" {
+  for_each = local.method_admin
+
+  listener_arn = aws_lb_listener.internal_https[0].arn
+  priority     = each.value.priority
+
+  condition {
+    path_pattern {
+      values = each.value.path_patterns
+    }
+  }
+
+  condition {
+    http_request_method {
+      values = each.value.methods
+    }
+  }
+
+  action {
+    type             = "forward"
+    target_group_arn = aws_lb_target_group.admin[each.value.service].arn
+  }
+
+  tags = merge(var.tags, { Service = each.value.service })
+}
+
 # ----------------------------------------------------------------------------- WAF
+
+# The telephony platform sends every call decision (/calls/v1/decisions) from a few addresses:
+# per IP it exceeds the rate limit at about 67 requests/s, so its ranges are not rate-limited
+# (the webhook is HMAC-signed, and the managed rule groups below still inspect it).
+resource "aws_wafv2_ip_set" "rate_limit_exempt" {
+  count = var.enable_waf && length(var.waf_rate_limit_exempt_cidrs) > 0 ? 1 : 0
+
+  name               = "${var.name}-rate-limit-exempt"
+  scope              = "REGIONAL"
+  ip_address_version = "IPV4"
+  addresses          = var.waf_rate_limit_exempt_cidrs
+  tags               = var.tags
+}
 
 resource "aws_wafv2_web_acl" "this" {
   count = var.enable_waf ? 1 : 0
@@ -448,6 +534,20 @@ resource "aws_wafv2_web_acl" "this" {
       rate_based_statement {
         limit              = var.waf_rate_limit
         aggregate_key_type = "IP"
+
+        # Only requests from outside the exempt ranges count and are blocked.
+        dynamic "scope_down_statement" {
+          for_each = aws_wafv2_ip_set.rate_limit_exempt
+          content {
+            not_statement {
+              statement {
+                ip_set_reference_statement {
+                  arn = scope_down_statement.value.arn
+                }
+              }
+            }
+          }
+        }
       }
     }
     visibility_config {

@@ -91,6 +91,15 @@ output "target_group_bindings" {
 output "listener_rule_arns" {
   description = "Service => ARNs of the listener rules that forward to its target groups (public, and internal for admin routes): an ECS service registering into a target group must be created after the rule that attaches it to a load balancer."
   value = {
-    for s, r in aws_lb_listener_rule.service : s => concat([r.arn], [for k, a in aws_lb_listener_rule.admin : a.arn if k == s])
+    for s, r in aws_lb_listener_rule.service : s => concat(
+      [r.arn],
+      [for k, a in aws_lb_listener_rule.admin : a.arn if k == s],
+      [for k, a in aws_lb_listener_rule.admin_method : a.arn if local.method_admin[k].service == s],
+    )
   }
+}
+
+output "waf_web_acl_name" {
+  description = "Name of the WAF web ACL (the WebACL dimension of its CloudWatch metrics); null without WAF."
+  value       = try(aws_wafv2_web_acl.this[0].name, null)
 }

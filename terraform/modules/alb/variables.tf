@@ -68,6 +68,10 @@ variable "services" {
     health_path         = string
     priority            = number
     admin_path_patterns = optional(list(string), [])
+    admin_method_routes = optional(list(object({
+      path_patterns = list(string)
+      methods       = list(string)
+    })), [])
   }))
 
   validation {
@@ -86,6 +90,21 @@ variable "services" {
       length(s.admin_path_patterns) <= 5 && alltrue([for p in s.admin_path_patterns : can(regex("^/[A-Za-z0-9._~/*?-]{1,127}$", p))])
     ])
     error_message = "admin_path_patterns: at most 5 per service (one listener rule), each an absolute ALB path pattern."
+  }
+
+  validation {
+    # One listener rule per method route: path patterns + methods count against the ALB's five
+    # condition values per rule; rule i takes priority - 2 - i (before the service's forward rule).
+    condition = alltrue([
+      for s in values(var.services) : alltrue([
+        for r in s.admin_method_routes :
+        length(r.path_patterns) + length(r.methods) <= 5 && length(r.methods) > 0 && length(r.path_patterns) > 0
+        && alltrue([for m in r.methods : contains(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"], m)])
+        ]) && length(s.admin_method_routes) <= 8 && alltrue([
+        for i in range(length(s.admin_method_routes)) : !contains([for o in values(var.services) : o.priority], s.priority - 2 - i) && s.priority - 2 - i >= 1
+      ])
+    ])
+    error_message = "admin_method_routes: at most 8 per service, each with methods (GET, POST, PUT, PATCH, DELETE, ...) and path patterns, 5 values in all; priorities priority - 2 - i must be free."
   }
 
   validation {
@@ -164,6 +183,17 @@ variable "waf_rate_limit" {
   validation {
     condition     = var.waf_rate_limit >= 100
     error_message = "waf_rate_limit must be at least 100."
+  }
+}
+
+variable "waf_rate_limit_exempt_cidrs" {
+  description = "Source ranges (IPv4 CIDRs) the WAF rate rule neither counts nor blocks: the telephony platform's webhook senders, which send every call decision from a few addresses."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.waf_rate_limit_exempt_cidrs : can(cidrhost(c, 0)) && !endswith(c, "/0")])
+    error_message = "waf_rate_limit_exempt_cidrs must be IPv4 CIDRs, never a /0."
   }
 }
 

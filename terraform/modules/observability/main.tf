@@ -70,6 +70,47 @@ resource "aws_cloudwatch_metric_alarm" "errors_5xx" {
   tags                = var.tags
 }
 
+# 5xx the load balancer answers itself (no healthy target, target unreachable or timed out, a
+# security group that drops the ALB): no target metric sees them.
+resource "aws_cloudwatch_metric_alarm" "elb_5xx" {
+  alarm_name          = "${var.name}-alb-5xx"
+  alarm_description   = "The ALB itself answers 5xx (502/503/504: targets unreachable, unhealthy or timing out). Runbook: runbooks/pages/error-budget-burn-fast.md"
+  namespace           = "AWS/ApplicationELB"
+  metric_name         = "HTTPCode_ELB_5XX_Count"
+  statistic           = "Sum"
+  period              = 60
+  evaluation_periods  = 3
+  datapoints_to_alarm = 3
+  threshold           = var.error_5xx_threshold
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  dimensions          = { LoadBalancer = var.alb_arn_suffix }
+  alarm_actions       = [aws_sns_topic.alerts.arn]
+  ok_actions          = [aws_sns_topic.alerts.arn]
+  tags                = var.tags
+}
+
+# Requests the WAF blocks (any rule): an attack, or legitimate callers (the telephony platform
+# outside waf_rate_limit_exempt_cidrs) being refused.
+resource "aws_cloudwatch_metric_alarm" "waf_blocked" {
+  count = var.waf_web_acl_name == null ? 0 : 1
+
+  alarm_name          = "${var.name}-waf-blocked"
+  alarm_description   = "WAF blocks more than ${var.waf_blocked_threshold} requests per 5 minutes: check the WAF log (aws-waf-logs-*) for the rule and source; a telephony range that is blocked belongs in waf_rate_limit_exempt_cidrs. Runbook: runbooks/pages/error-budget-burn-fast.md"
+  namespace           = "AWS/WAFV2"
+  metric_name         = "BlockedRequests"
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = var.waf_blocked_threshold
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  dimensions          = { WebACL = var.waf_web_acl_name, Region = var.region, Rule = "ALL" }
+  alarm_actions       = [aws_sns_topic.alerts.arn]
+  ok_actions          = [aws_sns_topic.alerts.arn]
+  tags                = var.tags
+}
+
 resource "aws_cloudwatch_metric_alarm" "no_healthy_targets" {
   for_each = var.target_group_arn_suffixes
 

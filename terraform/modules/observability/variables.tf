@@ -57,6 +57,24 @@ variable "target_group_arn_suffixes" {
   type        = map(string)
 }
 
+variable "waf_web_acl_name" {
+  description = "WAF web ACL in front of the ALB (alarm on its blocked requests); null = none."
+  type        = string
+  default     = null
+}
+
+variable "waf_blocked_threshold" {
+  description = "Blocked requests per 5 minutes above which the WAF alarm fires."
+  type        = number
+  default     = 300
+}
+
+variable "region" {
+  description = "The country's region (the Region dimension of the WAF metrics)."
+  type        = string
+  default     = null
+}
+
 variable "latency_p99_threshold_seconds" {
   description = "Alarm when a service's p99 target response time stays above this (call control must answer in well under 3 s)."
   type        = number

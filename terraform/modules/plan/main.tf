@@ -9,10 +9,12 @@ locals {
   # Valid indexes are 1..99. Add new countries at the end.
   # ---------------------------------------------------------------------------
   registry = {
-    se = { index = 10, name = "Sweden", region = "eu-north-1", profile = "large" }
-    no = { index = 11, name = "Norway", region = "eu-north-1", profile = "large" }
-    dk = { index = 12, name = "Denmark", region = "eu-north-1", profile = "small" }
-    fi = { index = 13, name = "Finland", region = "eu-north-1", profile = "small" }
+    # dr_region: where the country's backups are copied (AWS Backup, locked vault) and where it is
+    # rebuilt if its region is lost (runbooks/procedures/region-evacuation.md); EU, another region.
+    se = { index = 10, name = "Sweden", region = "eu-north-1", dr_region = "eu-west-1", profile = "large" }
+    no = { index = 11, name = "Norway", region = "eu-north-1", dr_region = "eu-west-1", profile = "large" }
+    dk = { index = 12, name = "Denmark", region = "eu-north-1", dr_region = "eu-west-1", profile = "small" }
+    fi = { index = 13, name = "Finland", region = "eu-north-1", dr_region = "eu-west-1", profile = "small" }
   }
 
   environment_offset = { prod = 0, staging = 100 }
@@ -23,10 +25,12 @@ locals {
   # Cost per month of each is in terraform/README.md.
   # ---------------------------------------------------------------------------
   profiles = {
-    # Thousands of users: no EKS control plane, one NAT, Aurora that scales to 0.5 ACU.
+    # Thousands of users: no EKS control plane, Aurora that scales to 0.5 ACU. A NAT gateway per
+    # AZ like large: with one, losing its AZ stops image pulls, log delivery and secret reads of
+    # every replacement task (the cost of both options and the choice: terraform/README.md).
     small = {
       platform           = "ecs"
-      single_nat_gateway = true
+      single_nat_gateway = false
       observability      = "cloudwatch"
       eks_node_groups    = {}
       ecs = {
@@ -37,17 +41,19 @@ locals {
         # call control answers the PBX: one task per AZ so an AZ loss never drops it to zero.
         critical_desired_count = 3
       }
+      # Three instances, one per AZ: after an AZ takes the writer, the promoted writer still has
+      # a reader to fail over to (two instances would leave one).
       aurora = {
         serverless_v2  = true
         instance_class = "db.serverless"
-        instance_count = 2
+        instance_count = 3
         min_capacity   = 0.5
         max_capacity   = 8
       }
     }
 
-    # Hundreds of thousands of users: EKS (operator-driven blue/green), NAT per AZ,
-    # provisioned Graviton Aurora writer + reader.
+    # Hundreds of thousands of users: EKS (operator-driven blue/green, cluster-autoscaler between
+    # min_size and max_size), NAT per AZ, provisioned Graviton Aurora writer + two readers.
     large = {
       platform           = "eks"
       single_nat_gateway = false
@@ -72,7 +78,7 @@ locals {
       aurora = {
         serverless_v2  = false
         instance_class = "db.r7g.large"
-        instance_count = 2
+        instance_count = 3
         min_capacity   = 0.5
         max_capacity   = 16
       }
@@ -83,6 +89,8 @@ locals {
   profile = coalesce(var.profile, local.country.profile)
   sizing  = local.profiles[local.profile]
   region  = local.country.region
+  # A registry entry without dr_region gets none (and the stack refuses it: no region-loss copy).
+  dr_region = lookup(local.country, "dr_region", null)
 
   name_prefix = "meridian-${var.environment}-${var.country}"
 
@@ -112,6 +120,14 @@ locals {
   # ALB forwards them (the service still requires an admin scope on every one of them).
   admin_path_patterns = {
     calls = ["/calls/v1/pbx*", "/calls/v1/subscribers*", "/calls/v1/audit*", "/calls/v1/snapshot*"]
+  }
+
+  # Admin routes that share a path with a public one and differ by method: the public listener
+  # answers these methods 404 on those paths (one rule each, before the service's forward rule),
+  # the internal ALB forwards them. streams: setting or removing a user's limit (streams:admin);
+  # reading it (GET) stays public for the playback clients.
+  admin_method_routes = {
+    streams = [{ path_patterns = ["/streams/v1/users/*/limit"], methods = ["PUT", "DELETE", "POST", "PATCH"] }]
   }
 
   # ---------------------------------------------------------------------------
@@ -147,7 +163,10 @@ locals {
       priority            = 100 + i * 10
       critical            = s == "calls"
       admin_path_patterns = lookup(local.admin_path_patterns, s, [])
-      image_repository    = "${local.image_repository_prefix}${s}"
+      admin_method_routes = lookup(local.admin_method_routes, s, [])
+      # Served (also) behind the internal ALB: admin path patterns or admin method routes.
+      admin            = length(lookup(local.admin_path_patterns, s, [])) + length(lookup(local.admin_method_routes, s, [])) > 0
+      image_repository = "${local.image_repository_prefix}${s}"
     }
   }
 

@@ -115,3 +115,8 @@ output "image_repository_prefix" {
   description = "Image repository prefix shared with Buildkite (buildkite/images.conf): a service's image is <registry>/<prefix><service>:<git sha>."
   value       = local.image_repository_prefix
 }
+
+output "dr_region" {
+  description = "The country's disaster-recovery region: backup copies (AWS Backup, locked vault) and the rebuild target after a region loss."
+  value       = local.dr_region
+}

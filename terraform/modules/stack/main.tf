@@ -98,6 +98,19 @@ module "aurora" {
   backup_retention_period = 14
 }
 
+# Region loss: every Aurora recovery point copied to a locked vault in the DR region.
+module "backup" {
+  source = "../backup"
+  providers = {
+    aws    = aws
+    aws.dr = aws.dr
+  }
+
+  name          = module.plan.name_prefix
+  resource_arns = { aurora = module.aurora.cluster_arn }
+  kms_key_arn   = module.secrets.kms_key_arn
+}
+
 module "eks" {
   source = "../eks"
   count  = local.eks ? 1 : 0
@@ -113,7 +126,7 @@ module "eks" {
   # Both ALBs reach the pods (traffic and /readyz health checks) on the service ports.
   pod_ingress = merge(
     { for p in distinct([for s in values(local.services) : s.port]) : "alb-${p}" => { security_group_id = module.alb.security_group_id, port = p } },
-    { for p in distinct([for s in values(local.services) : s.port if length(s.admin_path_patterns) > 0]) : "alb-internal-${p}" => { security_group_id = module.alb.internal_security_group_id, port = p } },
+    { for p in distinct([for s in values(local.services) : s.port if s.admin]) : "alb-internal-${p}" => { security_group_id = module.alb.internal_security_group_id, port = p } },
   )
 }
 
@@ -127,8 +140,10 @@ module "alb" {
   private_subnet_ids  = module.network.private_subnet_ids
   admin_ingress_cidrs = var.admin_ingress_cidrs
   certificate_arn     = var.certificate_arn
-  logs_kms_key_arn    = module.secrets.kms_key_arn
-  eks_cluster_name    = local.eks ? module.eks[0].cluster_name : null
+  # The telephony platform's webhook senders: not rate-limited per IP by the WAF.
+  waf_rate_limit_exempt_cidrs = var.telephony_source_cidrs
+  logs_kms_key_arn            = module.secrets.kms_key_arn
+  eks_cluster_name            = local.eks ? module.eks[0].cluster_name : null
   services = {
     for name, s in local.services : name => {
       path_pattern        = s.path_pattern
@@ -136,6 +151,7 @@ module "alb" {
       health_path         = s.health_path
       priority            = s.priority
       admin_path_patterns = s.admin_path_patterns
+      admin_method_routes = s.admin_method_routes
     }
   }
 }
@@ -159,7 +175,7 @@ module "ecs" {
       image_repository       = s.image_repository
       target_group_arn       = module.alb.target_group_arns[name]
       listener_rule_arns     = module.alb.listener_rule_arns[name]
-      admin                  = length(s.admin_path_patterns) > 0
+      admin                  = s.admin
       admin_target_group_arn = lookup(module.alb.admin_target_group_arns, name, null)
       database_secret_arn    = module.secrets.db_secret_arns[name]
       cpu                    = local.sizing.ecs.cpu
@@ -239,6 +255,8 @@ module "observability" {
   kms_key_arn                = module.secrets.kms_key_arn
   alert_email_addresses      = var.alert_email_addresses
   alb_arn_suffix             = module.alb.alb_arn_suffix
+  waf_web_acl_name           = module.alb.waf_web_acl_name
+  region                     = module.plan.region
   target_group_arn_suffixes  = module.alb.target_group_arn_suffixes
   aurora_cluster_id          = module.aurora.cluster_id
   aurora_serverless          = local.sizing.aurora.serverless_v2

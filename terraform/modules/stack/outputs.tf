@@ -144,3 +144,13 @@ output "cluster_autoscaler_role_arn" {
   description = "Large countries: IRSA role of the cluster-autoscaler (service account kube-system/cluster-autoscaler). null on ECS."
   value       = try(module.eks[0].cluster_autoscaler_role_arn, null)
 }
+
+output "dr_region" {
+  description = "The country's DR region (backup copies; rebuild target after a region loss)."
+  value       = module.plan.dr_region
+}
+
+output "backup_vault_arns" {
+  description = "Locked AWS Backup vaults: primary (the country's region) and dr (the DR region's copy of every recovery point)."
+  value       = { primary = module.backup.vault_arn, dr = module.backup.dr_vault_arn }
+}

@@ -70,3 +70,9 @@ variable "calls_token_key_also_accept" {
   type        = string
   default     = null
 }
+
+variable "telephony_source_cidrs" {
+  description = "Source ranges of the telephony platform's webhooks (its published egress ranges): exempt from the WAF's per-IP rate rule, which they would exceed from a few addresses."
+  type        = list(string)
+  default     = []
+}

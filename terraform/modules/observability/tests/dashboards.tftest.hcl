@@ -115,3 +115,31 @@ run "cloudwatch_mode_renders_nothing_for_prometheus" {
     error_message = "no AMP rule namespace in cloudwatch mode"
   }
 }
+
+run "alarms_on_alb_generated_5xx_and_waf_blocks" {
+  command = apply
+
+  variables {
+    mode             = "cloudwatch"
+    waf_web_acl_name = "meridian-prod-dk"
+    region           = "eu-north-1"
+  }
+
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.elb_5xx.metric_name == "HTTPCode_ELB_5XX_Count"
+      && aws_cloudwatch_metric_alarm.elb_5xx.dimensions == tomap({ LoadBalancer = var.alb_arn_suffix })
+      && contains(aws_cloudwatch_metric_alarm.elb_5xx.alarm_actions, aws_sns_topic.alerts.arn)
+    )
+    error_message = "5xx the ALB answers itself (no target reached) raise an alarm to the alert topic."
+  }
+
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.waf_blocked[0].namespace == "AWS/WAFV2" && aws_cloudwatch_metric_alarm.waf_blocked[0].metric_name == "BlockedRequests"
+      && aws_cloudwatch_metric_alarm.waf_blocked[0].dimensions == tomap({ WebACL = "meridian-prod-dk", Region = "eu-north-1", Rule = "ALL" })
+      && contains(aws_cloudwatch_metric_alarm.waf_blocked[0].alarm_actions, aws_sns_topic.alerts.arn)
+    )
+    error_message = "requests blocked by the WAF (any rule) raise an alarm to the alert topic."
+  }
+}

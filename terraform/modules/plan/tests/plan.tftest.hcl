@@ -24,7 +24,7 @@ run "se_is_large_on_eks" {
   }
 
   assert {
-    condition     = output.sizing.aurora.instance_count >= 2 && output.sizing.aurora.serverless_v2 == false
+    condition     = output.sizing.aurora.instance_count >= 3 && output.sizing.aurora.serverless_v2 == false
     error_message = "large runs a provisioned Aurora writer plus at least one reader."
   }
 
@@ -47,8 +47,13 @@ run "dk_is_small_on_ecs" {
   }
 
   assert {
-    condition     = output.profile == "small" && output.platform == "ecs" && output.network.single_nat_gateway
-    error_message = "dk must default to small: ECS with a single NAT gateway."
+    condition     = output.profile == "small" && output.platform == "ecs" && !output.network.single_nat_gateway
+    error_message = "dk must default to small: ECS, with a NAT gateway per AZ (a single NAT is a single AZ of failure)."
+  }
+
+  assert {
+    condition     = output.dr_region != null && output.dr_region != output.region
+    error_message = "every country has a DR region other than its own (backup copies survive the loss of the region)."
   }
 
   assert {
@@ -57,8 +62,8 @@ run "dk_is_small_on_ecs" {
   }
 
   assert {
-    condition     = output.sizing.aurora.instance_count >= 2
-    error_message = "even small keeps a reader in a second AZ."
+    condition     = output.sizing.aurora.instance_count >= 3
+    error_message = "small keeps a writer and two readers, one per AZ: after an AZ failover two instances remain."
   }
 
   assert {

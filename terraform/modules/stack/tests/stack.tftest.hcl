@@ -78,8 +78,22 @@ mock_provider "aws" {
   mock_resource "aws_sns_topic" {
     defaults = { arn = "arn:aws:sns:eu-north-1:111111111111:mock" }
   }
+  mock_resource "aws_backup_vault" {
+    defaults = { arn = "arn:aws:backup:eu-north-1:111111111111:backup-vault:meridian-prod-xx-backup" }
+  }
   mock_resource "aws_prometheus_workspace" {
     defaults = { arn = "arn:aws:aps:eu-north-1:111111111111:workspace/ws-mock" }
+  }
+}
+
+# The DR region (modules/backup: the copies' vault and its key).
+mock_provider "aws" {
+  alias = "dr"
+  mock_resource "aws_backup_vault" {
+    defaults = { arn = "arn:aws:backup:eu-west-1:111111111111:backup-vault:meridian-prod-xx-backup-dr" }
+  }
+  mock_resource "aws_kms_key" {
+    defaults = { arn = "arn:aws:kms:eu-west-1:111111111111:key/00000000-0000-0000-0000-000000000000" }
   }
 }
 
@@ -178,6 +192,11 @@ run "dk_ecs_every_service_verifies_tokens" {
   assert {
     condition     = alltrue([for s in keys(module.ecs[0].containers) : fileexists("../../../services/${s}/Cargo.toml")]) && !contains(keys(module.ecs[0].containers), "playlists")
     error_message = "ECS deploys only services that exist in the workspace (services/<name>): a service without an image never becomes steady."
+  }
+
+  assert {
+    condition     = output.dr_region == "eu-west-1" && strcontains(output.backup_vault_arns.dr, ":eu-west-1:") && output.backup_vault_arns.primary != output.backup_vault_arns.dr
+    error_message = "every country copies its backups to a locked vault in its DR region."
   }
 
   assert {
