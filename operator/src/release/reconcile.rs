@@ -560,6 +560,23 @@ async fn patch_status(
     Ok(())
 }
 
+/// The API server refuses an Event whose note is longer than this many bytes (events.k8s.io/v1).
+pub const EVENT_NOTE_MAX: usize = 1024;
+
+/// `note` cut to what an Event may carry, at a character boundary, marked with `…` when cut. A
+/// refused Event fails the reconcile before its status is written, so an uncut message listing
+/// many targets or long image names would keep a Release or Rollout from ever reporting it.
+pub fn event_note(note: &str) -> String {
+    if note.len() <= EVENT_NOTE_MAX {
+        return note.to_owned();
+    }
+    let mut end = EVENT_NOTE_MAX - '…'.len_utf8();
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &note[..end])
+}
+
 async fn publish(
     ctx: &Context,
     release: &Release,
@@ -573,7 +590,7 @@ async fn publish(
             EventType::Warning => KubeEventType::Warning,
         },
         reason: reason.to_owned(),
-        note: Some(note.chars().take(1000).collect()),
+        note: Some(event_note(note)),
         action: "Reconcile".into(),
         secondary: None,
     };

@@ -1706,3 +1706,24 @@ async fn deleting_a_release_whose_service_is_claimed_leaves_the_selector_alone()
     reconcile(Arc::new(deleted), ctx).await.expect("reconciler");
     timeout_after_1s(mocksrv).await;
 }
+
+/// An Event note over 1 kB would be refused, failing the reconcile before its status is written:
+/// a long one is cut at a character boundary, marked, and never over the limit; a short one is
+/// left alone.
+#[test]
+fn event_notes_are_cut_to_what_the_api_server_accepts() {
+    assert_eq!(event_note("short"), "short");
+    let exact = "x".repeat(EVENT_NOTE_MAX);
+    assert_eq!(event_note(&exact), exact);
+    // Four-byte characters straddle the limit: the cut must not split one.
+    let long = format!("a{}", "🌍".repeat(600));
+    let cut = event_note(&long);
+    assert!(cut.len() <= EVENT_NOTE_MAX, "{} bytes", cut.len());
+    assert!(cut.ends_with('…'));
+    assert!(long.starts_with(cut.trim_end_matches('…')));
+    assert!(
+        cut.len() > EVENT_NOTE_MAX - 8,
+        "cut far too short: {}",
+        cut.len()
+    );
+}

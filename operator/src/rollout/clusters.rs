@@ -24,7 +24,7 @@ use serde_json::json;
 use super::plan::{RolloutAction, TargetObs, plan};
 use crate::crd::{Release, Rollout, RolloutPhase};
 use crate::metrics::{self, Controller as Ctl, ErrorKind};
-use crate::release::reconcile::MANAGER;
+use crate::release::reconcile::{MANAGER, event_note};
 
 /// Key of the kubeconfig inside each target Secret.
 pub const KUBECONFIG_KEY: &str = "kubeconfig";
@@ -194,7 +194,7 @@ async fn reconcile_rollout(
                         EventType::Normal
                     },
                     reason: reason.clone(),
-                    note: Some(note.clone()),
+                    note: Some(event_note(note)),
                     action: "Reconcile".into(),
                     secondary: None,
                 };
