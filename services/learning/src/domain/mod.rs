@@ -3,6 +3,7 @@
 //! becomes, or why it is skipped ([`records`]), with every edge case counted ([`Tally`]).
 
 pub mod keys;
+pub mod profile;
 pub mod records;
 pub mod time;
 
