@@ -67,6 +67,7 @@ variable "scopes" {
     "streams:admin"       = "Administer streams: user limits, any user's sessions"
     "calls:admin"         = "Change call routing (PBX flows, subscribers), read the snapshot and audit"
     "learning:admin"      = "Administer learning records"
+    "learning:read"       = "Read any learner's learning records (support tooling, the SLO probe); no writes"
     "playlists:analytics" = "Read playlist analytics"
     "attendance:admin"    = "Administer attendance"
   }
@@ -92,8 +93,9 @@ variable "clients" {
     playback = { scopes = ["streams:sessions"] }
     # Operators' and admin tooling's client: every admin scope.
     admin = { scopes = ["streams:admin", "calls:admin", "learning:admin", "playlists:analytics", "attendance:admin"] }
-    # The delivery pipeline's SLO probe (Buildkite slo-gate, operator analysis) exercises the guard.
-    slo-probe = { scopes = ["streams:sessions"] }
+    # The delivery pipeline's SLO probe (Buildkite slo-gate, operator analysis) exercises the guard,
+    # and learning's item route (learning:read puts it in learning's AUTH_AUDIENCE).
+    slo-probe = { scopes = ["streams:sessions", "learning:read"] }
   }
 
   validation {
