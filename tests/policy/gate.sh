@@ -3,7 +3,7 @@
 # from buildkite/pipeline.yml, against a locally started `meridian serve` with its sample data
 # (calls' hospital switchboard +46101110099, which the gated decision calls). Every service is
 # gated on its hot route from buildkite/slo.yaml: streams on a start + stop cycle, calls on a
-# signed decision. The gate must pass on the healthy platform, and fail naming the service
+# signed decision, learning on an item read. The gate must pass on the healthy platform, and fail naming the service
 # when a slow route is injected (FAULT_DELAY_MS on the streams routes), when its token is
 # refused (streams, with the 401/403s) and when its webhook signature is refused (calls).
 #
@@ -92,15 +92,15 @@ serve
 if run_gate; then passed=$((passed + 1)); echo "gate: ok: passes against a healthy platform"
 else failed=$((failed + 1)); echo "gate: FAIL: breached against a healthy platform"; fi
 
-# A token the platform does not accept (not signed by its key): streams answers 401 to every
-# probe, and the gate must fail on it rather than count refusals as answers.
+# A token the platform does not accept (not signed by its key): streams and learning answer 401 to
+# every probe, and the gate must fail on them rather than count refusals as answers.
 (umask 077 && printf 'not.a.token\n' >"$work/refused.token")
 if out=$(run_gate "$work/refused.token" 2>&1); then
   failed=$((failed + 1)); echo "$out"; echo "gate: FAIL: passed with a token the platform refuses"
-elif grep -q 'for: \*\*streams\*\*' <<<"$out" && grep -q '401/403' <<<"$out"; then
-  passed=$((passed + 1)); echo "gate: ok: fails with a refused token, naming streams and the 401/403s"
+elif grep -q 'for: \*\*streams learning\*\*' <<<"$out" && grep -q '401/403' <<<"$out"; then
+  passed=$((passed + 1)); echo "gate: ok: fails with a refused token, naming streams and learning and the 401/403s"
 else
-  failed=$((failed + 1)); echo "$out"; echo "gate: FAIL: failed, but without naming streams and the 401/403s"
+  failed=$((failed + 1)); echo "$out"; echo "gate: FAIL: failed, but without naming streams and learning and the 401/403s"
 fi
 
 # A webhook secret the platform does not have for `slo-probe`: calls refuses every signed
