@@ -22,7 +22,7 @@
 #  4. puts a little load on the platform with curl (stream starts incl. an idempotent retry and a
 #     409 at the limit, a heartbeat, a stop, 400/401/403s, an admin limit change; a signed and an
 #     unsigned call decision, the calls admin API and a routing change that bumps the snapshot
-#     version);
+#     version; learning item reads, a 404 and a 403);
 #  5. for EVERY target of every panel (template variables substituted: constants by their value,
 #     multi-value query variables by their "All" regex, $__rate_interval = 1m, $__interval = 15s,
 #     $__range = 1h) queries /api/v1/query: it must succeed and return at least one series, and
@@ -502,6 +502,10 @@ load() {
     pbx="$(cat "$work/body")"
     # The same configuration written back: a routing change, the snapshot version moves.
     c -X PUT "$base/calls/v1/pbx/+46101110099" -H "authorization: Bearer $ops" "${json[@]}" -d "$pbx" # 200
+    # learning: an item of the bundled real exams, an unknown one, another learner's profile.
+    c "$base/learning/v1/items/aqaGCSEBio_1_1_1_EBc0BgD11T" -H "authorization: Bearer $alice"   # 200
+    c "$base/learning/v1/items/no-such-item" -H "authorization: Bearer $alice"                  # 404
+    c "$base/learning/v1/users/05IsdAyoSnekvovtyr2fC5cNOnF3" -H "authorization: Bearer $alice"  # 403
     # Stop the other two streams so the next round starts from zero again.
     c "$base/streams/v1/users/alice/sessions" -H "authorization: Bearer $alice"
     for sid in $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); [print(s["session_id"]) for s in d["items"]]' "$work/body" 2>/dev/null); do
@@ -510,10 +514,10 @@ load() {
     sleep 1
   done
   echo "status codes: $codes"
-  want="401 403 201 200 201 201 409 400 200 200 204 403 200 200 401 200 200 200 200 204 204 "
+  want="401 403 201 200 201 201 409 400 200 200 204 403 200 200 401 200 200 200 200 404 403 200 204 204 "
   [[ "$codes" == "$want$want" ]] || { echo "expected:     $want$want"; return 1; }
 }
-check "load: stream starts/stops incl. a replay and a 409, 400/401/403s, calls decisions, a routing change" load
+check "load: stream starts/stops incl. a replay and a 409, 400/401/403s, calls decisions, a routing change, learning reads" load
 
 # ---------------------------------------------------------------- 5. every panel against Prometheus
 check "Prometheus scrapes meridian serve and the operator fixture (up == 1 for both jobs)" \
