@@ -12,9 +12,14 @@
 #     public listener, AUTH_* for every service on ECS and EKS, calls secrets only by reference);
 #     mutation self-checks prove those tests fail when the property is broken; terraform
 #     validate of every module and every country root against the mirror (a CLI config whose only
-#     provider installation method is a filesystem_mirror of it, TF_CLI_CONFIG_FILE)
-#  3. checkov --framework terraform --skip-download over terraform/ (skips are inline, one
-#     resource each, every one listed with its reason in tests/policy/checkov-skips.md)
+#     provider installation method is a filesystem_mirror of it, TF_CLI_CONFIG_FILE); the deployed
+#     services equal the Cargo workspace's service crates (tomllib), ECS image names equal what
+#     buildkite/lib.sh image_ref pushes, and `terraform graph` shows every ECS service after the
+#     listener rules of its target groups
+#  3. checkov --framework terraform --skip-download over terraform/ with the custom checks of
+#     tests/policy/checkov-checks (CKV_MERIDIAN_1: no wildcard under StringEquals/ArnEquals)
+#     (skips are inline, one resource each, every one listed with its reason in
+#     tests/policy/checkov-skips.md)
 #     (+ a bad fixture must fail with the expected check ids)
 #  4. tests/policy/test_terraform_policy.py: Aurora / EKS / secret-variable rules following country
 #     inputs through modules/stack into the modules, run on the real stacks and on failing fixtures
@@ -567,6 +572,18 @@ PY2
   run "mutation: a client may call every service -> identity test fails" mutation_caught identity modules/identity/main.tf \
     's/ if contains(svcs, s)\]/]/' \
     "calls accepts only the client holding calls:admin"
+  run "mutation: the pods' security group no longer admits the ALBs -> eks test fails" mutation_caught eks modules/eks/main.tf \
+    's/  for_each = var.pod_ingress/  for_each = {}/' \
+    "each load balancer's security group is admitted into the cluster security group"
+  run "mutation: zonal shift off on the public ALB -> alb test fails" mutation_caught alb modules/alb/main.tf \
+    's/  enable_zonal_shift = true/  enable_zonal_shift = false/' \
+    "zonal shift is on for both ALBs"
+  run "mutation: telephony ranges rate-limited again -> alb test fails" mutation_caught alb modules/alb/main.tf \
+    's/          for_each = aws_wafv2_ip_set.rate_limit_exempt/          for_each = []/' \
+    "the WAF rate rule counts and blocks only requests from outside"
+  run "mutation: streams admin methods forwarded publicly -> alb test fails" mutation_caught alb modules/alb/main.tf \
+    '/^resource "aws_lb_listener_rule" "admin_method_not_public" {/,/^}/s/  for_each = local.method_admin/  for_each = {}/' \
+    "an admin method (PUT/DELETE of a streams user's limit) is forwarded by the public listener"
 fi
 
 # The secrets module's generate_values = false exists for offline tests only: no module or
