@@ -68,9 +68,40 @@ pub struct ActivityFilter<'a> {
     pub lesson: Option<&'a str>,
 }
 
+/// The activity query, with `$tail` after its filters: [`activity`] adds the keyset condition
+/// only when there is a cursor, so that `(updated_at, id) < cursor` is an index condition (a
+/// range of attempts_user_activity starting at the cursor), not a filter over every row before
+/// it (one statement with `$6 IS NULL OR ...` plans as the latter).
+macro_rules! activity_sql {
+    ($tail:literal) => {
+        concat!(
+            "SELECT a.id, a.question_id, a.subject_key, a.paper_key, a.created_at, a.updated_at, \
+                    a.is_marked, a.user_mark, i.markmax, a.user_answer, a.item_id IS NULL AS orphan \
+               FROM learning.attempts a \
+               LEFT JOIN learning.items i ON i.id = a.item_id \
+              WHERE a.user_id = $1 \
+                AND ($2::text IS NULL OR a.subject_key = $2) \
+                AND ($3::text IS NULL OR a.paper_key = $3) \
+                AND ($4::text IS NULL \
+                     OR EXISTS (SELECT 1 FROM learning.item_lessons il \
+                                 WHERE il.item_id = a.item_id AND il.lesson_key = $4) \
+                     OR EXISTS (SELECT 1 FROM learning.practice_parts pp \
+                                  JOIN learning.practice_questions pq ON pq.id = pp.practice_question_id \
+                                  JOIN learning.practice_banks pb ON pb.id = pq.bank_id \
+                                 WHERE pp.item_id = a.item_id AND pb.lesson_key = $4)) ",
+            $tail
+        )
+    };
+}
+const ACTIVITY_FIRST: &str = activity_sql!("ORDER BY a.updated_at DESC, a.id DESC LIMIT $5");
+const ACTIVITY_AFTER: &str = activity_sql!(
+    "AND (a.updated_at, a.id) < ($6, $7) ORDER BY a.updated_at DESC, a.id DESC LIMIT $5"
+);
+
 /// A page of a user's attempts, newest first, after the keyset `(updated_at, id)` of the last
-/// row of the previous page: a range scan of attempts_user_activity whatever the page's depth.
-/// The filters only narrow that one user's rows (a learner has tens to hundreds of attempts).
+/// row of the previous page: a range scan of attempts_user_activity from the cursor, whatever
+/// the page's depth. The filters only narrow that one user's rows (a learner has tens to
+/// hundreds of attempts).
 pub async fn activity(
     pool: &PgPool,
     user_id: i64,
@@ -78,33 +109,19 @@ pub async fn activity(
     after: Option<(DateTime<Utc>, i64)>,
     fetch: i64,
 ) -> Result<Vec<AttemptRow>, sqlx::Error> {
-    let (after_at, after_id) = after.unzip();
-    sqlx::query_as::<_, AttemptRow>(
-        "SELECT a.id, a.question_id, a.subject_key, a.paper_key, a.created_at, a.updated_at, \
-                a.is_marked, a.user_mark, i.markmax, a.user_answer, a.item_id IS NULL AS orphan \
-           FROM learning.attempts a \
-           LEFT JOIN learning.items i ON i.id = a.item_id \
-          WHERE a.user_id = $1 \
-            AND ($2::text IS NULL OR a.subject_key = $2) \
-            AND ($3::text IS NULL OR a.paper_key = $3) \
-            AND ($4::text IS NULL \
-                 OR EXISTS (SELECT 1 FROM learning.item_lessons il \
-                             WHERE il.item_id = a.item_id AND il.lesson_key = $4) \
-                 OR EXISTS (SELECT 1 FROM learning.practice_parts pp \
-                              JOIN learning.practice_questions pq ON pq.id = pp.practice_question_id \
-                              JOIN learning.practice_banks pb ON pb.id = pq.bank_id \
-                             WHERE pp.item_id = a.item_id AND pb.lesson_key = $4)) \
-            AND ($5::timestamptz IS NULL OR (a.updated_at, a.id) < ($5, $6)) \
-          ORDER BY a.updated_at DESC, a.id DESC \
-          LIMIT $7",
-    )
+    let q = sqlx::query_as::<_, AttemptRow>(match after {
+        None => ACTIVITY_FIRST,
+        Some(_) => ACTIVITY_AFTER,
+    })
     .bind(user_id)
     .bind(filter.subject)
     .bind(filter.paper)
     .bind(filter.lesson)
-    .bind(after_at)
-    .bind(after_id)
-    .bind(fetch)
+    .bind(fetch);
+    match after {
+        Some((at, id)) => q.bind(at).bind(id),
+        None => q,
+    }
     .fetch_all(pool)
     .await
 }
