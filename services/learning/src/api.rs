@@ -842,6 +842,13 @@ pub fn routes(state: AppState) -> ApiRouter {
         .api_route(
             "/learning/v1/health",
             get_with(health, |op| {
+                let op = op.response_with::<200, Json<HealthView>, _>(|r| {
+                    r.example(HealthView {
+                        status: "ok",
+                        database: "ok",
+                        schema_version: Some(20_261_202_000_001),
+                    })
+                });
                 kit::auth::public(
                     op.summary("Service and database status"),
                     "health carries no learner data (the brief's GET /health)",

@@ -649,6 +649,7 @@ async fn every_route_is_in_openapi_with_its_caller_and_examples() {
         );
     }
     for (path, method) in [
+        ("/learning/v1/health", "get"),
         ("/learning/v1/users/{user_id}", "get"),
         ("/learning/v1/users/{user_id}", "patch"),
         ("/learning/v1/users/{user_id}/activity", "get"),
