@@ -412,9 +412,10 @@ else
         scratch_copy "$tmp"
         target="$tmp/terraform/modules/$rel"
         local alias
-        for alias in $(grep -hoE 'configuration_aliases *= *\[[^]]*\]' "$dir"/*.tf | grep -oE 'aws\.[a-z_]+' | cut -d. -f2 | sort -u); do
-          printf 'provider "aws" {\n  alias = "%s"\n}\n' "$alias"
-        done >"$target/zz_validate_providers.tf"
+        grep -hoE 'configuration_aliases *= *\[[^]]*\]' "$dir"/*.tf | grep -oE 'aws\.[a-z_]+' | cut -d. -f2 | sort -u |
+          while read -r alias; do
+            printf 'provider "aws" {\n  alias = "%s"\n}\n' "$alias"
+          done >"$target/zz_validate_providers.tf"
       elif grep -qsE '^[[:space:]]*ephemeral[[:space:]]*=[[:space:]]*true' "$dir"/*.tf; then
         target="$tmp/caller"
         mkdir -p "$target"
