@@ -27,7 +27,7 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use sqlx::{Executor, PgConnection, PgPool};
+use sqlx::{Connection, Executor, PgConnection, PgPool};
 use tokio::sync::mpsc;
 
 pub use report::{Counts, FileReport, Report};
@@ -362,9 +362,24 @@ async fn import_file(
         bar
     });
 
-    let mut tx = pool.begin().await.map_err(db)?;
-    // Sorting and hashing a 100x staging table in memory rather than in temp files.
-    tx.execute("SET LOCAL work_mem = '128MB'")
+    // A connection of its own (the pool's settings: schema, TLS), so that temp_buffers can
+    // still be set: PostgreSQL allows it only before a session's first temporary table, and a
+    // pooled session may have had one. The default 8 MB would push every staging table of a
+    // large file out to temporary files.
+    let mut conn = PgConnection::connect_with(&pool.connect_options())
+        .await
+        .map_err(db)?;
+    conn.execute("SET temp_buffers = '256MB'")
+        .await
+        .map_err(db)?;
+    let mut tx = conn.begin().await.map_err(db)?;
+    // Grouping and joining a 100x staging table in memory rather than in temporary files; and
+    // the commit need not wait for the WAL flush: a crash right after it loses at most this
+    // file's import, which the next (idempotent) run redoes.
+    tx.execute("SET LOCAL work_mem = '256MB'")
+        .await
+        .map_err(db)?;
+    tx.execute("SET LOCAL synchronous_commit = off")
         .await
         .map_err(db)?;
     for stage in kind.stages() {
@@ -397,11 +412,13 @@ async fn import_file(
         return Err(db(e));
     }
     let parsed = parsed??;
+    let staged_ms = started.elapsed().as_millis() as u64;
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
 
     let mut file = FileReport::new(&name, kind, parsed.bytes, parsed.records, &parsed.sha256);
+    file.parse_and_copy_ms = staged_ms;
     for stage in kind.stages() {
         tx.execute(sqlx::AssertSqlSafe(format!(
             "ANALYZE {}",
@@ -414,6 +431,9 @@ async fn import_file(
         let (distinct, inserted) = sql::ensure_users(&mut tx, &name, run_at)
             .await
             .map_err(db)?;
+        if inserted > 1000 {
+            tx.execute("ANALYZE learning.users").await.map_err(db)?;
+        }
         file.entities.insert(
             entity::USERS,
             Counts {
@@ -425,12 +445,19 @@ async fn import_file(
         );
     }
     for (upsert, stage) in kind.upserts() {
+        let upsert_started = Instant::now();
         let done = upsert.run(&mut tx, &name, run_at).await.map_err(db)?;
         let staged = parsed.staged[*stage as usize];
-        file.entities.insert(
-            upsert.entity,
-            Counts::from_upsert(staged, done, &parsed.tally, upsert.entity),
-        );
+        let mut counts = Counts::from_upsert(staged, done, &parsed.tally, upsert.entity);
+        // Fresh statistics for the tables the next statements join: a table this transaction
+        // just filled still looks empty to the planner, which then picks nested loops over it.
+        if done.inserted + done.updated > 1000 {
+            tx.execute(sqlx::AssertSqlSafe(format!("ANALYZE {}", upsert.target())))
+                .await
+                .map_err(db)?;
+        }
+        counts.upsert_ms = upsert_started.elapsed().as_millis() as u64;
+        file.entities.insert(upsert.entity, counts);
     }
     let mut tally = parsed.tally;
     if kind == Kind::Exams || kind == Kind::Practices {
@@ -453,6 +480,7 @@ async fn import_file(
         .await
         .map_err(db)?;
     tx.commit().await.map_err(db)?;
+    let _ = conn.close().await;
     Ok(file)
 }
 
