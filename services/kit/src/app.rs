@@ -84,8 +84,13 @@ pub fn build_with_doc(
     http: &HttpSettings,
 ) -> (Router, Arc<OpenApi>) {
     crate::metrics::install();
+    // Not `aide::generate::extract_schemas(true)` here (it is aide's default): setting it
+    // replaces the thread's schema generator, and with it every component schema the services'
+    // routes registered when they were built, leaving their `$ref`s pointing at nothing.
+    // `finish_api` below moves the definitions into the document and resets the context; both
+    // happen on the thread that built the routes (services build them synchronously, and
+    // `main`/tests run on `block_on`'s thread).
     aide::generate::infer_responses(true);
-    aide::generate::extract_schemas(true);
 
     let mut api = OpenApi {
         info: aide::openapi::Info {

@@ -192,6 +192,11 @@ async fn serve_without_database_url_runs_everything_and_stops_cleanly() {
         .expect("json");
     assert_eq!(doc["openapi"], "3.1.0");
     assert!(doc["paths"]["/streams/v1/users/{user_id}/sessions"]["post"].is_object());
+    assert_eq!(
+        dangling_refs(&doc),
+        Vec::<String>::new(),
+        "served /openapi.json"
+    );
 
     let logs: Vec<String> = rx.try_iter().collect();
     let pg_url = logs
@@ -234,6 +239,50 @@ async fn serve_without_database_url_runs_everything_and_stops_cleanly() {
     );
     assert_eq!(mode & 0o777, 0o600);
     let _ = std::fs::remove_dir_all(&state);
+}
+
+/// The `$ref`s of an OpenAPI document that point at nothing in it.
+fn dangling_refs(doc: &serde_json::Value) -> Vec<String> {
+    fn walk(v: &serde_json::Value, refs: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::String(r)) = map.get("$ref") {
+                    refs.push(r.clone());
+                }
+                map.values().for_each(|v| walk(v, refs));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, refs)),
+            _ => {}
+        }
+    }
+    let mut refs = Vec::new();
+    walk(doc, &mut refs);
+    assert!(!refs.is_empty(), "the document references its schemas");
+    refs.sort();
+    refs.dedup();
+    refs.retain(|r| {
+        r.strip_prefix("#/")
+            .is_none_or(|path| doc.pointer(&format!("/{path}")).is_none())
+    });
+    refs
+}
+
+/// Every request and response schema an operation names is in the document: a client generated
+/// from `meridian openapi` must not meet a `$ref` to nothing.
+#[test]
+fn every_schema_reference_resolves() {
+    let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .arg("openapi")
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("meridian openapi");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(dangling_refs(&doc), Vec::<String>::new());
 }
 
 /// Every operation of every service states who may call it, and the statement matches its
