@@ -52,6 +52,30 @@ fn real_copy() -> tempfile::TempDir {
     dir
 }
 
+/// Every row's (table, ctid, xmin, xmax): an update changes its ctid and xmin, a row lock its
+/// xmax (`ON CONFLICT DO UPDATE … WHERE false` locks every conflicting row).
+async fn tuple_versions(pool: &PgPool) -> Vec<(String, String, String, String)> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'learning' \
+          AND tablename <> '_sqlx_migrations' AND tablename <> 'import_files' ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("tables");
+    assert!(tables.len() >= 10, "{tables:?}");
+    let mut all = Vec::new();
+    for t in tables {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT ctid::text, xmin::text, xmax::text FROM learning.{t} ORDER BY ctid"
+        )))
+        .fetch_all(pool)
+        .await
+        .expect("tuples");
+        all.extend(rows.into_iter().map(|(c, n, x)| (t.clone(), c, n, x)));
+    }
+    all
+}
+
 fn assert_nothing_written(r: &Report) {
     for (entity, c) in &r.totals {
         assert_eq!((c.inserted, c.updated), (0, 0), "{entity}: {c:?}");
@@ -142,10 +166,17 @@ async fn the_real_files_import_with_the_counts_of_the_files_and_a_second_run_wri
     .expect("attempt");
     assert_eq!(created.to_rfc3339(), "2025-09-15T07:53:09.441+00:00");
 
+    let before = tuple_versions(&pool).await;
     let again = import::run(&pool, &data_dir(), &opts(5))
         .await
         .expect("second import");
     assert_nothing_written(&again);
+    // Not one row version written or locked, in any table (the report's zeros are the
+    // statements' own counts; this is what PostgreSQL stored).
+    assert!(
+        before == tuple_versions(&pool).await,
+        "a no-op import rewrote or locked rows"
+    );
     assert_eq!(again.total("attempts").unchanged, 1061);
     assert_eq!(again.total("lessons").unchanged, 279);
     // Unchanged rows keep the first run's last_seen; the file's own record moves.
