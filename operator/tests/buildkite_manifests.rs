@@ -164,6 +164,29 @@ fn staging_releases_fit_the_release_crd() {
             Some(vec![image_entrypoint(), "migrate".to_owned()]),
             "{service}: the migration command"
         );
+        // And the Job the operator renders from this Release runs exactly that, on the Release's
+        // image, with the database secret: what the cluster would start.
+        let job = operator::release::manifests::migration_job(&r, "migrate-test");
+        let pod = job.spec.and_then(|s| s.template.spec).expect("a pod spec");
+        let c = &pod.containers[0];
+        assert_eq!(
+            c.command.clone(),
+            Some(vec![image_entrypoint(), "migrate".to_owned()]),
+            "{service}: the rendered Job's command"
+        );
+        assert_eq!(c.args, None, "{service}: no extra args after `migrate`");
+        assert_eq!(c.image.as_deref(), Some(r.spec.image.as_str()));
+        let secrets: Vec<String> = c
+            .env_from
+            .iter()
+            .flatten()
+            .filter_map(|e| e.secret_ref.as_ref().map(|s| s.name.clone()))
+            .collect();
+        assert_eq!(
+            secrets,
+            vec![format!("{service}-env")],
+            "{service}: envFrom"
+        );
         // The analysis probes as the slo-probe identity, from the Secret the Role may read.
         let secret = r
             .spec
