@@ -44,25 +44,6 @@ async fn hello_world() -> String {
     base
 }
 
-/// The same trivial route behind the whole kit stack (request id, metrics, access-log span,
-/// timeout, panic guard, problem+json fallbacks): shows how much of a decision's cost is the
-/// shared middleware rather than call control itself.
-async fn hello_through_kit() -> String {
-    use aide::axum::{ApiRouter, routing::get_with};
-    let router =
-        ApiRouter::new().api_route("/hello", get_with(|| async { "hello, world" }, |op| op));
-    let app = kit::app::build(
-        "hello",
-        vec![kit::app::Mounted {
-            name: "hello",
-            router,
-        }],
-        kit::health::Health::default(),
-        &kit::app::HttpSettings::default(),
-    );
-    kit::testing::spawn_app(app).await
-}
-
 /// One `call_started` webhook. Formatted, not built as a `serde_json::Value`: the load generator
 /// shares the two cores with the service, and whatever it spends is taken from the decisions'
 /// side of the comparison only.
@@ -223,7 +204,9 @@ async fn main() -> anyhow::Result<()> {
     let app = kit::testing::app_with(&calls::SERVICE, c.parts, &kit::app::HttpSettings::default());
     let base: Arc<str> = kit::testing::spawn_app(app).await.into();
     let hello_base: Arc<str> = hello_world().await.into();
-    let kit_base: Arc<str> = hello_through_kit().await.into();
+    let kit_base: Arc<str> = common::hello_through_kit(&kit::app::HttpSettings::default())
+        .await
+        .into();
     println!(
         "bench-calls: {} s per run, {} cores; one op = one HTTP request",
         args.secs,

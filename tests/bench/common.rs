@@ -257,3 +257,22 @@ where
         sent: stats(sent),
     }
 }
+
+/// The hello-world route behind the whole kit stack (request id, metrics, access-log span,
+/// timeout, panic guard, problem+json fallbacks): what a route costs before it does anything.
+/// Returns the base URL.
+pub async fn hello_through_kit(http: &kit::app::HttpSettings) -> String {
+    use aide::axum::{ApiRouter, routing::get_with};
+    let router =
+        ApiRouter::new().api_route("/hello", get_with(|| async { "hello, world" }, |op| op));
+    let app = kit::app::build(
+        "hello",
+        vec![kit::app::Mounted {
+            name: "hello",
+            router,
+        }],
+        kit::health::Health::default(),
+        http,
+    );
+    kit::testing::spawn_app(app).await
+}

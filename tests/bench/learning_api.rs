@@ -40,24 +40,6 @@ struct Args {
     seed: u64,
 }
 
-/// The hello-world route through kit's app stack (request ids, metrics, timeout, the server's
-/// limits): what a route costs before it does anything (calls' bench has the same baseline).
-async fn hello_through_kit() -> String {
-    use aide::axum::{ApiRouter, routing::get_with};
-    let router =
-        ApiRouter::new().api_route("/hello", get_with(|| async { "hello, world" }, |op| op));
-    let app = kit::app::build(
-        "hello",
-        vec![kit::app::Mounted {
-            name: "hello",
-            router,
-        }],
-        kit::health::Health::default(),
-        &kit::testing::http_settings(),
-    );
-    kit::testing::spawn_app(app).await
-}
-
 /// `concurrency` workers GET `{base}{prefix}{key}` for keys drawn from `keys`; anything but 200
 /// is an error.
 async fn run(
@@ -174,7 +156,7 @@ async fn main() -> anyhow::Result<()> {
         ),
     );
     let base = kit::testing::spawn_app(app).await;
-    let hello = hello_through_kit().await;
+    let hello = common::hello_through_kit(&kit::testing::http_settings()).await;
 
     println!(
         "bench-learning-api: scale {}, {} s per run, {} cores",

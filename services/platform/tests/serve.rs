@@ -241,6 +241,22 @@ async fn serve_without_database_url_runs_everything_and_stops_cleanly() {
     let _ = std::fs::remove_dir_all(&state);
 }
 
+/// What `meridian openapi` prints (every service's routes, no database needed).
+fn openapi_document() -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .arg("openapi")
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("meridian openapi");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    doc
+}
+
 /// The `$ref`s of an OpenAPI document that point at nothing in it.
 fn dangling_refs(doc: &serde_json::Value) -> Vec<String> {
     fn walk(v: &serde_json::Value, refs: &mut Vec<String>) {
@@ -271,17 +287,7 @@ fn dangling_refs(doc: &serde_json::Value) -> Vec<String> {
 /// from `meridian openapi` must not meet a `$ref` to nothing.
 #[test]
 fn every_schema_reference_resolves() {
-    let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
-        .arg("openapi")
-        .env("RUST_LOG", "off")
-        .output()
-        .expect("meridian openapi");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let doc = openapi_document();
     assert_eq!(dangling_refs(&doc), Vec::<String>::new());
 }
 
@@ -290,17 +296,7 @@ fn every_schema_reference_resolves() {
 /// (or, for webhooks, the signature scheme). A route added without a caller fails here.
 #[test]
 fn every_operation_states_its_caller() {
-    let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
-        .arg("openapi")
-        .env("RUST_LOG", "off")
-        .output()
-        .expect("meridian openapi");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let doc = openapi_document();
     let schemes = &doc["components"]["securitySchemes"];
     assert!(schemes["bearer"].is_object() && schemes["webhook-signature"].is_object());
     let mut seen = 0;
