@@ -1,0 +1,789 @@
+//! `meridian-deploy ecs` end to end against a real ECS + ELBv2 API (moto's server): the calls
+//! the command makes, and the state they leave, read back through the SDK.
+//!
+//! What moto does not do, and who plays it here (said plainly, because it is the part that is
+//! not AWS):
+//! - moto runs no tasks and registers nothing in target groups. A stand-in for ECS's service
+//!   scheduler ([`ecs_scheduler`]) keeps each colour's target group at its service's
+//!   `desiredCount` registered targets, which moto then reports `healthy`.
+//! - moto's load balancers forward no traffic. The test listener's URL (`preview_url`) is a
+//!   local axum server standing in for the green tasks, whose latency the test sets: it is what
+//!   the probe measures.
+//!
+//! moto comes from PyPI; tests/run installs it and exports `MOTO_SERVER` (see
+//! services/kit-aws/tests/secrets.rs). Without it these tests fail, naming the install; they
+//! never skip.
+
+use std::{
+    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use aws_sdk_ecs::types::{
+    AwsVpcConfiguration, Compatibility, ContainerDefinition, LaunchType, LoadBalancer,
+    NetworkConfiguration, NetworkMode, PortMapping,
+};
+use aws_sdk_elasticloadbalancingv2::types::{
+    Action, ActionTypeEnum, FixedResponseActionConfig, ProtocolEnum, RuleCondition,
+    TargetDescription, TargetTypeEnum,
+};
+use deploy_ecs::{ByColour, Clients, EcsTarget, Outcome, Timing};
+use operator::crd::Colour;
+
+const REGION: &str = "eu-north-1";
+const CLUSTER: &str = "meridian-prod-dk";
+const OLD_IMAGE: &str =
+    "123456789012.dkr.ecr.eu-north-1.amazonaws.com/meridian/meridian-streams:aaaaaaa";
+const NEW_IMAGE: &str =
+    "123456789012.dkr.ecr.eu-north-1.amazonaws.com/meridian/meridian-streams:bbbbbbb";
+const SCALE_DOWN_DELAY: u64 = 3;
+
+/// A moto server on a free port of 127.0.0.1, killed on drop.
+struct Moto {
+    child: Child,
+    endpoint: String,
+}
+
+fn moto_server_path() -> PathBuf {
+    let install = "python3 -m venv \"${MERIDIAN_CACHE:-$HOME/.cache/meridian}/moto-venv\" && \
+                   \"${MERIDIAN_CACHE:-$HOME/.cache/meridian}/moto-venv/bin/pip\" install 'moto[server]' \
+                   (tests/run does this), or set MOTO_SERVER to a moto_server binary";
+    let path = match std::env::var_os("MOTO_SERVER") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => {
+            let cache = std::env::var_os("MERIDIAN_CACHE")
+                .filter(|c| !c.is_empty())
+                .map_or_else(
+                    || {
+                        let home = std::env::var_os("HOME").unwrap_or_else(|| {
+                            panic!("neither MOTO_SERVER nor HOME is set: {install}")
+                        });
+                        PathBuf::from(home).join(".cache/meridian")
+                    },
+                    PathBuf::from,
+                );
+            cache.join("moto-venv/bin/moto_server")
+        }
+    };
+    assert!(
+        path.is_file(),
+        "moto_server not found at {}: these tests need moto's AWS emulator: {install}",
+        path.display()
+    );
+    path
+}
+
+impl Moto {
+    fn start() -> Self {
+        let bin = moto_server_path();
+        // moto_server cannot report a port it picked itself: take a free one, then hand it over.
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .expect("pick a free port")
+            .port();
+        let mut child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let deadline = Instant::now() + Duration::from_mins(1);
+        loop {
+            if let Some(status) = child.try_wait().expect("poll moto_server") {
+                panic!("moto_server exited before answering ({status}); port {port}");
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not listen on {addr} within 60s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self {
+            child,
+            endpoint: format!("http://{addr}"),
+        }
+    }
+
+    /// Clients for this server: dummy credentials and region on the config builder (not in the
+    /// process environment), through the command's own HTTPS client stack.
+    async fn clients(&self) -> Clients {
+        let config = deploy_ecs::sdk_config_loader()
+            .endpoint_url(&self.endpoint)
+            .region(aws_config::Region::new(REGION))
+            .credentials_provider(aws_sdk_ecs::config::Credentials::new(
+                "test", "test", None, None, "moto",
+            ))
+            .load()
+            .await;
+        Clients::new(&config)
+    }
+
+    /// One EC2 Query API call (moto routes it by the credential scope; it checks no signature),
+    /// returning every `<tag>` value of the answer.
+    async fn ec2_values(&self, action: &str, tag: &str) -> Vec<String> {
+        let body = reqwest::Client::new()
+            .post(&self.endpoint)
+            .header(
+                "authorization",
+                format!(
+                    "AWS4-HMAC-SHA256 Credential=test/20260101/{REGION}/ec2/aws4_request, \
+                     SignedHeaders=host, Signature=0"
+                ),
+            )
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("Action={action}&Version=2016-11-15"))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .unwrap_or_else(|e| panic!("EC2 {action} on moto: {e}"))
+            .text()
+            .await
+            .expect("EC2 answer");
+        let open = format!("<{tag}>");
+        body.split(&open)
+            .skip(1)
+            .filter_map(|rest| rest.split('<').next())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ok<T, E: std::error::Error + Send + Sync + 'static>(
+    call: &str,
+) -> impl FnOnce(Result<T, E>) -> T {
+    let call = call.to_owned();
+    move |r| {
+        r.unwrap_or_else(|e| {
+            panic!(
+                "{call} on moto: {}",
+                aws_sdk_ecs::error::DisplayErrorContext(e)
+            )
+        })
+    }
+}
+
+/// The green tasks' stand-in: `GET /streams/v1/health` answers after `delay_ms`.
+async fn green_server(delay_ms: Arc<AtomicU64>) -> String {
+    let app = axum::Router::new().route(
+        "/streams/v1/health",
+        axum::routing::get(move || {
+            let delay = delay_ms.load(Ordering::Relaxed);
+            async move {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .expect("bind the green stand-in");
+    let addr = listener.local_addr().expect("its address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+/// What Terraform builds for one service (terraform/modules/ecs + alb), in moto: the cluster,
+/// blue's task definition and service (green's service does not exist yet: the first release
+/// creates it), both target groups, the public listener's rule and the test listener's rule on
+/// blue.
+async fn terraform_stack(moto: &Moto, clients: &Clients, preview_url: String) -> EcsTarget {
+    let vpc = moto.ec2_values("DescribeVpcs", "vpcId").await.remove(0);
+    let subnets = moto.ec2_values("DescribeSubnets", "subnetId").await;
+    let groups = moto.ec2_values("DescribeSecurityGroups", "groupId").await;
+    assert!(
+        subnets.len() >= 2 && !groups.is_empty(),
+        "moto's default VPC"
+    );
+
+    ok("CreateCluster")(
+        clients
+            .ecs
+            .create_cluster()
+            .cluster_name(CLUSTER)
+            .send()
+            .await,
+    );
+    let td = ok("RegisterTaskDefinition")(
+        clients
+            .ecs
+            .register_task_definition()
+            .family(format!("{CLUSTER}-streams"))
+            .requires_compatibilities(Compatibility::Fargate)
+            .network_mode(NetworkMode::Awsvpc)
+            .cpu("256")
+            .memory("512")
+            .execution_role_arn("arn:aws:iam::123456789012:role/meridian-prod-dk-streams-execution")
+            .task_role_arn("arn:aws:iam::123456789012:role/meridian-prod-dk-streams-task")
+            .container_definitions(
+                ContainerDefinition::builder()
+                    .name("streams")
+                    .image(OLD_IMAGE)
+                    .essential(true)
+                    .readonly_root_filesystem(true)
+                    .port_mappings(PortMapping::builder().container_port(8080).build())
+                    .environment(
+                        aws_sdk_ecs::types::KeyValuePair::builder()
+                            .name("SERVICE_NAME")
+                            .value("streams")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await,
+    )
+    .task_definition
+    .and_then(|t| t.task_definition_arn)
+    .expect("task definition ARN");
+
+    let elb = &clients.elb;
+    let lb = ok("CreateLoadBalancer")(
+        elb.create_load_balancer()
+            .name("meridian-prod-dk")
+            .set_subnets(Some(subnets[..2].to_vec()))
+            .send()
+            .await,
+    )
+    .load_balancers()[0]
+        .load_balancer_arn()
+        .expect("LB ARN")
+        .to_owned();
+    let mut tgs = Vec::new();
+    for colour in ["blue", "green"] {
+        let out = ok("CreateTargetGroup")(
+            elb.create_target_group()
+                .name(format!("meridian-prod-dk-streams-{colour}"))
+                .protocol(ProtocolEnum::Http)
+                .port(8080)
+                .vpc_id(&vpc)
+                .target_type(TargetTypeEnum::Ip)
+                .health_check_path("/streams/v1/health")
+                .send()
+                .await,
+        );
+        tgs.push(
+            out.target_groups()[0]
+                .target_group_arn()
+                .expect("TG ARN")
+                .to_owned(),
+        );
+    }
+    let target_groups = ByColour {
+        blue: tgs[0].clone(),
+        green: tgs[1].clone(),
+    };
+    let mut rules = Vec::new();
+    for port in [443, 8443] {
+        let listener = ok("CreateListener")(
+            elb.create_listener()
+                .load_balancer_arn(&lb)
+                .protocol(ProtocolEnum::Http)
+                .port(port)
+                .default_actions(
+                    Action::builder()
+                        .r#type(ActionTypeEnum::FixedResponse)
+                        .fixed_response_config(
+                            FixedResponseActionConfig::builder()
+                                .status_code("404")
+                                .build(),
+                        )
+                        .build(),
+                )
+                .send()
+                .await,
+        )
+        .listeners()[0]
+            .listener_arn()
+            .expect("listener ARN")
+            .to_owned();
+        let rule = ok("CreateRule")(
+            elb.create_rule()
+                .listener_arn(&listener)
+                .priority(100)
+                .conditions(
+                    RuleCondition::builder()
+                        .field("path-pattern")
+                        .values("/streams/*")
+                        .build(),
+                )
+                .actions(
+                    Action::builder()
+                        .r#type(ActionTypeEnum::Forward)
+                        .target_group_arn(&target_groups.blue)
+                        .build(),
+                )
+                .send()
+                .await,
+        )
+        .rules()[0]
+            .rule_arn()
+            .expect("rule ARN")
+            .to_owned();
+        rules.push(rule);
+    }
+
+    ok("CreateService")(
+        clients
+            .ecs
+            .create_service()
+            .cluster(CLUSTER)
+            .service_name("streams-blue")
+            .task_definition(&td)
+            .desired_count(2)
+            .launch_type(LaunchType::Fargate)
+            .network_configuration(
+                NetworkConfiguration::builder()
+                    .awsvpc_configuration(
+                        AwsVpcConfiguration::builder()
+                            .set_subnets(Some(subnets[..2].to_vec()))
+                            .security_groups(&groups[0])
+                            .build()
+                            .expect("awsvpc"),
+                    )
+                    .build(),
+            )
+            .load_balancers(
+                LoadBalancer::builder()
+                    .target_group_arn(&target_groups.blue)
+                    .container_name("streams")
+                    .container_port(8080)
+                    .build(),
+            )
+            .send()
+            .await,
+    );
+
+    EcsTarget {
+        cluster: CLUSTER.to_owned(),
+        services: ByColour {
+            blue: "streams-blue".to_owned(),
+            green: "streams-green".to_owned(),
+        },
+        target_groups,
+        listener_rule_arn: rules[0].clone(),
+        preview_listener_rule_arn: rules[1].clone(),
+        preview_url,
+    }
+}
+
+/// Plays ECS's part that moto lacks: every 100 ms, registers or deregisters targets so that
+/// each colour's target group holds as many as its service's desiredCount (none while the
+/// service does not exist).
+fn ecs_scheduler(clients: Clients, target: EcsTarget) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            for (i, colour) in [Colour::Blue, Colour::Green].into_iter().enumerate() {
+                let desired = desired_count(&clients, &target, colour).await.unwrap_or(0);
+                let tg = target.target_groups.get(colour);
+                let want: Vec<TargetDescription> = (0..desired)
+                    .map(|n| {
+                        TargetDescription::builder()
+                            .id(format!("10.0.{i}.{}", n + 10))
+                            .port(8080)
+                            .build()
+                    })
+                    .collect();
+                let have: Vec<TargetDescription> = ok("DescribeTargetHealth")(
+                    clients
+                        .elb
+                        .describe_target_health()
+                        .target_group_arn(tg)
+                        .send()
+                        .await,
+                )
+                .target_health_descriptions()
+                .iter()
+                .filter_map(|d| d.target().cloned())
+                .collect();
+                let extra: Vec<TargetDescription> =
+                    have.iter().filter(|t| !want.contains(t)).cloned().collect();
+                let missing: Vec<TargetDescription> =
+                    want.iter().filter(|t| !have.contains(t)).cloned().collect();
+                if !missing.is_empty() {
+                    ok("RegisterTargets")(
+                        clients
+                            .elb
+                            .register_targets()
+                            .target_group_arn(tg)
+                            .set_targets(Some(missing))
+                            .send()
+                            .await,
+                    );
+                }
+                if !extra.is_empty() {
+                    ok("DeregisterTargets")(
+                        clients
+                            .elb
+                            .deregister_targets()
+                            .target_group_arn(tg)
+                            .set_targets(Some(extra))
+                            .send()
+                            .await,
+                    );
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+/// The service's desiredCount, `None` when it does not exist (or is INACTIVE).
+async fn desired_count(clients: &Clients, target: &EcsTarget, colour: Colour) -> Option<i32> {
+    let out = ok("DescribeServices")(
+        clients
+            .ecs
+            .describe_services()
+            .cluster(&target.cluster)
+            .services(target.services.get(colour))
+            .send()
+            .await,
+    );
+    out.services()
+        .iter()
+        .find(|s| s.status() == Some("ACTIVE"))
+        .map(aws_sdk_ecs::types::Service::desired_count)
+}
+
+async fn service_image(clients: &Clients, target: &EcsTarget, colour: Colour) -> String {
+    let out = ok("DescribeServices")(
+        clients
+            .ecs
+            .describe_services()
+            .cluster(&target.cluster)
+            .services(target.services.get(colour))
+            .send()
+            .await,
+    );
+    let td = out.services()[0]
+        .task_definition()
+        .expect("a task definition")
+        .to_owned();
+    let def = ok("DescribeTaskDefinition")(
+        clients
+            .ecs
+            .describe_task_definition()
+            .task_definition(&td)
+            .send()
+            .await,
+    )
+    .task_definition
+    .expect("definition");
+    def.container_definitions()
+        .iter()
+        .find(|c| c.name() == Some("streams"))
+        .and_then(|c| c.image())
+        .expect("the streams container")
+        .to_owned()
+}
+
+/// The Release `buildkite/lib.sh render_release` writes, with this test's timings: a 3 s
+/// scale-down delay, measurements every second, p99 at most 100 ms.
+fn spec() -> operator::crd::ReleaseSpec {
+    deploy_ecs::release_spec_from_manifest(&format!(
+        r"
+apiVersion: meridian.dev/v1alpha1
+kind: Release
+metadata:
+  name: streams
+  namespace: meridian
+spec:
+  service: streams
+  image: {NEW_IMAGE}
+  replicas: 2
+  activeService: streams
+  previewService: streams-preview
+  scaleDownDelaySeconds: {SCALE_DOWN_DELAY}
+  progressDeadlineSeconds: 60
+  analysis:
+    interval: 1s
+    count: 2
+    probe:
+      path: /streams/v1/health
+      requests: 20
+      concurrency: 2
+      timeoutMs: 2000
+      p99Ms: 100
+      maxErrorRate: 0.0
+"
+    ))
+    .expect("the test's Release")
+}
+
+/// Samples the production rule and blue's desiredCount every 50 ms: when production first
+/// forwarded to green, and when blue first had 0 tasks wanted.
+struct Watch {
+    green_at: Option<Instant>,
+    blue_zero_at: Option<Instant>,
+}
+
+fn watch(clients: Clients, target: EcsTarget) -> Arc<std::sync::Mutex<Watch>> {
+    let seen = Arc::new(std::sync::Mutex::new(Watch {
+        green_at: None,
+        blue_zero_at: None,
+    }));
+    let out = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let tg = deploy_ecs::forwarded_target_group(&clients, &target.listener_rule_arn)
+                .await
+                .expect("the production rule");
+            let blue = desired_count(&clients, &target, Colour::Blue).await;
+            {
+                let mut w = seen.lock().expect("watch lock");
+                if tg == target.target_groups.green && w.green_at.is_none() {
+                    w.green_at = Some(Instant::now());
+                }
+                if blue == Some(0) && w.blue_zero_at.is_none() {
+                    w.blue_zero_at = Some(Instant::now());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    out
+}
+
+fn fast() -> Timing {
+    Timing {
+        health_poll: Duration::from_millis(200),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_green_takes_production_and_blue_scales_to_zero_after_the_delay() {
+    let moto = Moto::start();
+    let clients = moto.clients().await;
+    let delay = Arc::new(AtomicU64::new(5));
+    let target = terraform_stack(&moto, &clients, green_server(delay).await).await;
+    let scheduler = ecs_scheduler(moto.clients().await, target.clone());
+    let seen = watch(moto.clients().await, target.clone());
+
+    let outcome = deploy_ecs::deploy(&clients, &target, &spec(), None, fast())
+        .await
+        .expect("the deploy runs");
+    scheduler.abort();
+
+    let Outcome::Promoted {
+        active,
+        task_definition,
+    } = outcome
+    else {
+        panic!("expected a promotion, got {outcome:?}");
+    };
+    assert_eq!(active, Colour::Green);
+    assert!(
+        task_definition.contains(&format!("{CLUSTER}-streams:2")),
+        "{task_definition}"
+    );
+    // Through the SDK: production forwards to green, the preview rule too, green runs the new
+    // image with 2 tasks wanted, blue 0, and blue still runs the old image (rollback target).
+    assert_eq!(
+        deploy_ecs::forwarded_target_group(&clients, &target.listener_rule_arn)
+            .await
+            .unwrap(),
+        target.target_groups.green
+    );
+    assert_eq!(
+        deploy_ecs::forwarded_target_group(&clients, &target.preview_listener_rule_arn)
+            .await
+            .unwrap(),
+        target.target_groups.green
+    );
+    assert_eq!(
+        desired_count(&clients, &target, Colour::Green).await,
+        Some(2)
+    );
+    assert_eq!(
+        desired_count(&clients, &target, Colour::Blue).await,
+        Some(0)
+    );
+    assert_eq!(
+        service_image(&clients, &target, Colour::Green).await,
+        NEW_IMAGE
+    );
+    assert_eq!(
+        service_image(&clients, &target, Colour::Blue).await,
+        OLD_IMAGE
+    );
+    // Blue kept its tasks for the whole scale-down delay after the switch.
+    let (green_at, zero_at) = {
+        let w = seen.lock().expect("watch");
+        (
+            w.green_at.expect("the watcher saw production on green"),
+            w.blue_zero_at.expect("the watcher saw blue scaled to 0"),
+        )
+    };
+    assert!(
+        zero_at.duration_since(green_at) >= Duration::from_millis(SCALE_DOWN_DELAY * 1000 - 100),
+        "blue was scaled down {:?} after the switch, before the {SCALE_DOWN_DELAY}s delay",
+        zero_at.duration_since(green_at)
+    );
+
+    // A second run of the same Release changes nothing: green already runs the image.
+    let again = deploy_ecs::deploy(&clients, &target, &spec(), None, fast())
+        .await
+        .expect("the rerun");
+    assert_eq!(
+        again,
+        Outcome::AlreadyActive {
+            active: Colour::Green
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breach_after_the_switch_puts_production_back_on_blue_and_green_to_zero() {
+    let moto = Moto::start();
+    let clients = moto.clients().await;
+    let delay = Arc::new(AtomicU64::new(5));
+    let target = terraform_stack(&moto, &clients, green_server(delay.clone()).await).await;
+    let scheduler = ecs_scheduler(moto.clients().await, target.clone());
+    let seen = watch(moto.clients().await, target.clone());
+    // Green passes its analysis; once production is on it, it slows to 300 ms (p99 > 100 ms).
+    let slow = {
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                if seen.lock().expect("watch").green_at.is_some() {
+                    delay.store(300, Ordering::Relaxed);
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+
+    let outcome = deploy_ecs::deploy(&clients, &target, &spec(), None, fast())
+        .await
+        .expect("the deploy runs");
+    scheduler.abort();
+    slow.abort();
+
+    let Outcome::RolledBack {
+        active,
+        reason,
+        scaled_down,
+    } = outcome
+    else {
+        panic!("expected a rollback, got {outcome:?}");
+    };
+    assert_eq!(active, Colour::Blue);
+    assert!(scaled_down);
+    assert!(reason.starts_with("verification failed"), "{reason}");
+    assert!(
+        seen.lock().expect("watch").green_at.is_some(),
+        "production had moved to green"
+    );
+    assert_eq!(
+        deploy_ecs::forwarded_target_group(&clients, &target.listener_rule_arn)
+            .await
+            .unwrap(),
+        target.target_groups.blue,
+        "production is back on blue"
+    );
+    assert_eq!(
+        desired_count(&clients, &target, Colour::Green).await,
+        Some(0)
+    );
+    assert_eq!(
+        desired_count(&clients, &target, Colour::Blue).await,
+        Some(2)
+    );
+    assert_eq!(
+        service_image(&clients, &target, Colour::Blue).await,
+        OLD_IMAGE
+    );
+    assert!(
+        seen.lock().expect("watch").blue_zero_at.is_none(),
+        "blue was never scaled down"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breach_in_the_analysis_never_moves_production_and_scales_green_to_zero() {
+    let moto = Moto::start();
+    let clients = moto.clients().await;
+    let delay = Arc::new(AtomicU64::new(300));
+    let target = terraform_stack(&moto, &clients, green_server(delay).await).await;
+    let scheduler = ecs_scheduler(moto.clients().await, target.clone());
+    let seen = watch(moto.clients().await, target.clone());
+
+    let outcome = deploy_ecs::deploy(&clients, &target, &spec(), None, fast())
+        .await
+        .expect("the deploy runs");
+    scheduler.abort();
+
+    let Outcome::RolledBack { active, reason, .. } = outcome else {
+        panic!("expected a rollback, got {outcome:?}");
+    };
+    assert_eq!(active, Colour::Blue);
+    assert!(
+        reason.starts_with("analysis failed") && reason.contains("p99"),
+        "{reason}"
+    );
+    assert!(
+        seen.lock().expect("watch").green_at.is_none(),
+        "production never saw green"
+    );
+    assert_eq!(
+        deploy_ecs::forwarded_target_group(&clients, &target.listener_rule_arn)
+            .await
+            .unwrap(),
+        target.target_groups.blue
+    );
+    assert_eq!(
+        desired_count(&clients, &target, Colour::Green).await,
+        Some(0)
+    );
+    assert_eq!(
+        desired_count(&clients, &target, Colour::Blue).await,
+        Some(2)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn green_that_never_gets_healthy_targets_fails_at_the_progress_deadline() {
+    let moto = Moto::start();
+    let clients = moto.clients().await;
+    let target = terraform_stack(
+        &moto,
+        &clients,
+        green_server(Arc::new(AtomicU64::new(5))).await,
+    )
+    .await;
+    // No scheduler: nothing is ever registered in green's target group.
+    let mut spec = spec();
+    spec.progress_deadline_seconds = 2;
+    let e = deploy_ecs::deploy(&clients, &target, &spec, None, fast())
+        .await
+        .expect_err("no healthy targets");
+    assert!(matches!(e, deploy_ecs::Error::Deadline { .. }), "{e}");
+    assert_eq!(
+        desired_count(&clients, &target, Colour::Green).await,
+        Some(0)
+    );
+    assert_eq!(
+        deploy_ecs::forwarded_target_group(&clients, &target.listener_rule_arn)
+            .await
+            .unwrap(),
+        target.target_groups.blue
+    );
+}
