@@ -20,6 +20,10 @@
 //! 6. the production listener rule is switched to the new colour, which is then verified every
 //!    interval until `scaleDownDelaySeconds` have passed, and only then is the old colour
 //!    scaled to 0;
+//!    Where Terraform gave the colours autoscaling ranges, the range moves with production: the
+//!    preview is pinned at its count while analysed, takes the active colour's range when it is
+//!    promoted, and the scaled-down colour is pinned at 0 (else target tracking would bring the
+//!    idle colour back to its minimum);
 //! 7. a breach beyond the failure limit, before or after the switch, rolls back per
 //!    `rollbackPolicy`: `Revert` puts the production rule back on the old colour and scales the
 //!    new one to 0; `Freeze` puts the rule back and scales nothing.
@@ -29,6 +33,7 @@
 
 use std::time::{Duration, Instant};
 
+use aws_sdk_applicationautoscaling::types::{ScalableDimension, ServiceNamespace};
 use aws_sdk_ecs::types::{
     ContainerDefinition, LaunchType, LoadBalancer, NetworkConfiguration, TaskDefinition,
 };
@@ -190,6 +195,7 @@ pub fn check_spec(spec: &ReleaseSpec) -> Result<(), Error> {
 pub struct Clients {
     pub ecs: aws_sdk_ecs::Client,
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    pub autoscaling: aws_sdk_applicationautoscaling::Client,
 }
 
 impl Clients {
@@ -197,6 +203,7 @@ impl Clients {
         Self {
             ecs: aws_sdk_ecs::Client::new(config),
             elb: aws_sdk_elasticloadbalancingv2::Client::new(config),
+            autoscaling: aws_sdk_applicationautoscaling::Client::new(config),
         }
     }
 }
@@ -268,6 +275,12 @@ pub async fn deploy(
         spec,
     )
     .await?;
+    // Terraform gives each colour an autoscaling range; the active one's is production's. While
+    // analysed, the preview is pinned at its count so target tracking cannot move it.
+    let production_range = capacity(clients, target, active).await?;
+    if production_range.is_some() {
+        set_capacity(clients, target, preview, preview_count, preview_count).await?;
+    }
     point_rule(
         clients,
         &target.preview_listener_rule_arn,
@@ -305,6 +318,9 @@ pub async fn deploy(
     )
     .await?;
     tracing::info!(active = %preview, "production listener switched");
+    if let Some((min, max)) = production_range {
+        set_capacity(clients, target, preview, min, max).await?;
+    }
 
     // Verification: the new colour is measured every interval until the scale-down delay ends;
     // the old colour keeps running so that going back is one rule change.
@@ -321,6 +337,9 @@ pub async fn deploy(
         return roll_back(clients, target, spec, active, preview, reason).await;
     }
 
+    if production_range.is_some() {
+        set_capacity(clients, target, active, 0, 0).await?;
+    }
     scale(clients, target, active, 0).await?;
     tracing::info!(old = %active, "scale-down delay over; old colour scaled to 0");
     Ok(Outcome::Promoted {
@@ -583,6 +602,54 @@ async fn scale(
     Ok(())
 }
 
+/// Application Auto Scaling's id of a colour's service.
+fn scalable_resource(target: &EcsTarget, colour: Colour) -> String {
+    format!("service/{}/{}", target.cluster, target.services.get(colour))
+}
+
+/// The colour's autoscaling range (min, max), `None` when it has no scalable target.
+pub async fn capacity(
+    clients: &Clients,
+    target: &EcsTarget,
+    colour: Colour,
+) -> Result<Option<(i32, i32)>, Error> {
+    let out = clients
+        .autoscaling
+        .describe_scalable_targets()
+        .service_namespace(ServiceNamespace::Ecs)
+        .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
+        .resource_ids(scalable_resource(target, colour))
+        .send()
+        .await
+        .map_err(aws("DescribeScalableTargets"))?;
+    Ok(out
+        .scalable_targets()
+        .first()
+        .map(|t| (t.min_capacity(), t.max_capacity())))
+}
+
+/// Registers (or updates) the colour's autoscaling range.
+async fn set_capacity(
+    clients: &Clients,
+    target: &EcsTarget,
+    colour: Colour,
+    min: i32,
+    max: i32,
+) -> Result<(), Error> {
+    clients
+        .autoscaling
+        .register_scalable_target()
+        .service_namespace(ServiceNamespace::Ecs)
+        .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
+        .resource_id(scalable_resource(target, colour))
+        .min_capacity(min)
+        .max_capacity(max)
+        .send()
+        .await
+        .map_err(aws("RegisterScalableTarget"))?;
+    Ok(())
+}
+
 /// Waits until `target_group` has at least `want` healthy targets, polling every
 /// `timing.health_poll`, until the release's progress deadline.
 async fn wait_healthy(
@@ -710,6 +777,9 @@ async fn roll_back(
 ) -> Result<Outcome, Error> {
     let scaled_down = spec.rollback_policy == RollbackPolicy::Revert;
     if scaled_down {
+        if capacity(clients, target, preview).await?.is_some() {
+            set_capacity(clients, target, preview, 0, 0).await?;
+        }
         scale(clients, target, preview, 0).await?;
     }
     Ok(Outcome::RolledBack {

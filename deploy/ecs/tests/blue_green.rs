@@ -25,6 +25,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use aws_sdk_applicationautoscaling::types::{ScalableDimension, ServiceNamespace};
 use aws_sdk_ecs::types::{
     AwsVpcConfiguration, Compatibility, ContainerDefinition, LaunchType, LoadBalancer,
     NetworkConfiguration, NetworkMode, PortMapping,
@@ -201,10 +202,16 @@ async fn green_server(delay_ms: Arc<AtomicU64>) -> String {
 }
 
 /// What Terraform builds for one service (terraform/modules/ecs + alb), in moto: the cluster,
-/// blue's task definition and service (green's service does not exist yet: the first release
-/// creates it), both target groups, the public listener's rule and the test listener's rule on
-/// blue.
-async fn terraform_stack(moto: &Moto, clients: &Clients, preview_url: String) -> EcsTarget {
+/// blue's task definition and service with its autoscaling range (2-6), both target groups, the
+/// public listener's rule and the test listener's rule on blue, and (`with_green`) green's
+/// service at 0 tasks pinned at 0; without it, a stack from before blue-green, where the first
+/// release creates green's service.
+async fn terraform_stack(
+    moto: &Moto,
+    clients: &Clients,
+    preview_url: String,
+    with_green: bool,
+) -> EcsTarget {
     let vpc = moto.ec2_values("DescribeVpcs", "vpcId").await.remove(0);
     let subnets = moto.ec2_values("DescribeSubnets", "subnetId").await;
     let groups = moto.ec2_values("DescribeSecurityGroups", "groupId").await;
@@ -340,36 +347,41 @@ async fn terraform_stack(moto: &Moto, clients: &Clients, preview_url: String) ->
         rules.push(rule);
     }
 
-    ok("CreateService")(
-        clients
-            .ecs
-            .create_service()
-            .cluster(CLUSTER)
-            .service_name("streams-blue")
-            .task_definition(&td)
-            .desired_count(2)
-            .launch_type(LaunchType::Fargate)
-            .network_configuration(
-                NetworkConfiguration::builder()
-                    .awsvpc_configuration(
-                        AwsVpcConfiguration::builder()
-                            .set_subnets(Some(subnets[..2].to_vec()))
-                            .security_groups(&groups[0])
-                            .build()
-                            .expect("awsvpc"),
-                    )
-                    .build(),
-            )
-            .load_balancers(
-                LoadBalancer::builder()
-                    .target_group_arn(&target_groups.blue)
-                    .container_name("streams")
-                    .container_port(8080)
-                    .build(),
-            )
-            .send()
-            .await,
-    );
+    create_service(
+        clients,
+        "streams-blue",
+        &td,
+        &target_groups.blue,
+        &subnets,
+        &groups[0],
+    )
+    .await;
+
+    let colours: &[(&str, &str, i32, i32)] = if with_green {
+        &[
+            ("streams-blue", &target_groups.blue, 2, 6),
+            ("streams-green", &target_groups.green, 0, 0),
+        ]
+    } else {
+        &[("streams-blue", &target_groups.blue, 2, 6)]
+    };
+    for &(name, tg, min, max) in colours {
+        if name == "streams-green" {
+            create_service(clients, name, &td, tg, &subnets, &groups[0]).await;
+        }
+        ok("RegisterScalableTarget")(
+            clients
+                .autoscaling
+                .register_scalable_target()
+                .service_namespace(ServiceNamespace::Ecs)
+                .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
+                .resource_id(format!("service/{CLUSTER}/{name}"))
+                .min_capacity(min)
+                .max_capacity(max)
+                .send()
+                .await,
+        );
+    }
 
     EcsTarget {
         cluster: CLUSTER.to_owned(),
@@ -382,6 +394,47 @@ async fn terraform_stack(moto: &Moto, clients: &Clients, preview_url: String) ->
         preview_listener_rule_arn: rules[1].clone(),
         preview_url,
     }
+}
+
+/// An ECS service as terraform/modules/ecs declares one (blue with 2 tasks, green with 0).
+async fn create_service(
+    clients: &Clients,
+    name: &str,
+    td: &str,
+    tg: &str,
+    subnets: &[String],
+    group: &str,
+) {
+    ok("CreateService")(
+        clients
+            .ecs
+            .create_service()
+            .cluster(CLUSTER)
+            .service_name(name)
+            .task_definition(td)
+            .desired_count(if name == "streams-blue" { 2 } else { 0 })
+            .launch_type(LaunchType::Fargate)
+            .network_configuration(
+                NetworkConfiguration::builder()
+                    .awsvpc_configuration(
+                        AwsVpcConfiguration::builder()
+                            .set_subnets(Some(subnets[..2].to_vec()))
+                            .security_groups(group)
+                            .build()
+                            .expect("awsvpc"),
+                    )
+                    .build(),
+            )
+            .load_balancers(
+                LoadBalancer::builder()
+                    .target_group_arn(tg)
+                    .container_name("streams")
+                    .container_port(8080)
+                    .build(),
+            )
+            .send()
+            .await,
+    );
 }
 
 /// Plays ECS's part that moto lacks: every 100 ms, registers or deregisters targets so that
@@ -572,7 +625,7 @@ async fn a_healthy_green_takes_production_and_blue_scales_to_zero_after_the_dela
     let moto = Moto::start();
     let clients = moto.clients().await;
     let delay = Arc::new(AtomicU64::new(5));
-    let target = terraform_stack(&moto, &clients, green_server(delay).await).await;
+    let target = terraform_stack(&moto, &clients, green_server(delay).await, true).await;
     let scheduler = ecs_scheduler(moto.clients().await, target.clone());
     let seen = watch(moto.clients().await, target.clone());
 
@@ -623,6 +676,19 @@ async fn a_healthy_green_takes_production_and_blue_scales_to_zero_after_the_dela
         service_image(&clients, &target, Colour::Blue).await,
         OLD_IMAGE
     );
+    // Autoscaling follows production: the idle colour is pinned at 0.
+    assert_eq!(
+        deploy_ecs::capacity(&clients, &target, Colour::Green)
+            .await
+            .unwrap(),
+        Some((2, 6))
+    );
+    assert_eq!(
+        deploy_ecs::capacity(&clients, &target, Colour::Blue)
+            .await
+            .unwrap(),
+        Some((0, 0))
+    );
     // Blue kept its tasks for the whole scale-down delay after the switch.
     let (green_at, zero_at) = {
         let w = seen.lock().expect("watch");
@@ -654,7 +720,7 @@ async fn a_breach_after_the_switch_puts_production_back_on_blue_and_green_to_zer
     let moto = Moto::start();
     let clients = moto.clients().await;
     let delay = Arc::new(AtomicU64::new(5));
-    let target = terraform_stack(&moto, &clients, green_server(delay.clone()).await).await;
+    let target = terraform_stack(&moto, &clients, green_server(delay.clone()).await, true).await;
     let scheduler = ecs_scheduler(moto.clients().await, target.clone());
     let seen = watch(moto.clients().await, target.clone());
     // Green passes its analysis; once production is on it, it slows to 300 ms (p99 > 100 ms).
@@ -711,6 +777,19 @@ async fn a_breach_after_the_switch_puts_production_back_on_blue_and_green_to_zer
         service_image(&clients, &target, Colour::Blue).await,
         OLD_IMAGE
     );
+    // Autoscaling follows production: the idle colour is pinned at 0.
+    assert_eq!(
+        deploy_ecs::capacity(&clients, &target, Colour::Green)
+            .await
+            .unwrap(),
+        Some((0, 0))
+    );
+    assert_eq!(
+        deploy_ecs::capacity(&clients, &target, Colour::Blue)
+            .await
+            .unwrap(),
+        Some((2, 6))
+    );
     assert!(
         seen.lock().expect("watch").blue_zero_at.is_none(),
         "blue was never scaled down"
@@ -722,7 +801,7 @@ async fn a_breach_in_the_analysis_never_moves_production_and_scales_green_to_zer
     let moto = Moto::start();
     let clients = moto.clients().await;
     let delay = Arc::new(AtomicU64::new(300));
-    let target = terraform_stack(&moto, &clients, green_server(delay).await).await;
+    let target = terraform_stack(&moto, &clients, green_server(delay).await, false).await;
     let scheduler = ecs_scheduler(moto.clients().await, target.clone());
     let seen = watch(moto.clients().await, target.clone());
 
@@ -757,6 +836,19 @@ async fn a_breach_in_the_analysis_never_moves_production_and_scales_green_to_zer
         desired_count(&clients, &target, Colour::Blue).await,
         Some(2)
     );
+    // Autoscaling follows production: the idle colour is pinned at 0.
+    assert_eq!(
+        deploy_ecs::capacity(&clients, &target, Colour::Green)
+            .await
+            .unwrap(),
+        Some((0, 0))
+    );
+    assert_eq!(
+        deploy_ecs::capacity(&clients, &target, Colour::Blue)
+            .await
+            .unwrap(),
+        Some((2, 6))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -767,6 +859,7 @@ async fn green_that_never_gets_healthy_targets_fails_at_the_progress_deadline() 
         &moto,
         &clients,
         green_server(Arc::new(AtomicU64::new(5))).await,
+        false,
     )
     .await;
     // No scheduler: nothing is ever registered in green's target group.
