@@ -4,5 +4,5 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    kit::app::main(&calls::SERVICE, kit_aws::database_from_env).await
+    kit::app::main(&calls::SERVICE, kit_aws::rotating_database_from_env).await
 }

@@ -8,18 +8,27 @@
 //!  "dbname": "meridian", "schema": "streams", "sslmode": "verify-full"}
 //! ```
 //!
-//! [`database_from_env`] reads that secret once at start and turns it into sqlx connection
-//! options (no URL in between, so no percent-encoding of the password); binaries hand it to
-//! `kit::app::run_single_with`. `sslmode` maps to [`PgSslMode`] (missing: `verify-full`); the CA
+//! [`rotating_database_from_env`] reads that secret at start and turns it into sqlx connection
+//! options (no URL in between, so no percent-encoding of the password) plus a [`Rotation`] that
+//! keeps them current; binaries hand it to `kit::app::run_single_with`. [`database_from_env`]
+//! reads it once, for one-shot commands (`meridian migrate`). `sslmode` maps to [`PgSslMode`] (missing: `verify-full`); the CA
 //! for `verify-ca`/`verify-full` is the PEM bundle at `DATABASE_SSL_ROOT_CERT` (the RDS bundle),
 //! else Mozilla's roots, which do not include the RDS CAs. `schema` is not used: each service's
 //! pool sets `search_path` to its own schema.
 //!
-//! Rotation: the secret is read at start only. A rotated password takes effect when the task or
-//! pod restarts (ECS/EKS restart it when its readiness fails); re-reading on authentication
-//! failure is not implemented (sqlx 0.9 has `Pool::set_connect_options`, the hook it would use).
+//! Rotation without restarts: a serving process re-reads the secret every
+//! `DATABASE_SECRET_REFRESH_SECS` (default 300) and, sooner, whenever a query fails with SQLSTATE
+//! 28P01 (password refused: Aurora's managed master password rotated under the pool; kit reports
+//! it through `kit::db::note_error`, and answers the request 503 so the client retries). A
+//! changed username/password goes into the pool with `Pool::set_connect_options`: new
+//! connections use it, open ones (and the requests on them) carry on, since PostgreSQL checks a
+//! password only at connect. Only the credentials are taken from a re-read secret; a changed
+//! host, port, database or sslmode applies on restart. Neither the password nor the secret's
+//! text is ever logged. services/kit-aws/tests/rotation.rs rotates a role's password under load
+//! against a `scram-sha-256` server and moto.
 //!
-//! Environment: `DATABASE_SECRET_ARN`, `AWS_REGION`, `DATABASE_SSL_ROOT_CERT`, and the standard
+//! Environment: `DATABASE_SECRET_ARN`, `AWS_REGION`, `DATABASE_SSL_ROOT_CERT`,
+//! `DATABASE_SECRET_REFRESH_SECS`, and the standard
 //! AWS SDK variables (credentials come from the ECS task role or EKS Pod Identity;
 //! `AWS_ENDPOINT_URL` points the SDK at an emulator in tests).
 //!
@@ -31,18 +40,31 @@ use std::{
     fmt,
     path::{Path, PathBuf},
     str::FromStr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
 };
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_secretsmanager::{Client, error::ProvideErrorMetadata};
 use aws_smithy_http_client::tls;
 use serde::Deserialize;
-use sqlx::postgres::{PgConnectOptions, PgSslMode};
+use sqlx::{
+    PgPool,
+    postgres::{PgConnectOptions, PgSslMode},
+};
 
 /// The variable naming the database secret.
 pub const SECRET_ARN_VAR: &str = "DATABASE_SECRET_ARN";
 /// The variable naming the PEM CA bundle for `verify-ca`/`verify-full`.
 pub const SSL_ROOT_CERT_VAR: &str = "DATABASE_SSL_ROOT_CERT";
+/// The variable setting how often (seconds) a serving process re-reads the secret.
+pub const REFRESH_SECS_VAR: &str = "DATABASE_SECRET_REFRESH_SECS";
+/// [`REFRESH_SECS_VAR`]'s default: a rotation nobody noticed (no refused connect yet) is picked
+/// up within five minutes, at one `GetSecretValue` per process per five minutes.
+pub const DEFAULT_REFRESH: Duration = Duration::from_mins(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -67,6 +89,8 @@ pub enum Error {
     RootCert { path: PathBuf, reason: String },
     #[error("{name} is not valid unicode")]
     Env { name: &'static str },
+    #[error("{REFRESH_SECS_VAR}={value}: expected whole seconds from 1 to 86400")]
+    Refresh { value: String },
 }
 
 /// The database secret's JSON, as terraform writes it (terraform/modules/secrets). `Debug` never
@@ -229,6 +253,19 @@ pub async fn database_from_secret(
     arn: &str,
     root_cert: Option<&Path>,
 ) -> Result<PgConnectOptions, Error> {
+    let options = read_secret(client, arn)
+        .await?
+        .connect_options(arn, root_cert)?;
+    tracing::info!(
+        secret = arn,
+        host = options.get_host(),
+        port = options.get_port(),
+        "database credentials read from Secrets Manager"
+    );
+    Ok(options)
+}
+
+async fn read_secret(client: &Client, arn: &str) -> Result<DatabaseSecret, Error> {
     let out = client
         .get_secret_value()
         .secret_id(arn)
@@ -253,18 +290,208 @@ pub async fn database_from_secret(
     let json = out.secret_string().ok_or_else(|| Error::NotString {
         arn: arn.to_owned(),
     })?;
-    let options = DatabaseSecret::parse(arn, json)?.connect_options(arn, root_cert)?;
-    tracing::info!(
-        secret = arn,
-        host = options.get_host(),
-        port = options.get_port(),
-        "database credentials read from Secrets Manager"
-    );
-    Ok(options)
+    DatabaseSecret::parse(arn, json)
 }
 
-/// `DATABASE_SECRET_ARN` resolved through Secrets Manager, or `None` when it is unset (the
-/// caller then falls back to its own default). Pass it to `kit::app::run_single_with`.
+/// The username and password a pool connects with, compared on every re-read.
+#[derive(PartialEq, Eq)]
+struct Login {
+    username: Option<String>,
+    password: Option<String>,
+}
+
+impl Login {
+    fn of(secret: &DatabaseSecret) -> Self {
+        Self {
+            username: secret.username.clone(),
+            password: secret.password.clone(),
+        }
+    }
+}
+
+/// Keeps pools on the secret's current credentials: re-reads it on a timer and after a refused
+/// password ([`Rotation::run`]), and hands a changed username/password to every pool for its
+/// new connections ([`Rotation::refresh`]).
+pub struct Rotation {
+    client: Client,
+    arn: String,
+    root_cert: Option<PathBuf>,
+    interval: Duration,
+    // Never shown: `Rotation` has no Debug, and nothing formats this.
+    current: Mutex<Login>,
+    rotations: AtomicU64,
+    reads: AtomicU64,
+}
+
+impl Rotation {
+    /// Reads the secret `arn` (as [`database_from_secret`]) and returns the rotation that keeps
+    /// it current with the options to open the pool with. The interval is [`DEFAULT_REFRESH`].
+    pub async fn read(
+        client: Client,
+        arn: impl Into<String>,
+        root_cert: Option<PathBuf>,
+    ) -> Result<(Self, PgConnectOptions), Error> {
+        let arn = arn.into();
+        let secret = read_secret(&client, &arn).await?;
+        let options = secret.connect_options(&arn, root_cert.as_deref())?;
+        tracing::info!(
+            secret = arn,
+            host = options.get_host(),
+            port = options.get_port(),
+            "database credentials read from Secrets Manager"
+        );
+        let rotation = Self {
+            client,
+            arn,
+            root_cert,
+            interval: DEFAULT_REFRESH,
+            current: Mutex::new(Login::of(&secret)),
+            rotations: AtomicU64::new(0),
+            reads: AtomicU64::new(1),
+        };
+        Ok((rotation, options))
+    }
+
+    /// Sets how often the secret is re-read when nothing failed.
+    #[must_use]
+    pub fn with_interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
+    }
+
+    /// How many times a changed username/password was handed to the pools.
+    pub fn rotations(&self) -> u64 {
+        self.rotations.load(Ordering::Relaxed)
+    }
+
+    /// How many times the secret was read (the first read included).
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+
+    /// Re-reads the secret; when its username or password changed, every pool in `pools` opens
+    /// its next connections with them. Returns whether they changed. A secret that no longer
+    /// parses (or lacks a field) is an error and the pools keep what they have.
+    pub async fn refresh(&self, pools: &[PgPool]) -> Result<bool, Error> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        let secret = read_secret(&self.client, &self.arn).await?;
+        // Validates every field as the first read did, so a half-written secret changes nothing.
+        secret.connect_options(&self.arn, self.root_cert.as_deref())?;
+        let login = Login::of(&secret);
+        {
+            let mut current = self
+                .current
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if *current == login {
+                return Ok(false);
+            }
+            let (Some(username), Some(password)) = (&login.username, &login.password) else {
+                // connect_options above rejected a missing username or password.
+                return Ok(false);
+            };
+            for pool in pools {
+                // The pool's own options (application_name, search_path, TLS) stay; only the
+                // login changes. Connections already open are left alone.
+                let options = (*pool.connect_options())
+                    .clone()
+                    .username(username)
+                    .password(password);
+                pool.set_connect_options(options);
+            }
+            *current = login;
+        }
+        self.rotations.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            secret = self.arn,
+            "database credentials rotated in Secrets Manager: new connections use them"
+        );
+        Ok(true)
+    }
+
+    /// Runs until dropped (aborted): re-reads every interval, and at once after a refused
+    /// password (`kit::db::auth_failed_since`). After a refusal the secret may not be updated yet (a
+    /// rotation changes the database first, then the secret), so an unchanged secret is read
+    /// again after 100, 200, 400, 800 and 1600 ms; a refusal that outlasts that (a secret that
+    /// is simply wrong) waits a second before the next round: at most a few reads a second.
+    pub async fn run(self: Arc<Self>, pools: Vec<PgPool>) {
+        let mut seen = kit::db::auth_failures();
+        loop {
+            let after_failure = tokio::select! {
+                () = tokio::time::sleep(self.interval) => false,
+                _ = kit::db::auth_failed_since(seen) => true,
+            };
+            let mut pause = Duration::from_millis(100);
+            let mut left = if after_failure { 6 } else { 1 };
+            loop {
+                left -= 1;
+                match self.refresh(&pools).await {
+                    Ok(true) => break,
+                    Ok(false) if left == 0 => {
+                        if after_failure {
+                            tracing::warn!(
+                                secret = self.arn,
+                                "the database refused the password and the secret has not \
+                                 changed; re-reading on the next refusal"
+                            );
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                        break;
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "re-reading the database secret failed; the pool keeps its credentials");
+                        if left == 0 {
+                            break;
+                        }
+                    }
+                }
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            // Refusals during the round were of the credentials it just replaced (or found
+            // current): only a later one starts the next round.
+            seen = kit::db::auth_failures();
+        }
+    }
+}
+
+/// What `kit::app::run_single_with` runs beside a serving process's pool.
+impl kit::db::CredentialSource for Rotation {
+    fn keep_current(
+        self: Box<Self>,
+        pools: Vec<PgPool>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(Arc::new(*self).run(pools))
+    }
+}
+
+/// `DATABASE_SECRET_ARN` resolved through Secrets Manager with its [`Rotation`] (every
+/// `DATABASE_SECRET_REFRESH_SECS`, and after a refused password), or `None` when it is unset.
+/// Pass it to `kit::app::run_single_with`.
+pub async fn rotating_database_from_env() -> Result<Option<kit::db::Database>, Error> {
+    let Some(arn) = env_opt(SECRET_ARN_VAR)? else {
+        return Ok(None);
+    };
+    let interval = match env_opt(REFRESH_SECS_VAR)? {
+        None => DEFAULT_REFRESH,
+        Some(v) => match v.parse::<u64>() {
+            Ok(secs @ 1..=86_400) => Duration::from_secs(secs),
+            _ => return Err(Error::Refresh { value: v }),
+        },
+    };
+    let root_cert = env_opt(SSL_ROOT_CERT_VAR)?.map(PathBuf::from);
+    let client = Client::new(&sdk_config().await);
+    let (rotation, options) = Rotation::read(client, arn, root_cert).await?;
+    Ok(Some(kit::db::Database {
+        options,
+        credentials: Some(Box::new(rotation.with_interval(interval))),
+    }))
+}
+
+/// `DATABASE_SECRET_ARN` resolved through Secrets Manager once, or `None` when it is unset (the
+/// caller then falls back to its own default). For one-shot commands (`meridian migrate`); a
+/// serving process takes [`rotating_database_from_env`].
 pub async fn database_from_env() -> Result<Option<PgConnectOptions>, Error> {
     let Some(arn) = env_opt(SECRET_ARN_VAR)? else {
         return Ok(None);

@@ -2,111 +2,26 @@
 //! real PostgreSQL (kit's `TestDb`: `DATABASE_URL`'s server, or a throwaway one).
 //!
 //! moto comes from PyPI (`pip install 'moto[server]'`); tests/run installs it into
-//! `${MERIDIAN_CACHE:-$HOME/.cache/meridian}/moto-venv` and exports `MOTO_SERVER`. Without it these
-//! tests fail with the install command; they never skip.
-
-use std::{
-    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+//! `${MERIDIAN_CACHE:-$HOME/.cache/meridian}/moto-venv` and exports `MOTO_SERVER`
+//! (`kit::testing::Moto` starts it). Without it these tests fail with the install command; they
+//! never skip.
 
 use aws_sdk_secretsmanager::{
     Client,
     config::{Credentials, Region},
 };
-use kit::testing::TestDb;
+use kit::testing::{Moto, TestDb};
 
-/// A moto server on a free port of 127.0.0.1, killed on drop.
-struct Moto {
-    child: Child,
-    endpoint: String,
-}
-
-fn moto_server_path() -> PathBuf {
-    let install = "python3 -m venv \"${MERIDIAN_CACHE:-$HOME/.cache/meridian}/moto-venv\" && \
-                   \"${MERIDIAN_CACHE:-$HOME/.cache/meridian}/moto-venv/bin/pip\" install 'moto[server]' \
-                   (tests/run does this), or set MOTO_SERVER to a moto_server binary";
-    let path = match std::env::var_os("MOTO_SERVER") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => {
-            let cache = std::env::var_os("MERIDIAN_CACHE")
-                .filter(|c| !c.is_empty())
-                .map_or_else(
-                    || {
-                        let home = std::env::var_os("HOME").unwrap_or_else(|| {
-                            panic!("neither MOTO_SERVER nor HOME is set: {install}")
-                        });
-                        PathBuf::from(home).join(".cache/meridian")
-                    },
-                    PathBuf::from,
-                );
-            cache.join("moto-venv/bin/moto_server")
-        }
-    };
-    assert!(
-        path.is_file(),
-        "moto_server not found at {}: these tests need moto's AWS emulator: {install}",
-        path.display()
-    );
-    path
-}
-
-impl Moto {
-    fn start() -> Self {
-        let bin = moto_server_path();
-        // moto_server cannot report a port it picked itself: take a free one, then hand it over.
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|l| l.local_addr())
-            .expect("pick a free port")
-            .port();
-        let mut child = Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        let deadline = Instant::now() + Duration::from_mins(1);
-        loop {
-            if let Some(status) = child.try_wait().expect("poll moto_server") {
-                panic!("moto_server exited before answering ({status}); port {port}");
-            }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not listen on {addr} within 60s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Self {
-            child,
-            endpoint: format!("http://{addr}"),
-        }
-    }
-
-    /// A Secrets Manager client for this server: dummy credentials and region set on the
-    /// config builder (not in the process environment), through kit-aws's HTTPS client stack.
-    async fn client(&self) -> Client {
-        let config = kit_aws::sdk_config_loader()
-            .endpoint_url(&self.endpoint)
-            .region(Region::new("eu-north-1"))
-            .credentials_provider(Credentials::new("test", "test", None, None, "moto"))
-            .load()
-            .await;
-        Client::new(&config)
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A Secrets Manager client for `moto`: dummy credentials and region set on the config builder
+/// (not in the process environment), through kit-aws's HTTPS client stack.
+async fn client(moto: &Moto) -> Client {
+    let config = kit_aws::sdk_config_loader()
+        .endpoint_url(moto.endpoint())
+        .region(Region::new("eu-north-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "moto"))
+        .load()
+        .await;
+    Client::new(&config)
 }
 
 async fn create_secret(client: &Client, name: &str, json: &serde_json::Value) -> String {
@@ -164,7 +79,7 @@ fn secret_json(db: &TestDb, username: &str, password: &str) -> serde_json::Value
 
 async fn connects_with(db: &TestDb, moto: &Moto, username: &str, password: &str) {
     create_role(db, username, password).await;
-    let client = moto.client().await;
+    let client = client(moto).await;
     let name = format!("meridian/test/{}", uuid::Uuid::new_v4().simple());
     let arn = create_secret(&client, &name, &secret_json(db, username, password)).await;
 
@@ -215,7 +130,7 @@ async fn special_characters_in_credentials_survive() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_secret_names_the_arn() {
     let moto = Moto::start();
-    let client = moto.client().await;
+    let client = client(&moto).await;
     let arn = "arn:aws:secretsmanager:eu-north-1:123456789012:secret:meridian/nope-AbCdEf";
     let err = kit_aws::database_from_secret(&client, arn, None)
         .await
@@ -229,7 +144,7 @@ async fn missing_secret_names_the_arn() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secret_without_password_names_the_field() {
     let moto = Moto::start();
-    let client = moto.client().await;
+    let client = client(&moto).await;
     let name = format!("meridian/test/{}", uuid::Uuid::new_v4().simple());
     let json = serde_json::json!({
         "username": "streams",
@@ -254,7 +169,7 @@ async fn secret_without_password_names_the_field() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secret_that_is_not_json_is_rejected_without_echoing_it() {
     let moto = Moto::start();
-    let client = moto.client().await;
+    let client = client(&moto).await;
     let name = format!("meridian/test/{}", uuid::Uuid::new_v4().simple());
     let out = client
         .create_secret()

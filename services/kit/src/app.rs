@@ -181,10 +181,11 @@ async fn timeout(
 
 /// The whole `main` of a per-service binary: [`run_single_with`], errors printed and turned
 /// into the exit status (2 for a configuration error the operator must fix, 1 otherwise).
-pub async fn main<D, DF, E>(svc: &'static Service, database: D) -> std::process::ExitCode
+pub async fn main<D, DF, O, E>(svc: &'static Service, database: D) -> std::process::ExitCode
 where
     D: FnOnce() -> DF,
-    DF: std::future::Future<Output = Result<Option<sqlx::postgres::PgConnectOptions>, E>>,
+    DF: std::future::Future<Output = Result<Option<O>, E>>,
+    O: Into<crate::db::Database>,
     E: Into<BoxError>,
 {
     match run_single_with(svc, database).await {
@@ -211,16 +212,23 @@ where
 /// it checks the schema holds every migration it ships, and accepts a newer one
 /// ([`crate::db::check_schema`]).
 ///
-/// The database is `DATABASE_URL`, else whatever `database` resolves (`kit_aws::database_from_env`
-/// reads `DATABASE_SECRET_ARN` from Secrets Manager), else the binary fails naming both
-/// variables. The resolver runs after telemetry is initialised, so its logs are JSON like the
-/// rest; keeping it a closure keeps kit itself free of the AWS SDK.
+/// The database is `DATABASE_URL`, else whatever `database` resolves
+/// (`kit_aws::rotating_database_from_env` reads `DATABASE_SECRET_ARN` from Secrets Manager), else
+/// the binary fails naming both variables. The resolver runs after telemetry is initialised, so
+/// its logs are JSON like the rest; keeping it a closure keeps kit itself free of the AWS SDK.
+/// When it comes with a [`crate::db::CredentialSource`] (a rotating secret), a serving process
+/// runs it beside the pool until it stops: new connections use the rotated password, no
+/// restart.
 ///
 /// [`CommonConfig`]: crate::config::CommonConfig
-pub async fn run_single_with<D, DF, E>(svc: &'static Service, database: D) -> Result<(), BoxError>
+pub async fn run_single_with<D, DF, O, E>(
+    svc: &'static Service,
+    database: D,
+) -> Result<(), BoxError>
 where
     D: FnOnce() -> DF,
-    DF: std::future::Future<Output = Result<Option<sqlx::postgres::PgConnectOptions>, E>>,
+    DF: std::future::Future<Output = Result<Option<O>, E>>,
+    O: Into<crate::db::Database>,
     E: Into<BoxError>,
 {
     let cfg = crate::config::CommonConfig::from_env()?;
@@ -237,27 +245,32 @@ where
     } else {
         crate::auth::from_env().await?
     };
-    let options = match cfg.database_url.as_deref() {
-        Some(url) => crate::db::connect_options(url)?,
-        None => {
-            database()
-                .await
-                .map_err(Into::into)?
-                .ok_or_else(|| crate::config::ConfigError {
-                    name: "DATABASE_URL".into(),
-                    value: String::new(),
-                    reason:
-                        "required (or, in AWS, DATABASE_SECRET_ARN): the PostgreSQL URL of this \
+    let crate::db::Database {
+        options,
+        credentials,
+    } = match cfg.database_url.as_deref() {
+        Some(url) => crate::db::connect_options(url)?.into(),
+        None => database()
+            .await
+            .map_err(Into::into)?
+            .map(Into::into)
+            .ok_or_else(|| crate::config::ConfigError {
+                name: "DATABASE_URL".into(),
+                value: String::new(),
+                reason: "required (or, in AWS, DATABASE_SECRET_ARN): the PostgreSQL URL of this \
                      service's database"
-                            .into(),
-                })?
-        }
+                    .into(),
+            })?,
     };
     let pool = crate::db::pool_with(
         options,
         svc.schema,
         &crate::db::PoolSettings::from_config(&cfg),
     );
+    // The migration Job runs for seconds: only a serving process outlives a rotation.
+    let rotation = credentials
+        .filter(|_| !migrate_only)
+        .map(|source| tokio::spawn(source.keep_current(vec![pool.clone()])));
     // Only the migration Job migrates (`<service> migrate`): a serving replica checks that the
     // schema is at least what it needs and accepts a newer one, so the previous release keeps
     // starting beside (and after a rollback from) a newer one. MIGRATE_ON_START=1 is for where
@@ -308,6 +321,9 @@ where
     )
     .await?;
     crate::service::stop(vec![tasks], drained).await;
+    if let Some(rotation) = rotation {
+        rotation.abort();
+    }
     pool.close().await;
     tracing::info!(service = svc.name, "stopped");
     Ok(())

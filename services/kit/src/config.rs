@@ -134,6 +134,7 @@ impl FromStr for LogFormat {
 /// | `RUST_LOG` | info | tracing filter |
 /// | `DATABASE_URL` | — | PostgreSQL URL; per-service binaries need it or `DATABASE_SECRET_ARN` |
 /// | `DATABASE_SECRET_ARN` | — | AWS: Secrets Manager secret with the database credentials (JSON `username`, `password`, `host`, `port`, `dbname`, `sslmode`), read at start when `DATABASE_URL` is unset (`kit-aws`) |
+/// | `DATABASE_SECRET_REFRESH_SECS` | 300 | a serving per-service binary re-reads that secret this often, and at once after a refused password (SQLSTATE 28P01); a changed password goes to new connections, no restart (`kit_aws::Rotation`) |
 /// | `AWS_REGION` | — | AWS region of that secret (set by terraform) |
 /// | `AWS_ENDPOINT_URL` | — | AWS API endpoint override (tests: a moto server); never set in AWS |
 /// | `DATABASE_SSL_ROOT_CERT` | — | PEM CA bundle for the secret's `sslmode` `verify-ca`/`verify-full` (the RDS bundle); unset: Mozilla's roots |

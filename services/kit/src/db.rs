@@ -244,6 +244,74 @@ where
     }
 }
 
+/// SQLSTATE 28P01 (`invalid_password`): the server refused the pool's credentials. In AWS this
+/// is what a rotated database password looks like to connections opened with the old one.
+pub fn is_auth_failure(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.code().as_deref() == Some("28P01"))
+}
+
+// Every waiter wakes (notify_waiters) and compares the count, so a failure between two waits is
+// not lost and two pools' rotations (or tests in one process) do not steal each other's wake-up.
+static AUTH_FAILURES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static AUTH_FAILED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Reports `err` to [`auth_failed_since`]'s waiters when it is an authentication failure
+/// ([`is_auth_failure`]). [`crate::ApiError`]'s `From<sqlx::Error>` and the readiness check call
+/// it, so every handler's `?` on a query reports without code of its own.
+pub fn note_error(err: &sqlx::Error) {
+    if is_auth_failure(err) {
+        AUTH_FAILURES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        AUTH_FAILED.notify_waiters();
+    }
+}
+
+/// How many authentication failures [`note_error`] has seen in this process.
+pub fn auth_failures() -> u64 {
+    AUTH_FAILURES.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Resolves once [`auth_failures`] differs from `seen`; returns the new count.
+pub async fn auth_failed_since(seen: u64) -> u64 {
+    loop {
+        let notified = AUTH_FAILED.notified();
+        let mut notified = std::pin::pin!(notified);
+        // Registered before the count is read, so a failure in between still wakes us.
+        notified.as_mut().enable();
+        let now = auth_failures();
+        if now != seen {
+            return now;
+        }
+        notified.await;
+    }
+}
+
+/// Keeps the pools' credentials current while the process runs (kit-aws: re-reads a rotated
+/// Secrets Manager secret). Kit only calls it; the AWS SDK stays out of kit.
+pub trait CredentialSource: Send + Sync + 'static {
+    /// Runs until the process stops; updates `pools` with
+    /// [`sqlx::Pool::set_connect_options`] (new connections only: open ones keep working).
+    fn keep_current(
+        self: Box<Self>,
+        pools: Vec<PgPool>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+}
+
+/// A database to connect to: its options, and what keeps their credentials current when they
+/// can change under a running process (`None`: they cannot, e.g. a `DATABASE_URL`).
+pub struct Database {
+    pub options: PgConnectOptions,
+    pub credentials: Option<Box<dyn CredentialSource>>,
+}
+
+impl From<PgConnectOptions> for Database {
+    fn from(options: PgConnectOptions) -> Self {
+        Self {
+            options,
+            credentials: None,
+        }
+    }
+}
+
 /// Samples pool usage into `db_pool_connections{service,state}` and `db_pool_max_connections`.
 pub fn spawn_pool_metrics(service: &'static str, pool: PgPool) {
     tokio::spawn(async move {

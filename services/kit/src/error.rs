@@ -176,6 +176,8 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
+        // A refused password wakes the credential rotation (kit-aws) before the client retries.
+        crate::db::note_error(&err);
         if is_unavailable(&err) {
             // Tell clients to retry, not that we broke: the database is down, restarting,
             // failing over, or the pool is exhausted.
@@ -193,9 +195,13 @@ pub fn is_unavailable(err: &sqlx::Error) -> bool {
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
             // 08: connection exceptions; 57P01-57P03: admin shutdown, crash shutdown, cannot
             // connect now (restart); 25006: read-only transaction (writer failed over to a
-            // reader); 53300: too many connections.
+            // reader); 53300: too many connections; 28P01: password refused (rotated: the pool
+            // re-reads the secret and the retry connects with the new one).
             code.starts_with("08")
-                || matches!(&*code, "57P01" | "57P02" | "57P03" | "25006" | "53300")
+                || matches!(
+                    &*code,
+                    "57P01" | "57P02" | "57P03" | "25006" | "53300" | "28P01"
+                )
         }),
         _ => false,
     }

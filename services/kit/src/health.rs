@@ -59,7 +59,10 @@ impl ReadinessCheck for DbReady {
         Box::pin(async move {
             let applied = crate::db::applied_version(&self.pool, self.schema)
                 .await
-                .map_err(|e| format!("database unreachable: {e}"))?;
+                .map_err(|e| {
+                    crate::db::note_error(&e);
+                    format!("database unreachable: {e}")
+                })?;
             match applied {
                 Some(v) if v >= self.expected_version => Ok(json!({ "migration": v })),
                 Some(v) => Err(format!(

@@ -373,3 +373,108 @@ pub async fn start(service: &'static crate::Service, pool: PgPool) -> crate::Ser
         .await
         .unwrap_or_else(|e| panic!("{} did not start: {e}", service.name))
 }
+
+/// A moto server (the AWS API emulator the AWS tests talk to) on a free port of 127.0.0.1,
+/// killed on drop. Its binary is `MOTO_SERVER`, else
+/// `${MERIDIAN_CACHE:-$HOME/.cache/meridian}/moto-venv/bin/moto_server` (tests/run installs it
+/// there from PyPI: `pip install 'moto[server]'`). Without it the test panics with the install
+/// command: AWS tests never skip.
+pub struct Moto {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl Moto {
+    fn binary() -> std::path::PathBuf {
+        use std::path::PathBuf;
+        let install = "python3 -m venv \"${MERIDIAN_CACHE:-$HOME/.cache/meridian}/moto-venv\" && \
+                       \"${MERIDIAN_CACHE:-$HOME/.cache/meridian}/moto-venv/bin/pip\" install 'moto[server]' \
+                       (tests/run does this), or set MOTO_SERVER to a moto_server binary";
+        let path = match std::env::var_os("MOTO_SERVER") {
+            Some(p) if !p.is_empty() => PathBuf::from(p),
+            _ => {
+                let cache = std::env::var_os("MERIDIAN_CACHE")
+                    .filter(|c| !c.is_empty())
+                    .map_or_else(
+                        || {
+                            let home = std::env::var_os("HOME").unwrap_or_else(|| {
+                                panic!("neither MOTO_SERVER nor HOME is set: {install}")
+                            });
+                            PathBuf::from(home).join(".cache/meridian")
+                        },
+                        PathBuf::from,
+                    );
+                cache.join("moto-venv/bin/moto_server")
+            }
+        };
+        assert!(
+            path.is_file(),
+            "moto_server not found at {}: these tests need moto's AWS emulator: {install}",
+            path.display()
+        );
+        path
+    }
+
+    /// Starts a fresh server (empty state) and waits until it listens.
+    pub fn start() -> Self {
+        use std::{
+            net::{Ipv4Addr, SocketAddr, TcpStream},
+            process::{Command, Stdio},
+            time::{Duration, Instant},
+        };
+        let bin = Self::binary();
+        // moto_server cannot report a port it picked itself: take a free one, then hand it over.
+        let port = free_port();
+        let mut child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let deadline = Instant::now() + Duration::from_mins(1);
+        loop {
+            if let Some(status) = child.try_wait().expect("poll moto_server") {
+                panic!("moto_server exited before answering ({status}); port {port}");
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not listen on {addr} within 60s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self { child, addr }
+    }
+
+    /// `http://127.0.0.1:PORT`, the SDK's endpoint URL.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Forgets every resource (moto's `POST /moto-api/reset`).
+    pub async fn reset(&self) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .unwrap_or_else(|e| panic!("connect to moto at {}: {e}", self.addr));
+        tcp.write_all(b"POST /moto-api/reset HTTP/1.0\r\nContent-Length: 0\r\n\r\n")
+            .await
+            .expect("send the reset");
+        let mut head = [0u8; 12];
+        tcp.read_exact(&mut head)
+            .await
+            .expect("read the reset's status");
+        assert!(head.ends_with(b" 200"), "moto reset answered {head:?}");
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -27,7 +27,9 @@ Environment (all optional):
                           exit); migrate needs one of the two
   DATABASE_SECRET_ARN     AWS: Secrets Manager secret with the database credentials (JSON
                           username, password, host, port, dbname, sslmode), read at start when
-                          DATABASE_URL is unset
+                          DATABASE_URL is unset (per-service binaries re-read it: rotation)
+  DATABASE_SECRET_REFRESH_SECS  per-service binaries re-read that secret this often (default
+                          300) and after a refused password; a rotated one needs no restart
   AWS_REGION              region of that secret; AWS_ENDPOINT_URL overrides the AWS endpoint
                           (tests: a moto server); credentials from the usual AWS SDK chain
   DATABASE_SSL_ROOT_CERT  PEM CA bundle (the RDS bundle) for the secret's sslmode
