@@ -300,17 +300,29 @@ waves() {
 # haltPolicy RollbackWave puts a failing wave back on its previous image and starts no later wave.
 # Countries of one wave go at once (maxParallel = the largest wave). The Release it drives in each
 # country's cluster is named after the service, in $MERIDIAN_NAMESPACE.
+#
+# Only the countries on EKS (country_platform): those on ECS have no cluster for a Release, and
+# deploy-prod.sh releases them with `meridian-deploy ecs` in their wave (render_ecs_release).
 render_rollout() {
-  local service="$1" sha image table wave bake countries cc max=1
-  local -a ccs
+  local service="$1" sha image all table="" wave bake countries cc max=1 p
+  local -a ccs eks
   shift
   sha="$(git_sha)"
   image="$(image_ref "$service")"
-  table="$(waves "$@")" || return 1
+  all="$(waves "$@")" || return 1
   while read -r wave bake countries; do
     read -r -a ccs <<<"$countries"
-    ((${#ccs[@]} <= max)) || max=${#ccs[@]}
-  done <<<"$table"
+    eks=()
+    for cc in "${ccs[@]}"; do
+      p="$(country_platform "$cc")" || return 1
+      [[ "$p" == eks ]] && eks+=("$cc")
+    done
+    ((${#eks[@]})) || continue
+    table+="$wave $bake ${eks[*]}"$'\n'
+    ((${#eks[@]} <= max)) || max=${#eks[@]}
+  done <<<"$all"
+  [[ -n "$table" ]] || die "render_rollout $service: no country on EKS in ${*:-$WAVES_FILE} (ECS countries are released by meridian-deploy ecs)"
+  table="${table%$'\n'}"
   cat <<EOF
 apiVersion: meridian.dev/v1alpha1
 kind: Rollout
@@ -337,6 +349,50 @@ EOF
       printf '        - name: "%s"\n          kubeconfigSecret: kubeconfig-prod-%s\n' "$cc" "$cc"
     done
   done <<<"$table"
+}
+
+# country_platform CC: where Terraform runs CC's services, `eks` or `ecs`: the size profile of
+# terraform/countries/CC/terraform.tfvars (`profile = "small"|"large"`), else the one of
+# terraform/modules/plan's registry; small is ECS Fargate, large EKS (modules/plan's sizing).
+# Read from Terraform so that the pipeline cannot disagree with what is deployed.
+country_platform() {
+  local cc="$1" profile="" tfvars="$MERIDIAN_ROOT/terraform/countries/$1/terraform.tfvars"
+  [[ "$cc" =~ ^[a-z]{2}$ ]] || die "country must be a two-letter code: $cc"
+  if [[ -r "$tfvars" ]]; then
+    profile="$(sed -n 's/^[[:space:]]*profile[[:space:]]*=[[:space:]]*"\(small\|large\)".*/\1/p' "$tfvars" | tail -n 1)"
+  fi
+  if [[ -z "$profile" ]]; then
+    profile="$(sed -n "s/^[[:space:]]*${cc}[[:space:]]*=[[:space:]]*{.*profile[[:space:]]*=[[:space:]]*\"\(small\|large\)\".*/\1/p" \
+      "$MERIDIAN_ROOT/terraform/modules/plan/main.tf" | head -n 1)"
+  fi
+  case "$profile" in
+    small) printf 'ecs\n' ;;
+    large) printf 'eks\n' ;;
+    *) die "country $cc is not in terraform/modules/plan's registry (no size profile)" ;;
+  esac
+}
+
+# render_ecs_release SERVICE CC WAVE: the Release `meridian-deploy ecs` releases SERVICE with in
+# the ECS country CC: render_release's spec (the same image, analysis and timings as on EKS),
+# without the probe token Secret (there is no cluster to read it from: the command gets the token
+# as a file) and with ECS_REPLICAS (default 2, terraform's ECS desired_count) replicas. Annotated
+# with its country and wave so that a dry run says where each document goes.
+render_ecs_release() {
+  local service="$1" cc="$2" wave="$3" doc
+  doc="$(STAGING_REPLICAS="${ECS_REPLICAS:-2}" MERIDIAN_PROBE_TOKEN_SECRET="" render_release "$service")" || return 1
+  printf '# meridian-deploy ecs --target %s\n' "$(ecs_target_parameter "$service" "$cc")"
+  awk -v cc="$cc" -v wave="$wave" '
+    { print }
+    /^  annotations:$/ {
+      printf "    meridian.dev/platform: ecs\n    meridian.dev/country: \"%s\"\n    meridian.dev/wave: \"%s\"\n", cc, wave
+    }' <<<"$doc"
+}
+
+# ecs_target_parameter SERVICE CC: the SSM parameter (in CC's account and region) where
+# terraform/modules/ecs publishes SERVICE's blue-green target (cluster, services and target
+# groups by colour, listener rules, preview URL): the JSON `meridian-deploy ecs --target` reads.
+ecs_target_parameter() {
+  printf '/meridian/prod/%s/ecs-deploy/%s\n' "$2" "$1"
 }
 
 rollout_name() { # rollout_name SERVICE [COUNTRY...] -> <service>-<sha12>[-<cc>...]

@@ -223,13 +223,25 @@ fn waves_conf() -> Vec<(String, u32, Vec<String>)> {
         .collect()
 }
 
+/// The countries terraform/modules/plan's registry puts on ECS (profile small), read here
+/// independently of lib.sh's country_platform.
+fn ecs_countries() -> Vec<String> {
+    let plan = std::fs::read_to_string(format!("{ROOT}/terraform/modules/plan/main.tf"))
+        .expect("modules/plan");
+    plan.lines()
+        .filter(|l| l.contains("profile = \"small\"") && l.contains("= {"))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
 #[test]
 fn production_rollouts_fit_the_rollout_crd_and_carry_every_wave_in_order() {
     let yaml = render("render_rollout calls");
     assert_eq!(pruned::<Rollout>(&yaml), Vec::<String>::new(), "{yaml}");
     let r: Rollout = serde_saphyr::from_str(&yaml).expect("parse");
     assert_eq!(r.spec.release, "calls");
-    // The Rollout owns the wave order: every wave of waves.conf, in order, with its bake time.
+    // Every wave of waves.conf with a country on EKS, in order, with its bake time; the ECS
+    // countries are released by `meridian-deploy ecs` (deploy/ecs/tests/buildkite_wave.rs).
     let rendered: Vec<(String, u32, Vec<String>)> = r
         .spec
         .waves
@@ -242,7 +254,13 @@ fn production_rollouts_fit_the_rollout_crd_and_carry_every_wave_in_order() {
             )
         })
         .collect();
-    let conf = waves_conf();
+    let ecs = ecs_countries();
+    assert!(!ecs.is_empty(), "the registry has small countries");
+    let conf: Vec<(String, u32, Vec<String>)> = waves_conf()
+        .into_iter()
+        .map(|(w, b, c)| (w, b, c.into_iter().filter(|c| !ecs.contains(c)).collect()))
+        .filter(|(_, _, c): &(String, u32, Vec<String>)| !c.is_empty())
+        .collect();
     assert_eq!(rendered, conf);
     assert!(conf.len() > 1, "more than one wave");
     for t in r.spec.waves.iter().flat_map(|w| &w.targets) {
@@ -277,6 +295,19 @@ fn production_rollouts_fit_the_rollout_crd_and_carry_every_wave_in_order() {
     assert_eq!(r.spec.waves[0].targets[0].name, "se");
     assert_eq!(r.spec.waves[0].bake_seconds, conf[0].1);
     assert!(r.metadata.name.unwrap().ends_with("-se"));
+
+    // A country on ECS has no cluster for a Rollout to reach.
+    let out = Command::new("bash")
+        .current_dir(ROOT)
+        .args([
+            "-c",
+            &format!("source buildkite/lib.sh && render_rollout calls {}", ecs[0]),
+        ])
+        .env("SLO_GATE_BIN", slo_gate_bin())
+        .output()
+        .expect("run bash");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no country on EKS"));
 }
 
 #[test]

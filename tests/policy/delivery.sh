@@ -192,10 +192,17 @@ if need "$CJS"; then
   expect_fail "pipeline with an unknown step key" "[Vv]alidation error" \
     "$CJS" --builtin-schema vendor.buildkite "$FIX/pipeline-bad-key.yml"
 
-  # 2. the waves: waves.conf, rendered into every production Rollout's spec.waves (the Rollout owns
-  # the order), must be a valid file
-  check "waves.conf renders into the production Rollouts" \
+  # 2. the waves: waves.conf, rendered wave by wave into Rollouts (EKS countries) and ECS
+  # Releases (meridian-deploy ecs), must be a valid file; a wave may mix both platforms
+  check "waves.conf renders into the production Rollouts and ECS Releases" \
     env DRY_RUN=1 bash buildkite/deploy-prod.sh
+  # (deploy/ecs/tests/buildkite_wave.rs checks every document against its CRD and the command)
+  mixed_wave_renders_both() {
+    local out
+    out="$(DRY_RUN=1 WAVES_FILE="$FIX/waves-mixed.conf" bash buildkite/deploy-prod.sh)" || return 1
+    grep -q 'meridian.dev/wave: "2"' <<<"$out" && grep -q 'name: wave-2' <<<"$out"
+  }
+  check "a wave mixing an EKS and an ECS country renders a Rollout and ECS Releases" mixed_wave_renders_both
   expect_fail "waves file with a country in two waves" "appears in two waves" \
     env DRY_RUN=1 WAVES_FILE="$FIX/waves-duplicate-country.conf" bash buildkite/deploy-prod.sh
 
@@ -250,7 +257,8 @@ if need "$PY"; then
     DRY_RUN=1 bash buildkite/deploy-staging.sh >"$tmp/staging.yaml" &&
       DRY_RUN=1 bash buildkite/deploy-prod.sh >"$tmp/rollouts.yaml" &&
       DRY_RUN=1 bash buildkite/deploy-prod.sh se >"$tmp/rollout-se.yaml" &&
-      yaml_parses "$tmp/staging.yaml" "$tmp/rollouts.yaml" "$tmp/rollout-se.yaml"
+      DRY_RUN=1 WAVES_FILE="$FIX/waves-mixed.conf" bash buildkite/deploy-prod.sh >"$tmp/mixed-wave.yaml" &&
+      yaml_parses "$tmp/staging.yaml" "$tmp/rollouts.yaml" "$tmp/rollout-se.yaml" "$tmp/mixed-wave.yaml"
   }
   check "rendered Release and Rollout manifests parse" render_manifests
   expect_fail "malformed manifest" "[Ee]rror|expected" yaml_parses "$FIX/broken-manifest.yaml"
