@@ -60,6 +60,18 @@ pub struct EcsTarget {
     /// Base URL of the test listener (scheme, host, port); the probe GETs
     /// `<preview_url><analysis.probe.path>`. `analysis.probe.port` does not apply on ECS.
     pub preview_url: String,
+    /// Production's autoscaling range as Terraform sizes it: the promoted colour gets it (so a
+    /// changed sizing applies at the next deploy). Absent: the active colour's current range.
+    #[serde(default)]
+    pub capacity: Option<Capacity>,
+}
+
+/// An autoscaling range (Application Auto Scaling's min and max capacity).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Capacity {
+    pub min: i32,
+    pub max: i32,
 }
 
 /// One value per colour.
@@ -180,6 +192,13 @@ pub fn check_spec(spec: &ReleaseSpec) -> Result<(), Error> {
                 .into(),
         ));
     }
+    if spec.paused || spec.abort {
+        return Err(Error::Spec(
+            "paused / abort hold or stop an operator's cycle; `meridian-deploy ecs` runs one \
+             cycle to its end: do not run it instead"
+                .into(),
+        ));
+    }
     if spec.replicas < 1 {
         return Err(Error::Spec("replicas must be at least 1".into()));
     }
@@ -277,7 +296,16 @@ pub async fn deploy(
     .await?;
     // Terraform gives each colour an autoscaling range; the active one's is production's. While
     // analysed, the preview is pinned at its count so target tracking cannot move it.
-    let production_range = capacity(clients, target, active).await?;
+    let production_range = match target.capacity {
+        Some(c) if c.min >= 0 && c.max >= c.min => Some((c.min, c.max)),
+        Some(c) => {
+            return Err(Error::Spec(format!(
+                "the target's capacity {}-{} is not a range",
+                c.min, c.max
+            )));
+        }
+        None => capacity(clients, target, active).await?,
+    };
     if production_range.is_some() {
         set_capacity(clients, target, preview, preview_count, preview_count).await?;
     }

@@ -49,6 +49,10 @@ fn fields_ecs_cannot_honour_are_refused_not_ignored() {
     let e = release_spec_from_manifest(&token).unwrap_err().to_string();
     assert!(e.contains("--probe-token-file"), "{e}");
 
+    let paused = MANIFEST.replace("  replicas: 2\n", "  replicas: 2\n  paused: true\n");
+    let e = release_spec_from_manifest(&paused).unwrap_err().to_string();
+    assert!(e.contains("paused / abort"), "{e}");
+
     let rollout = MANIFEST.replace("kind: Release", "kind: Rollout");
     assert!(release_spec_from_manifest(&rollout).is_err());
 }
@@ -62,8 +66,10 @@ fn the_terraform_target_shape_parses_and_unknown_keys_are_refused() {
         "listener_rule_arn": "arn:rule/prod",
         "preview_listener_rule_arn": "arn:rule/preview",
         "preview_url": "https://alb.example:8443",
+        "capacity": { "min": 2, "max": 6 },
     });
     let t: EcsTarget = serde_json::from_value(json.clone()).unwrap();
+    assert_eq!(t.capacity, Some(Capacity { min: 2, max: 6 }));
     assert_eq!(t.services.get(Colour::Green), "streams-green");
     assert_eq!(t.target_groups.get(Colour::Blue), "arn:tg/blue");
     let mut typo = json;

@@ -393,6 +393,8 @@ async fn terraform_stack(
         listener_rule_arn: rules[0].clone(),
         preview_listener_rule_arn: rules[1].clone(),
         preview_url,
+        // Without it, the command copies blue's range (2-6): what the assertions expect.
+        capacity: None,
     }
 }
 
@@ -625,7 +627,9 @@ async fn a_healthy_green_takes_production_and_blue_scales_to_zero_after_the_dela
     let moto = Moto::start();
     let clients = moto.clients().await;
     let delay = Arc::new(AtomicU64::new(5));
-    let target = terraform_stack(&moto, &clients, green_server(delay).await, true).await;
+    let mut target = terraform_stack(&moto, &clients, green_server(delay).await, true).await;
+    // Terraform's sizing changed since blue was promoted: the promoted colour gets the new range.
+    target.capacity = Some(deploy_ecs::Capacity { min: 3, max: 8 });
     let scheduler = ecs_scheduler(moto.clients().await, target.clone());
     let seen = watch(moto.clients().await, target.clone());
 
@@ -676,12 +680,12 @@ async fn a_healthy_green_takes_production_and_blue_scales_to_zero_after_the_dela
         service_image(&clients, &target, Colour::Blue).await,
         OLD_IMAGE
     );
-    // Autoscaling follows production: the idle colour is pinned at 0.
+    // Autoscaling follows production: green has Terraform's range, the idle colour is pinned at 0.
     assert_eq!(
         deploy_ecs::capacity(&clients, &target, Colour::Green)
             .await
             .unwrap(),
-        Some((2, 6))
+        Some((3, 8))
     );
     assert_eq!(
         deploy_ecs::capacity(&clients, &target, Colour::Blue)
