@@ -479,7 +479,9 @@ pub struct VisitFilter {
 
 /// The hot query: newest first, keyset on (visited_at, id) below the cursor (or below `to`),
 /// down to `from`, at most `limit` rows, each joined to its visitor in the same statement (no
-/// N+1). One statement per shape so each uses its index as a range: visits_recent without a
+/// N+1) by a primary-key probe per row: the LATERAL ... LIMIT 1 is never flattened into a
+/// join, so the planner cannot hash-join the whole visitors table for a page of 100. One
+/// statement per shape so each uses its index as a range: visits_recent without a
 /// visitor, visits_visitor with one.
 pub const VISITS_RECENT_SQL: &str = "SELECT v.id, v.visited_at, v.visitor_id, v.page_path,
         r.first_visit_at, r.last_visit_at, r.visits
@@ -488,7 +490,8 @@ pub const VISITS_RECENT_SQL: &str = "SELECT v.id, v.visited_at, v.visitor_id, v.
                                  coalesce($2, '00000000-0000-0000-0000-000000000000'::uuid))
          AND visited_at >= coalesce($3, '-infinity'::timestamptz)
        ORDER BY visited_at DESC, id DESC LIMIT $4) v
- LEFT JOIN attendance.visitors r ON r.id = v.visitor_id
+ LEFT JOIN LATERAL (SELECT first_visit_at, last_visit_at, visits FROM attendance.visitors
+                    WHERE id = v.visitor_id LIMIT 1) r ON true
  ORDER BY v.visited_at DESC, v.id DESC";
 
 pub const VISITS_BY_VISITOR_SQL: &str = "SELECT v.id, v.visited_at, v.visitor_id, v.page_path,
@@ -499,7 +502,8 @@ pub const VISITS_BY_VISITOR_SQL: &str = "SELECT v.id, v.visited_at, v.visitor_id
                                  coalesce($2, '00000000-0000-0000-0000-000000000000'::uuid))
          AND visited_at >= coalesce($3, '-infinity'::timestamptz)
        ORDER BY visited_at DESC, id DESC LIMIT $4) v
- LEFT JOIN attendance.visitors r ON r.id = v.visitor_id
+ LEFT JOIN LATERAL (SELECT first_visit_at, last_visit_at, visits FROM attendance.visitors
+                    WHERE id = v.visitor_id LIMIT 1) r ON true
  ORDER BY v.visited_at DESC, v.id DESC";
 
 pub async fn visits(

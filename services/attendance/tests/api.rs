@@ -188,7 +188,7 @@ async fn day_list_pages_by_keyset() {
     loop {
         let mut path = format!("{}?day={}&limit=3", sign_in_path(SITE), t0.date_naive());
         if let Some(c) = &cursor {
-            path.push_str(&format!("&cursor={c}"));
+            path = format!("{path}&cursor={c}");
         }
         let (s, b) = h.send(Method::GET, &path, Some(&staff()), None).await;
         assert_eq!(s, StatusCode::OK, "{b}");

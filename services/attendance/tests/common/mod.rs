@@ -196,8 +196,10 @@ impl SseReader {
                 let (mut id, mut event, mut data) = (None, String::from("message"), String::new());
                 let mut only_comments = true;
                 for line in block.lines() {
-                    if let Some(c) = line.strip_prefix(':') {
-                        let _ = c;
+                    if line.is_empty() {
+                        continue;
+                    }
+                    if line.starts_with(':') {
                         self.comments += 1;
                         continue;
                     }
