@@ -113,7 +113,8 @@ enum Command {
         /// The subject: a user id (`alice`) or a service name.
         #[arg(long)]
         sub: String,
-        /// A scope to grant (repeat for several): streams:sessions, streams:admin, calls:admin.
+        /// A scope to grant (repeat for several): streams:sessions, streams:admin, calls:admin,
+        /// attendance:site:<site id>, attendance:admin.
         #[arg(long = "scope")]
         scopes: Vec<String>,
         /// Lifetime: 30s, 15m, 1h or 1d.
@@ -205,7 +206,12 @@ async fn main() -> anyhow::Result<()> {
 
 /// Every service this binary runs, in mount order. A new service is one line here (and its
 /// crate in Cargo.toml): docs/adding-a-service.md.
-static SERVICES: &[&kit::Service] = &[&streams::SERVICE, &calls::SERVICE, &learning::SERVICE];
+static SERVICES: &[&kit::Service] = &[
+    &streams::SERVICE,
+    &calls::SERVICE,
+    &learning::SERVICE,
+    &attendance::SERVICE,
+];
 
 /// One pool per service, each scoped to the service's schema (as in production).
 struct Pools(Vec<(&'static kit::Service, sqlx::PgPool)>);

@@ -110,6 +110,28 @@ async fn serve_without_database_url_runs_everything_and_stops_cleanly() {
         .await
         .expect("json");
     assert_eq!(limit["max_streams"], 5);
+    // ... and attendance's: a sample site with today's sign-ins, for its staff.
+    let oak_staff = token(&[
+        "--sub",
+        "oak-staff",
+        "--scope",
+        "attendance:site:oak-primary",
+    ]);
+    let day: serde_json::Value = http
+        .get(format!(
+            "{base}/attendance/v1/sites/oak-primary/attendance?limit=100"
+        ))
+        .header("authorization", &oak_staff)
+        .send()
+        .await
+        .expect("attendance")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        day["items"].as_array().is_some_and(|a| !a.is_empty()),
+        "{day}"
+    );
 
     let started = http
         .post(format!("{base}/streams/v1/users/e2e/sessions"))
