@@ -118,7 +118,7 @@ fn image_entrypoint() -> String {
 
 #[test]
 fn staging_releases_fit_the_release_crd() {
-    for service in ["streams", "calls", "learning"] {
+    for service in ["streams", "calls", "learning", "attendance"] {
         let yaml = render(&format!("render_release {service}"));
         assert_eq!(
             pruned::<Release>(&yaml),

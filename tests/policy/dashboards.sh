@@ -22,7 +22,8 @@
 #  4. puts a little load on the platform with curl (stream starts incl. an idempotent retry and a
 #     409 at the limit, a heartbeat, a stop, 400/401/403s, an admin limit change; a signed and an
 #     unsigned call decision, the calls admin API and a routing change that bumps the snapshot
-#     version; learning item reads, a 404 and a 403);
+#     version; learning item reads, a 404 and a 403; attendance's visits page, a sign-in, sign-out,
+#     delete and stream ticket, a 403);
 #  5. for EVERY target of every panel (template variables substituted: constants by their value,
 #     multi-value query variables by their "All" regex, $__rate_interval = 1m, $__interval = 15s,
 #     $__range = 1h) queries /api/v1/query: it must succeed and return at least one series, and
@@ -464,8 +465,9 @@ ok "meridian serve ready on $base after $((SECONDS - started))s (throwaway Postg
 
 # ---------------------------------------------------------------- 4. load
 load() {
-  local alice bob ops codes="" sid body pbx sign i
+  local alice bob ops oak codes="" sid body pbx sign i att
   alice="$("$meridian" token --sub alice)"
+  oak="$("$meridian" token --sub oak-staff --scope attendance:site-oak-primary --scope attendance:read)"
   bob="$("$meridian" token --sub bob)"
   ops="$("$meridian" token --sub ops --scope streams:admin --scope calls:admin --ttl 15m)"
   c() { codes+="$(curl -s -o "$work/body" -w '%{http_code}' "$@") "; }
@@ -506,6 +508,17 @@ load() {
     c "$base/learning/v1/items/aqaGCSEBio_1_1_1_EBc0BgD11T" -H "authorization: Bearer $alice"   # 200
     c "$base/learning/v1/items/no-such-item" -H "authorization: Bearer $alice"                  # 404
     c "$base/learning/v1/users/05IsdAyoSnekvovtyr2fC5cNOnF3" -H "authorization: Bearer $alice"  # 403
+    # attendance: the visits page, a sign-in, its sign-out and delete at a sample site, a ticket,
+    # another site (403).
+    c "$base/attendance/v1/visits?limit=20" -H "authorization: Bearer $oak"                   # 200
+    c -X POST "$base/attendance/v1/sites/oak-primary/attendance" -H "authorization: Bearer $oak" "${json[@]}" \
+      -H "Idempotency-Key: dash-$i-$RANDOM" -d '{"entity_id":"dash-child","source":"kiosk"}'  # 201
+    att="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$work/body" 2>/dev/null || true)"
+    c -X POST "$base/attendance/v1/sites/oak-primary/attendance/$att/sign-out" -H "authorization: Bearer $oak" \
+      "${json[@]}" -d '{}'                                                                # 200
+    c -X DELETE "$base/attendance/v1/sites/oak-primary/attendance/$att" -H "authorization: Bearer $oak" # 204
+    c -X POST "$base/attendance/v1/sites/oak-primary/stream-tickets" -H "authorization: Bearer $oak" # 201
+    c "$base/attendance/v1/sites/elm-nursery/attendance" -H "authorization: Bearer $oak"       # 403
     # Stop the other two streams so the next round starts from zero again.
     c "$base/streams/v1/users/alice/sessions" -H "authorization: Bearer $alice"
     for sid in $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); [print(s["session_id"]) for s in d["items"]]' "$work/body" 2>/dev/null); do
@@ -514,10 +527,10 @@ load() {
     sleep 1
   done
   echo "status codes: $codes"
-  want="401 403 201 200 201 201 409 400 200 200 204 403 200 200 401 200 200 200 200 404 403 200 204 204 "
+  want="401 403 201 200 201 201 409 400 200 200 204 403 200 200 401 200 200 200 200 404 403 200 201 200 204 201 403 200 204 204 "
   [[ "$codes" == "$want$want" ]] || { echo "expected:     $want$want"; return 1; }
 }
-check "load: stream starts/stops incl. a replay and a 409, 400/401/403s, calls decisions, a routing change, learning reads" load
+check "load: stream starts/stops incl. a replay and a 409, 400/401/403s, calls decisions, a routing change, learning reads, attendance sign-ins" load
 
 # ---------------------------------------------------------------- 5. every panel against Prometheus
 check "Prometheus scrapes meridian serve and the operator fixture (up == 1 for both jobs)" \

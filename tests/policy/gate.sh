@@ -3,12 +3,13 @@
 # from buildkite/pipeline.yml, against a locally started `meridian serve` with its sample data
 # (calls' hospital switchboard +46101110099, which the gated decision calls). Every service is
 # gated on its hot route from buildkite/slo.yaml: streams on a start + stop cycle, calls on a
-# signed decision, learning on an item read. The gate must pass on the healthy platform, and fail naming the service
+# signed decision, learning on an item read, attendance on /visits and a sign-in cycle at its
+# probe site. The gate must pass on the healthy platform, and fail naming the service
 # when a slow route is injected (FAULT_DELAY_MS on the streams routes), when its token is
 # refused (streams, with the 401/403s) and when its webhook signature is refused (calls).
 #
 # The probe identity: where the pipeline fetches a client-credentials token from Cognito, here
-# `meridian token --sub slo-probe --scope streams:sessions` mints one with serve's dev key, and
+# `meridian token --sub slo-probe --scope ...` (the client's scopes) mints one with serve's dev key, and
 # the step reads it from SLO_PROBE_TOKEN_FILE, the same file-based path the pipeline hands to
 # slo-gate. The webhook secret: where staging's CALLS_WEBHOOK_SECRETS has a `slo-probe` entry
 # and the pipeline reads its secret from SLO_PROBE_WEBHOOK_SECRET, here a random secret is given
@@ -86,21 +87,22 @@ run_gate() { # run_gate [TOKEN_FILE [WEBHOOK_SECRET_FILE]]: the pipeline's comma
 passed=0 failed=0
 serve
 # The slo-probe identity's token, minted with the key serve has just created (and trusts).
-(umask 077 && "$meridian" token --sub slo-probe --scope streams:sessions --ttl 1h >"$token_file") ||
+(umask 077 && "$meridian" token --sub slo-probe --scope streams:sessions --scope attendance:read \
+  --scope attendance:site-slo-probe --ttl 1h >"$token_file") ||
   die "meridian token failed"
 [[ -s "$token_file" ]] || die "meridian token printed nothing"
 if run_gate; then passed=$((passed + 1)); echo "gate: ok: passes against a healthy platform"
 else failed=$((failed + 1)); echo "gate: FAIL: breached against a healthy platform"; fi
 
-# A token the platform does not accept (not signed by its key): streams and learning answer 401 to
-# every probe, and the gate must fail on them rather than count refusals as answers.
+# A token the platform does not accept (not signed by its key): streams, learning and attendance
+# answer 401 to every probe, and the gate must fail on them rather than count refusals as answers.
 (umask 077 && printf 'not.a.token\n' >"$work/refused.token")
 if out=$(run_gate "$work/refused.token" 2>&1); then
   failed=$((failed + 1)); echo "$out"; echo "gate: FAIL: passed with a token the platform refuses"
-elif grep -q 'for: \*\*streams learning\*\*' <<<"$out" && grep -q '401/403' <<<"$out"; then
-  passed=$((passed + 1)); echo "gate: ok: fails with a refused token, naming streams and learning and the 401/403s"
+elif grep -q 'for: \*\*streams learning attendance\*\*' <<<"$out" && grep -q '401/403' <<<"$out"; then
+  passed=$((passed + 1)); echo "gate: ok: fails with a refused token, naming streams, learning and attendance and the 401/403s"
 else
-  failed=$((failed + 1)); echo "$out"; echo "gate: FAIL: failed, but without naming streams and learning and the 401/403s"
+  failed=$((failed + 1)); echo "$out"; echo "gate: FAIL: failed, but without naming streams, learning and attendance and the 401/403s"
 fi
 
 # A webhook secret the platform does not have for `slo-probe`: calls refuses every signed

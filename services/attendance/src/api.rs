@@ -2,7 +2,7 @@
 //! who may call what, and the mapping of store outcomes to status codes.
 //!
 //! Callers:
-//! - staff of a site: a token carrying `attendance:site:<site id>` for each site it names;
+//! - staff of a site: a token carrying `attendance:site-<site id>` for each site it names;
 //! - `attendance:admin`: every site, site registration, visits;
 //! - `attendance:ingest`: the visits producer (a service credential), writes only;
 //! - `attendance:read`: visit reads (dashboards, the delivery gate's probe).
@@ -31,7 +31,7 @@ use axum::{
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, NaiveDate, Utc};
 use kit::{
-    ApiError, ApiResult, Caller, Created, Json, NoContent, Path, Query, Validator,
+    ApiError, ApiResult, Caller, Created, IdempotencyKey, Json, NoContent, Path, Query, Validator,
     auth::{public, requires},
     clock::Clock,
     pagination::{Page, PageQuery},
@@ -55,15 +55,15 @@ pub const SCOPE_ADMIN: &str = "attendance:admin";
 pub const SCOPE_INGEST: &str = "attendance:ingest";
 /// Visit reads (dashboards, the delivery gate's probe).
 pub const SCOPE_READ: &str = "attendance:read";
-/// Staff of one site: `attendance:site:<site id>`.
-pub const SITE_SCOPE_PREFIX: &str = "attendance:site:";
+/// Staff of one site: `attendance:site-<site id>`.
+pub const SITE_SCOPE_PREFIX: &str = "attendance:site-";
 
 /// The largest snapshot the stream sends first (a site's day; larger days are truncated).
 const SNAPSHOT_CAP: i64 = 2000;
 const MAX_TICKET_LEN: usize = 128;
 
 const SITE_STAFF: Option<&str> =
-    Some("staff of the site in the path (scope attendance:site:<site_id>)");
+    Some("staff of the site in the path (scope attendance:site-<site_id>)");
 
 #[derive(Clone)]
 pub struct AppState {
@@ -136,8 +136,10 @@ pub struct SiteView {
 #[serde(deny_unknown_fields)]
 pub struct SignInBody {
     /// Chosen by the client (a UUID), so a retried sign-in is recognised: same id, same child
-    /// and site → 200 with the first attempt's attendance.
-    pub id: Uuid,
+    /// and site → 200 with the first attempt's attendance. Without it the id comes from the
+    /// `Idempotency-Key` header (the same key at the same site is the same attendance), and
+    /// without either a new id is made (such a sign-in is not safe to retry).
+    pub id: Option<Uuid>,
     /// The child: 1..=64 of letters, digits and `- _ . :`.
     pub entity_id: String,
     /// `kiosk`, `app`, `staff`, ...: 1..=32 of a-z 0-9 - _.
@@ -407,13 +409,28 @@ async fn put_site(
     }))
 }
 
+/// The attendance id of a sign-in that names none: derived from the site and the
+/// Idempotency-Key, so a retry with the key finds the first attempt.
+fn id_from_key(site: &str, key: &str) -> Uuid {
+    let d = Sha256::digest(format!("attendance-sign-in\0{site}\0{key}").as_bytes());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    uuid::Builder::from_random_bytes(b).into_uuid()
+}
+
 async fn sign_in(
     State(st): State<AppState>,
     caller: Caller,
     Path(SitePath { site_id }): Path<SitePath>,
+    IdempotencyKey(key): IdempotencyKey,
     Json(body): Json<SignInBody>,
 ) -> ApiResult<Written<Attendance>> {
     require_site(&caller, &site_id)?;
+    let id = match (body.id, key.as_deref()) {
+        (Some(id), _) => id,
+        (None, Some(key)) => id_from_key(&site_id, key),
+        (None, None) => Uuid::now_v7(),
+    };
     let now = st.clock.now();
     let at = body.sign_in_time.unwrap_or(now);
     let mut v = Validator::new();
@@ -425,7 +442,7 @@ async fn sign_in(
     let outcome = store::sign_in(
         &st.pool,
         &store::NewSignIn {
-            id: body.id,
+            id,
             site_id: &site_id,
             entity_id: &body.entity_id,
             source: &body.source,
@@ -447,7 +464,7 @@ async fn sign_in(
         )
         .with_detail(format!(
             "attendance {} is another child's or site's; use a new id",
-            body.id
+            id
         ))),
         store::SignIn::AlreadyIn(open) => Err(ApiError::conflict(
             "already-signed-in",

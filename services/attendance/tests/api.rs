@@ -134,6 +134,20 @@ async fn sign_in_out_correct_delete_with_retries() {
         "an unchanged correction emits nothing"
     );
 
+    // Without an id, the Idempotency-Key makes the retry safe.
+    for expected in [StatusCode::CREATED, StatusCode::OK] {
+        let res = h
+            .http
+            .post(format!("{}{}", h.base, sign_in_path(SITE)))
+            .header("authorization", staff())
+            .header("idempotency-key", "kiosk-7-0001")
+            .json(&json!({"entity_id": "eli", "source": "kiosk"}))
+            .send()
+            .await
+            .expect("sign in");
+        assert_eq!(res.status(), expected);
+    }
+
     // The day's list holds it; delete is idempotent.
     let day = (t0 - Duration::minutes(10)).date_naive();
     let (s, b) = h

@@ -27,7 +27,7 @@ fn visit() -> Value {
 
 fn others() -> Vec<String> {
     vec![
-        bearer("staff-2", &["attendance:site:elm"]),
+        bearer("staff-2", &["attendance:site-elm"]),
         bearer("someone", &[]),
         bearer("svc", &["streams:admin", "calls:admin", "learning:admin"]),
     ]

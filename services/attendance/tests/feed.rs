@@ -211,7 +211,7 @@ async fn stream_tickets_are_checked() {
         &h.base,
         Method::POST,
         &format!("/attendance/v1/sites/{SITE}/stream-tickets"),
-        Some(&kit::testing::bearer("staff-2", &["attendance:site:elm"])),
+        Some(&kit::testing::bearer("staff-2", &["attendance:site-elm"])),
         None,
     )
     .await;

@@ -70,6 +70,11 @@ variable "scopes" {
     "learning:read"       = "Read any learner's learning records (support tooling, the SLO probe); no writes"
     "playlists:analytics" = "Read playlist analytics"
     "attendance:admin"    = "Administer attendance"
+    "attendance:ingest"   = "Ingest page visits (the visits producer); no reads"
+    "attendance:read"     = "Read visits and visitors (dashboards, the SLO probe); no writes"
+    # Staff of one site hold attendance:site-<site id>; Cognito scopes are fixed, so only the SLO
+    # probe's site is one here (staff tokens come from the schools' OIDC issuer, docs/attendance.md).
+    "attendance:site-slo-probe" = "Staff of the SLO probe's attendance site (sign-in, sign-out, delete there only)"
   }
 
   validation {
@@ -93,9 +98,12 @@ variable "clients" {
     playback = { scopes = ["streams:sessions"] }
     # Operators' and admin tooling's client: every admin scope.
     admin = { scopes = ["streams:admin", "calls:admin", "learning:admin", "playlists:analytics", "attendance:admin"] }
+    # The visits producer (the consumer of the page-visit topic) posts visits to attendance.
+    visits-producer = { scopes = ["attendance:ingest"] }
     # The delivery pipeline's SLO probe (Buildkite slo-gate, operator analysis) exercises the guard,
-    # and learning's item route (learning:read puts it in learning's AUTH_AUDIENCE).
-    slo-probe = { scopes = ["streams:sessions", "learning:read"] }
+    # learning's item route (learning:read puts it in learning's AUTH_AUDIENCE) and attendance's
+    # /visits and a sign-in cycle at its own site.
+    slo-probe = { scopes = ["streams:sessions", "learning:read", "attendance:read", "attendance:site-slo-probe"] }
   }
 
   validation {

@@ -12,7 +12,7 @@ pub const SITE: &str = "oak";
 pub const OTHER_SITE: &str = "elm";
 
 pub fn staff() -> String {
-    bearer("staff-1", &["attendance:site:oak"])
+    bearer("staff-1", &["attendance:site-oak"])
 }
 pub fn admin() -> String {
     bearer("admin-1", &[attendance::api::SCOPE_ADMIN])
