@@ -463,8 +463,7 @@ async fn sign_in(
             "This id belongs to another attendance",
         )
         .with_detail(format!(
-            "attendance {} is another child's or site's; use a new id",
-            id
+            "attendance {id} is another child's or site's; use a new id"
         ))),
         store::SignIn::AlreadyIn(open) => Err(ApiError::conflict(
             "already-signed-in",
