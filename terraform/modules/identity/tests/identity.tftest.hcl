@@ -80,7 +80,7 @@ run "cognito_issuer_per_country" {
   }
 
   assert {
-    condition     = length(aws_secretsmanager_secret.client) == 3 && alltrue([for s in aws_secretsmanager_secret.client : s.kms_key_id == var.secrets_kms_key_arn && startswith(s.name, "meridian-prod-se/identity/")])
+    condition     = length(aws_secretsmanager_secret.client) == 4 && alltrue([for s in aws_secretsmanager_secret.client : s.kms_key_id == var.secrets_kms_key_arn && startswith(s.name, "meridian-prod-se/identity/")])
     error_message = "each client's credentials are in Secrets Manager under <name>/identity/, encrypted with the country CMK."
   }
 }
