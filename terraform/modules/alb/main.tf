@@ -322,6 +322,163 @@ resource "aws_lb_listener_rule" "service" {
   }
 
   tags = merge(var.tags, { Service = each.key })
+
+  lifecycle {
+    # With blue_green (ECS), `meridian-deploy ecs` points this rule at the active colour's target
+    # group (blue: `this`, green: `green`); Terraform creates it on blue and leaves it. On EKS the
+    # action never changes (the TargetGroupBinding moves pods, not the rule), so ignoring it costs
+    # nothing there, except that replacing `this` needs `terraform apply -replace` of the rule.
+    ignore_changes = [action]
+  }
+}
+
+# ----------------------------------------------------------------------------- blue-green (ECS)
+# On ECS a colour is an ECS service with its own target group: blue registers in `this`, green in
+# `green`. The public rule above forwards to the active one; a test listener (preview_port,
+# reachable from preview_ingress_cidrs only) forwards the same paths to the colour being analysed,
+# which is what `meridian-deploy ecs` probes before it moves the public rule (deploy/ecs).
+
+resource "aws_lb_target_group" "green" {
+  # checkov:skip=CKV_AWS_378:TLS terminates at the ALB (TLS 1.3 policy); ALB -> task is HTTP inside the VPC, restricted by security groups
+  for_each = var.blue_green ? var.services : {}
+
+  # 26 + "-green": within the 32 characters a target group name may have.
+  name                 = "${substr("${var.name}-${each.key}", 0, 26)}-green"
+  vpc_id               = var.vpc_id
+  target_type          = "ip"
+  protocol             = "HTTP"
+  port                 = each.value.port
+  deregistration_delay = var.deregistration_delay
+
+  health_check {
+    enabled             = true
+    path                = each.value.health_path
+    protocol            = "HTTP"
+    port                = "traffic-port"
+    matcher             = "200"
+    interval            = 10
+    timeout             = 5
+    healthy_threshold   = 2
+    unhealthy_threshold = 2
+  }
+
+  tags = merge(var.tags, { Service = each.key, Colour = "green" })
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_vpc_security_group_ingress_rule" "preview" {
+  for_each = var.blue_green ? toset(var.preview_ingress_cidrs) : toset([])
+
+  security_group_id = aws_security_group.alb.id
+  description       = "Test listener (blue-green preview) from ${each.key}"
+  ip_protocol       = "tcp"
+  from_port         = var.preview_port
+  to_port           = var.preview_port
+  cidr_ipv4         = each.key
+}
+
+resource "aws_lb_listener" "preview" {
+  count = var.blue_green ? 1 : 0
+
+  load_balancer_arn = aws_lb.this.arn
+  port              = var.preview_port
+  protocol          = "HTTPS"
+  ssl_policy        = var.ssl_policy
+  certificate_arn   = var.certificate_arn
+
+  default_action {
+    type = "fixed-response"
+    fixed_response {
+      content_type = local.not_found.content_type
+      status_code  = local.not_found.status_code
+      message_body = local.not_found.message_body
+    }
+  }
+
+  tags = var.tags
+}
+
+# Admin paths are not previewed either: the same 404 as on the public listener.
+resource "aws_lb_listener_rule" "preview_admin_not_public" {
+  for_each = var.blue_green ? local.path_admin : {}
+
+  listener_arn = aws_lb_listener.preview[0].arn
+  priority     = each.value.priority - 1
+
+  condition {
+    path_pattern {
+      values = each.value.admin_path_patterns
+    }
+  }
+
+  action {
+    type = "fixed-response"
+    fixed_response {
+      content_type = local.not_found.content_type
+      status_code  = local.not_found.status_code
+      message_body = local.not_found.message_body
+    }
+  }
+
+  tags = merge(var.tags, { Service = each.key })
+}
+
+resource "aws_lb_listener_rule" "preview_admin_method_not_public" {
+  for_each = var.blue_green ? local.method_admin : {}
+
+  listener_arn = aws_lb_listener.preview[0].arn
+  priority     = each.value.priority
+
+  condition {
+    path_pattern {
+      values = each.value.path_patterns
+    }
+  }
+
+  condition {
+    http_request_method {
+      values = each.value.methods
+    }
+  }
+
+  action {
+    type = "fixed-response"
+    fixed_response {
+      content_type = local.not_found.content_type
+      status_code  = local.not_found.status_code
+      message_body = local.not_found.message_body
+    }
+  }
+
+  tags = merge(var.tags, { Service = each.value.service })
+}
+
+resource "aws_lb_listener_rule" "preview" {
+  for_each = var.blue_green ? var.services : {}
+
+  listener_arn = aws_lb_listener.preview[0].arn
+  priority     = each.value.priority
+
+  condition {
+    path_pattern {
+      values = each.value.path_pattern
+    }
+  }
+
+  action {
+    type             = "forward"
+    target_group_arn = aws_lb_target_group.green[each.key].arn
+  }
+
+  tags = merge(var.tags, { Service = each.key })
+
+  lifecycle {
+    # meridian-deploy ecs points it at the colour it analyses.
+    ignore_changes = [action]
+  }
 }
 
 # ----------------------------------------------------------------------------- internal ALB (admin routes)

@@ -89,10 +89,11 @@ output "target_group_bindings" {
 }
 
 output "listener_rule_arns" {
-  description = "Service => ARNs of the listener rules that forward to its target groups (public, and internal for admin routes): an ECS service registering into a target group must be created after the rule that attaches it to a load balancer."
+  description = "Service => ARNs of the listener rules that forward to its target groups (public, test listener with blue_green, and internal for admin routes): an ECS service registering into a target group must be created after the rule that attaches it to a load balancer."
   value = {
     for s, r in aws_lb_listener_rule.service : s => concat(
       [r.arn],
+      [for k, p in aws_lb_listener_rule.preview : p.arn if k == s],
       [for k, a in aws_lb_listener_rule.admin : a.arn if k == s],
       [for k, a in aws_lb_listener_rule.admin_method : a.arn if local.method_admin[k].service == s],
     )
@@ -102,4 +103,24 @@ output "listener_rule_arns" {
 output "waf_web_acl_name" {
   description = "Name of the WAF web ACL (the WebACL dimension of its CloudWatch metrics); null without WAF."
   value       = try(aws_wafv2_web_acl.this[0].name, null)
+}
+
+output "green_target_group_arns" {
+  description = "Service => ARN of its green target group (blue_green; blue is target_group_arns)."
+  value       = { for s, tg in aws_lb_target_group.green : s => tg.arn }
+}
+
+output "production_listener_rule_arns" {
+  description = "Service => ARN of the public listener rule forwarding its paths (with blue_green, to the active colour)."
+  value       = { for s, r in aws_lb_listener_rule.service : s => r.arn }
+}
+
+output "preview_listener_rule_arns" {
+  description = "Service => ARN of the test listener rule forwarding its paths to the colour being analysed (blue_green)."
+  value       = { for s, r in aws_lb_listener_rule.preview : s => r.arn }
+}
+
+output "preview_url" {
+  description = "Base URL of the blue-green test listener (blue_green), null without it."
+  value       = var.blue_green ? "https://${coalesce(var.preview_hostname, aws_lb.this.dns_name)}:${var.preview_port}" : null
 }

@@ -136,6 +136,40 @@ variable "admin_ingress_cidrs" {
   }
 }
 
+variable "blue_green" {
+  description = "ECS blue-green (deploy/ecs, `meridian-deploy ecs`): a second (green) target group per service, and a test listener on preview_port forwarding each service's paths to the colour being analysed. The public rules' forward target is then the deploy command's (lifecycle ignore_changes)."
+  type        = bool
+  default     = false
+}
+
+variable "preview_port" {
+  description = "Port of the blue-green test listener (HTTPS, certificate_arn)."
+  type        = number
+  default     = 8443
+
+  validation {
+    condition     = var.preview_port != 443 && var.preview_port >= 1024 && var.preview_port <= 65535
+    error_message = "preview_port must be a port from 1024 to 65535 (443 is the public listener)."
+  }
+}
+
+variable "preview_ingress_cidrs" {
+  description = "CIDRs allowed to the blue-green test listener (the deploy pipeline's agents). Never the internet: the preview serves a release nobody has judged yet."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.preview_ingress_cidrs : can(cidrhost(c, 0)) && !endswith(c, "/0")])
+    error_message = "preview_ingress_cidrs must be IPv4 CIDRs, never a /0."
+  }
+}
+
+variable "preview_hostname" {
+  description = "Hostname the pipeline reaches the test listener by: one certificate_arn covers (the country's API hostname, pointing at this ALB). null = the ALB's DNS name, which the certificate does not cover, so a TLS-verifying probe fails until it is set."
+  type        = string
+  default     = null
+}
+
 variable "admin_certificate_arn" {
   description = "ACM certificate of the internal (admin) hostname, e.g. admin.se.api.example.com. null = certificate_arn (it must then cover that hostname too)."
   type        = string

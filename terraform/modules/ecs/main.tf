@@ -21,6 +21,34 @@ locals {
     }
   }
   admin_services = { for name, s in var.services : name => s if s.admin }
+
+  # ECS service name => its colour. Blue keeps the plain service name (the service Terraform
+  # always created); a blue-green service also gets "<name>-green", created at 0 tasks.
+  # `meridian-deploy ecs` (deploy/ecs) moves tasks, the public listener rule and the autoscaling
+  # range between the two; Terraform creates them and then leaves those to it.
+  colours = merge(
+    {
+      for name, s in var.services : name => {
+        service      = name
+        colour       = "blue"
+        target_group = s.target_group_arn
+        desired      = s.desired_count
+        min          = s.desired_count
+        max          = s.max_count
+      }
+    },
+    {
+      for name, s in var.services : "${name}-green" => {
+        service      = name
+        colour       = "green"
+        target_group = s.green_target_group_arn
+        desired      = 0
+        min          = 0
+        max          = 0
+      } if s.blue_green
+    },
+  )
+  blue_green = { for name, s in var.services : name => s if s.blue_green }
 }
 
 resource "aws_ecs_cluster" "this" {
@@ -287,12 +315,12 @@ resource "terraform_data" "listener_rules" {
 }
 
 resource "aws_ecs_service" "service" {
-  for_each = var.services
+  for_each = local.colours
 
   name            = each.key
   cluster         = aws_ecs_cluster.this.id
-  task_definition = aws_ecs_task_definition.service[each.key].arn
-  desired_count   = each.value.desired_count
+  task_definition = aws_ecs_task_definition.service[each.value.service].arn
+  desired_count   = each.value.desired
   launch_type     = "FARGATE"
 
   deployment_minimum_healthy_percent = 100
@@ -314,43 +342,52 @@ resource "aws_ecs_service" "service" {
   }
 
   load_balancer {
-    target_group_arn = each.value.target_group_arn
-    container_name   = each.key
-    container_port   = each.value.port
+    target_group_arn = each.value.target_group
+    container_name   = each.value.service
+    container_port   = var.services[each.value.service].port
   }
 
-  # Admin routes: the same tasks behind the internal ALB's target group.
+  # Admin routes: the same tasks behind the internal ALB's target group (both colours: the
+  # internal ALB has no test listener, so admin calls reach whichever colour has tasks).
   dynamic "load_balancer" {
-    for_each = each.value.admin ? [each.value.admin_target_group_arn] : []
+    for_each = var.services[each.value.service].admin ? [var.services[each.value.service].admin_target_group_arn] : []
     content {
       target_group_arn = load_balancer.value
-      container_name   = each.key
-      container_port   = each.value.port
+      container_name   = each.value.service
+      container_port   = var.services[each.value.service].port
     }
   }
 
-  tags = merge(var.tags, { Service = each.key })
+  tags = merge(var.tags, { Service = each.value.service, Colour = each.value.colour })
 
   depends_on = [terraform_data.listener_rules]
 
   lifecycle {
-    # Buildkite registers new task definitions (new image SHA); autoscaling owns desired_count.
+    # meridian-deploy ecs registers new task definitions (new image SHA) and moves tasks between
+    # the colours; autoscaling owns desired_count in between.
     ignore_changes = [task_definition, desired_count]
   }
 }
 
 resource "aws_appautoscaling_target" "service" {
-  for_each = var.services
+  for_each = local.colours
 
   service_namespace  = "ecs"
   resource_id        = "service/${aws_ecs_cluster.this.name}/${aws_ecs_service.service[each.key].name}"
   scalable_dimension = "ecs:service:DesiredCount"
-  min_capacity       = each.value.desired_count
-  max_capacity       = each.value.max_count
+  min_capacity       = each.value.min
+  max_capacity       = each.value.max
+
+  lifecycle {
+    # Blue-green: the deploy command gives the promoted colour production's range (the one
+    # published in its target, so a changed sizing applies at the next deploy) and pins the idle
+    # one at 0.
+    ignore_changes = [min_capacity, max_capacity]
+  }
 }
 
 resource "aws_appautoscaling_policy" "cpu" {
-  for_each = var.services
+  for_each = local.colours
 
   name               = "${each.key}-cpu"
   policy_type        = "TargetTrackingScaling"
@@ -364,6 +401,36 @@ resource "aws_appautoscaling_policy" "cpu" {
     scale_out_cooldown = 60
     predefined_metric_specification {
       predefined_metric_type = "ECSServiceAverageCPUUtilization"
+    }
+  }
+}
+
+# ----------------------------------------------------------------------------- blue-green target
+# What `meridian-deploy ecs --target` reads (deploy/ecs EcsTarget), one parameter per blue-green
+# service, fetched by the production step (buildkite/lib.sh ecs_target_parameter). Names, ARNs and
+# a URL: no secret, so a plain String.
+resource "aws_ssm_parameter" "deploy_target" {
+  # checkov:skip=CKV2_AWS_34:not a secret: the names and ARNs of the service's ECS services, target groups and listener rules, and the test listener URL
+  for_each = var.deploy_parameter_prefix == null ? {} : local.blue_green
+
+  name = "${var.deploy_parameter_prefix}/${each.key}"
+  type = "String"
+  value = jsonencode({
+    cluster                   = aws_ecs_cluster.this.name
+    services                  = { blue = aws_ecs_service.service[each.key].name, green = aws_ecs_service.service["${each.key}-green"].name }
+    target_groups             = { blue = each.value.target_group_arn, green = each.value.green_target_group_arn }
+    listener_rule_arn         = each.value.production_listener_rule_arn
+    preview_listener_rule_arn = each.value.preview_listener_rule_arn
+    preview_url               = var.preview_url
+    capacity                  = { min = each.value.desired_count, max = each.value.max_count }
+  })
+
+  tags = merge(var.tags, { Service = each.key })
+
+  lifecycle {
+    precondition {
+      condition     = var.preview_url != null
+      error_message = "a published blue-green target needs preview_url (modules/alb output preview_url)."
     }
   }
 }

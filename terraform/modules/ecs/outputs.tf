@@ -9,8 +9,23 @@ output "cluster_arn" {
 }
 
 output "service_names" {
-  description = "Service name => ECS service name."
-  value       = { for s, svc in aws_ecs_service.service : s => svc.name }
+  description = "Service name => ECS service name (blue; a blue-green service's green one is in blue_green)."
+  value       = { for s, svc in aws_ecs_service.service : s => svc.name if contains(keys(var.services), s) }
+}
+
+output "blue_green" {
+  description = "Blue-green service => the target `meridian-deploy ecs` reads (also published in SSM under deploy_parameter_prefix): cluster, ECS services and target groups by colour, listener rules, preview URL."
+  value = {
+    for s, svc in local.blue_green : s => {
+      cluster                   = aws_ecs_cluster.this.name
+      services                  = { blue = aws_ecs_service.service[s].name, green = aws_ecs_service.service["${s}-green"].name }
+      target_groups             = { blue = svc.target_group_arn, green = svc.green_target_group_arn }
+      listener_rule_arn         = svc.production_listener_rule_arn
+      preview_listener_rule_arn = svc.preview_listener_rule_arn
+      preview_url               = var.preview_url
+      capacity                  = { min = svc.desired_count, max = svc.max_count }
+    }
+  }
 }
 
 output "task_definition_families" {

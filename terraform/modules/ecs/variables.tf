@@ -63,6 +63,10 @@ variable "services" {
     environment: plain settings of that service (e.g. the AUTH_* from the identity module).
     secrets: environment variable => {arn, version_stage} in Secrets Manager, injected by ECS at
     task start (container `secrets`, read by the service's own execution role); never values.
+    blue_green (a static flag, so that for_each never depends on an ARN known after apply) with
+    green_target_group_arn, production_listener_rule_arn, preview_listener_rule_arn (modules/alb
+    blue_green): a second ECS service "<name>-green" at 0 tasks registers in the green target
+    group, and the pair is published for `meridian-deploy ecs` (deploy/ecs).
   EOT
   type = map(object({
     port                   = number
@@ -81,7 +85,19 @@ variable "services" {
       arn           = string
       version_stage = optional(string, "AWSCURRENT")
     })), {})
+    blue_green                   = optional(bool, false)
+    green_target_group_arn       = optional(string)
+    production_listener_rule_arn = optional(string)
+    preview_listener_rule_arn    = optional(string)
   }))
+
+  validation {
+    condition = alltrue([
+      for s in values(var.services) :
+      !s.blue_green || (s.green_target_group_arn != null && s.production_listener_rule_arn != null && s.preview_listener_rule_arn != null)
+    ])
+    error_message = "a blue-green service (blue_green = true) needs green_target_group_arn, production_listener_rule_arn and preview_listener_rule_arn (modules/alb with blue_green)."
+  }
 
   validation {
     condition = alltrue([
@@ -192,5 +208,22 @@ variable "state_dir" {
   validation {
     condition     = can(regex("^/[a-z0-9/_-]+$", var.state_dir)) && var.state_dir != "/"
     error_message = "state_dir must be an absolute path other than /."
+  }
+}
+
+variable "preview_url" {
+  description = "Base URL of the ALB's blue-green test listener (modules/alb output preview_url), published with each blue-green service's target."
+  type        = string
+  default     = null
+}
+
+variable "deploy_parameter_prefix" {
+  description = "SSM parameter path under which each blue-green service's target (the JSON `meridian-deploy ecs --target` reads) is published as <prefix>/<service>, e.g. /meridian/prod/dk/ecs-deploy (buildkite/lib.sh ecs_target_parameter)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.deploy_parameter_prefix == null || can(regex("^(/[a-z0-9_.-]+)+$", coalesce(var.deploy_parameter_prefix, "/x")))
+    error_message = "deploy_parameter_prefix must be an absolute SSM path without a trailing slash."
   }
 }

@@ -144,6 +144,10 @@ module "alb" {
   waf_rate_limit_exempt_cidrs = var.telephony_source_cidrs
   logs_kms_key_arn            = module.secrets.kms_key_arn
   eks_cluster_name            = local.eks ? module.eks[0].cluster_name : null
+  # ECS: a green target group per service and the test listener `meridian-deploy ecs` probes,
+  # reachable from the same networks as the admin ALB (operators, the pipeline's agents).
+  blue_green            = local.ecs
+  preview_ingress_cidrs = local.ecs ? var.admin_ingress_cidrs : []
   services = {
     for name, s in local.services : name => {
       path_pattern        = s.path_pattern
@@ -184,8 +188,15 @@ module "ecs" {
       max_count              = local.sizing.ecs.max_count
       environment            = module.identity.service_env[name]
       secrets                = module.secrets.service_secret_env[name]
+      # Blue-green (deploy/ecs): green's target group and the two rules the command switches.
+      blue_green                   = true
+      green_target_group_arn       = module.alb.green_target_group_arns[name]
+      production_listener_rule_arn = module.alb.production_listener_rule_arns[name]
+      preview_listener_rule_arn    = module.alb.preview_listener_rule_arns[name]
     }
   }
+  preview_url             = module.alb.preview_url
+  deploy_parameter_prefix = "/meridian/${var.environment}/${var.country}/ecs-deploy"
 }
 
 # ----------------------------------------------------------------------------- EKS: each service's env Secret

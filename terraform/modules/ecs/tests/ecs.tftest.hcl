@@ -218,3 +218,60 @@ run "rejects_a_secret_reference_that_is_not_secrets_manager" {
 
   expect_failures = [var.services]
 }
+
+# Blue-green (deploy/ecs): green is a second ECS service at 0 tasks in its own target group, both
+# colours autoscale (the idle one pinned at 0), and the target `meridian-deploy ecs` reads is
+# published with exactly the fields its EcsTarget has (deny_unknown_fields on the Rust side).
+run "blue_green" {
+  command = apply
+
+  variables {
+    preview_url             = "https://dk.api.meridian.example:8443"
+    deploy_parameter_prefix = "/meridian/prod/dk/ecs-deploy"
+    services = {
+      streams = {
+        port                         = 8080
+        target_group_arn             = "arn:aws:elasticloadbalancing:eu-north-1:111111111111:targetgroup/streams/0123456789abcdef"
+        blue_green                   = true
+        green_target_group_arn       = "arn:aws:elasticloadbalancing:eu-north-1:111111111111:targetgroup/streams-green/0123456789abcdef"
+        production_listener_rule_arn = "arn:aws:elasticloadbalancing:eu-north-1:111111111111:listener-rule/app/mock/0123456789abcdef/0123456789abcdef/streams"
+        preview_listener_rule_arn    = "arn:aws:elasticloadbalancing:eu-north-1:111111111111:listener-rule/app/mock/0123456789abcdef/fedcba9876543210/streams"
+        image_repository             = "meridian-streams"
+        listener_rule_arns           = ["arn:aws:elasticloadbalancing:eu-north-1:111111111111:listener-rule/app/mock/0123456789abcdef/0123456789abcdef/streams"]
+        database_secret_arn          = "arn:aws:secretsmanager:eu-north-1:111111111111:secret:meridian-prod-dk/db/streams-AbCdEf"
+        cpu                          = 256
+        memory                       = 512
+        desired_count                = 2
+        max_count                    = 6
+      }
+    }
+  }
+
+  assert {
+    condition = (
+      aws_ecs_service.service["streams"].desired_count == 2 && aws_ecs_service.service["streams-green"].desired_count == 0
+      && [for lb in aws_ecs_service.service["streams-green"].load_balancer : lb.target_group_arn] == [var.services.streams.green_target_group_arn]
+      && [for lb in aws_ecs_service.service["streams"].load_balancer : lb.target_group_arn] == [var.services.streams.target_group_arn]
+    )
+    error_message = "blue keeps its tasks and target group; green starts at 0 tasks in the green target group."
+  }
+
+  assert {
+    condition = (
+      aws_appautoscaling_target.service["streams"].min_capacity == 2 && aws_appautoscaling_target.service["streams"].max_capacity == 6
+      && aws_appautoscaling_target.service["streams-green"].min_capacity == 0 && aws_appautoscaling_target.service["streams-green"].max_capacity == 0
+    )
+    error_message = "the idle colour's autoscaling range is pinned at 0, the active one has production's."
+  }
+
+  assert {
+    condition = (
+      # value is marked sensitive by the provider; it holds names and ARNs only.
+      jsonencode(sort(keys(jsondecode(nonsensitive(aws_ssm_parameter.deploy_target["streams"].value))))) == jsonencode(["capacity", "cluster", "listener_rule_arn", "preview_listener_rule_arn", "preview_url", "services", "target_groups"])
+      && jsonencode(jsondecode(nonsensitive(aws_ssm_parameter.deploy_target["streams"].value)).services) == jsonencode({ blue = "streams", green = "streams-green" })
+      && aws_ssm_parameter.deploy_target["streams"].name == "/meridian/prod/dk/ecs-deploy/streams"
+      && jsonencode(output.blue_green.streams.capacity) == jsonencode({ max = 6, min = 2 })
+    )
+    error_message = "the published target has exactly EcsTarget's fields, under buildkite/lib.sh's ecs_target_parameter name."
+  }
+}
