@@ -106,7 +106,7 @@ async fn main() -> anyhow::Result<()> {
                 .then(|| operator::release::reconcile::run(client.clone(), &namespaces));
             let rollout = controllers
                 .contains(&Controller::Rollout)
-                .then(|| operator::rollout::clusters::run(client.clone()));
+                .then(|| operator::rollout::clusters::run(client.clone(), None));
             ready.store(true, Ordering::Relaxed);
             tokio::join!(
                 async {

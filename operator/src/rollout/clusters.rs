@@ -21,6 +21,7 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
+use super::eks_token;
 use super::plan::{RolloutAction, TargetObs, plan};
 use crate::crd::{Release, Rollout, RolloutPhase};
 use crate::metrics::{self, Controller as Ctl, ErrorKind};
@@ -59,22 +60,153 @@ pub fn halted(phase: RolloutPhase) -> bool {
     )
 }
 
-/// Builds a client config from kubeconfig YAML (its current context). Use token or
-/// client-certificate users: exec plugins (e.g. `aws eks get-token`) need their binary inside
-/// the operator image, which ships none.
-pub async fn config_from_kubeconfig(secret: &str, yaml: &str) -> Result<kube::Config, Error> {
+/// How the operator signs in to the other countries' EKS clusters: with its own IAM role (IRSA),
+/// no credentials in any Secret. A kubeconfig whose current user is what `aws eks
+/// update-kubeconfig` writes (`exec: aws eks get-token --cluster-name C [--region R]`) gets, in
+/// place of running that binary (the image has none), a token the operator signs itself
+/// ([`eks_token`]) with the role's credentials, fresh for every client it builds.
+#[derive(Clone, Debug)]
+pub struct EksAuth {
+    /// The pod's role credentials (IRSA's web identity provider, refreshing them itself).
+    pub credentials: aws_credential_types::provider::SharedCredentialsProvider,
+    /// The operator's own region: the STS region when a kubeconfig names none.
+    pub region: Option<String>,
+}
+
+impl EksAuth {
+    /// From the pod's credentials provider (IRSA's web identity provider from the default AWS
+    /// chain, which refreshes the role session itself) and region.
+    pub fn new(
+        credentials: aws_credential_types::provider::SharedCredentialsProvider,
+        region: Option<String>,
+    ) -> Self {
+        Self {
+            credentials,
+            region,
+        }
+    }
+}
+
+/// `aws eks get-token` in an exec user: its cluster and region arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EksExec {
+    pub cluster: String,
+    pub region: Option<String>,
+}
+
+/// The value of `--flag VALUE` or `--flag=VALUE` among `args`.
+fn flag<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == flag {
+            return it.next().map(String::as_str);
+        }
+        if let Some(v) = a.strip_prefix(flag).and_then(|r| r.strip_prefix('=')) {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// Recognises `command: aws` (any path) with `eks get-token --cluster-name|--cluster-id C`.
+pub fn eks_exec(exec: &serde_json::Value) -> Option<EksExec> {
+    let command = exec.get("command")?.as_str()?;
+    if command.rsplit('/').next() != Some("aws") {
+        return None;
+    }
+    let args: Vec<String> = exec
+        .get("args")?
+        .as_array()?
+        .iter()
+        .filter_map(|a| a.as_str().map(str::to_owned))
+        .collect();
+    let eks = args.iter().position(|a| a == "eks")?;
+    if args.get(eks + 1).map(String::as_str) != Some("get-token") {
+        return None;
+    }
+    let cluster = flag(&args, "--cluster-name").or_else(|| flag(&args, "--cluster-id"))?;
+    Some(EksExec {
+        cluster: cluster.to_owned(),
+        region: flag(&args, "--region").map(str::to_owned),
+    })
+}
+
+/// Builds a client config from kubeconfig YAML (its current context). Token and
+/// client-certificate users are used as they are; an `aws eks get-token` exec user is signed in
+/// with the operator's IAM role (`eks`; without it such a kubeconfig is refused). Other exec
+/// plugins are refused: their binary is not in the operator image.
+pub async fn config_from_kubeconfig(
+    secret: &str,
+    yaml: &str,
+    eks: Option<&EksAuth>,
+) -> Result<kube::Config, Error> {
     let bad = |reason: String| Error::BadKubeconfig {
         secret: secret.to_owned(),
         reason,
     };
-    let kubeconfig = Kubeconfig::from_yaml(yaml).map_err(|e| bad(e.to_string()))?;
+    // Parsed by kube (its YAML reading of names like `no`), then edited as JSON.
+    let parsed = Kubeconfig::from_yaml(yaml).map_err(|e| bad(e.to_string()))?;
+    let mut doc = serde_json::to_value(&parsed).map_err(|e| bad(e.to_string()))?;
+    let user = current_user(&doc);
+    if let Some(user) = user
+        && let Some(entry) = doc
+            .get_mut("users")
+            .and_then(serde_json::Value::as_array_mut)
+            .and_then(|users| users.iter_mut().find(|u| u["name"] == user.as_str()))
+        && let Some(exec) = entry.pointer("/user/exec").cloned()
+    {
+        let Some(call) = eks_exec(&exec) else {
+            return Err(bad(
+                "its user runs an exec plugin other than `aws eks get-token`, whose binary the operator image does not have".into(),
+            ));
+        };
+        let Some(eks) = eks else {
+            return Err(bad(
+                "its user is `aws eks get-token`, but the operator has no AWS identity (IRSA) to sign a token with".into(),
+            ));
+        };
+        let region = call
+            .region
+            .clone()
+            .or_else(|| eks.region.clone())
+            .ok_or_else(|| bad("no --region in its exec args and no AWS region set".into()))?;
+        let credentials = eks_token::role_credentials(&eks.credentials)
+            .await
+            .map_err(|e| bad(e.to_string()))?;
+        let token = eks_token::token(
+            &call.cluster,
+            &region,
+            &credentials,
+            std::time::SystemTime::now(),
+        )
+        .map_err(|e| bad(e.to_string()))?;
+        entry["user"] = json!({ "token": token });
+    }
+    let kubeconfig: Kubeconfig = serde_json::from_value(doc).map_err(|e| bad(e.to_string()))?;
     kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
         .map_err(|e| bad(e.to_string()))
 }
 
+/// The user name of the kubeconfig's current context.
+fn current_user(doc: &serde_json::Value) -> Option<String> {
+    let current = doc.get("current-context")?.as_str()?;
+    doc.get("contexts")?
+        .as_array()?
+        .iter()
+        .find(|c| c["name"] == current)?
+        .pointer("/context/user")?
+        .as_str()
+        .map(str::to_owned)
+}
+
 /// A client for the cluster behind `secret` (in `namespace` of the management cluster).
-pub async fn client_for(mgmt: &Client, namespace: &str, secret: &str) -> Result<Client, Error> {
+pub async fn client_for(
+    mgmt: &Client,
+    namespace: &str,
+    secret: &str,
+    eks: Option<&EksAuth>,
+) -> Result<Client, Error> {
     let secrets: Api<Secret> = Api::namespaced(mgmt.clone(), namespace);
     let s = secrets.get(secret).await?;
     let bytes = s
@@ -85,7 +217,7 @@ pub async fn client_for(mgmt: &Client, namespace: &str, secret: &str) -> Result<
         secret: secret.to_owned(),
         reason: e.to_string(),
     })?;
-    let config = config_from_kubeconfig(secret, &yaml).await?;
+    let config = config_from_kubeconfig(secret, &yaml, eks).await?;
     Ok(Client::try_from(config)?)
 }
 
@@ -131,6 +263,7 @@ pub async fn set_image(
 struct Ctx {
     client: Client,
     recorder: Recorder,
+    eks: Option<EksAuth>,
 }
 
 /// Reconciles one Rollout, counted and timed in [`crate::metrics`].
@@ -157,15 +290,19 @@ async fn reconcile_rollout(
     let mut observed = BTreeMap::new();
     for target in spec.waves.iter().flat_map(|w| &w.targets) {
         // An unreachable cluster is "not observed": it blocks progress, it does not fail.
-        let Ok(client) = client_for(
+        let client = match client_for(
             &ctx.client,
             &spec.secret_namespace,
             &target.kubeconfig_secret,
+            ctx.eks.as_ref(),
         )
         .await
-        else {
-            tracing::warn!(target = %target.name, "target cluster unreachable");
-            continue;
+        {
+            Ok(client) => client,
+            Err(error) => {
+                tracing::warn!(target = %target.name, %error, "target cluster unreachable");
+                continue;
+            }
         };
         if let Ok(Some(obs)) = observe_release(&client, &spec.namespace, &spec.release).await {
             observed.insert(target.name.clone(), obs);
@@ -226,9 +363,11 @@ async fn reconcile_rollout(
 }
 
 /// Runs the Rollout controller (management cluster) until SIGTERM. [`reconcile`] counts every
-/// reconcile; a failing watch is counted here (kind `watch`).
-pub async fn run(client: Client) {
+/// reconcile; a failing watch is counted here (kind `watch`). `eks`: the operator's AWS identity
+/// for `aws eks get-token` kubeconfigs ([`EksAuth`]).
+pub async fn run(client: Client, eks: Option<EksAuth>) {
     let ctx = Arc::new(Ctx {
+        eks,
         recorder: Recorder::new(
             client.clone(),
             Reporter {
@@ -294,7 +433,7 @@ users:
     #[tokio::test]
     async fn kubeconfig_secret_becomes_a_client_config() {
         probe::install_tls_provider();
-        let config = config_from_kubeconfig("kubeconfig-se", KUBECONFIG)
+        let config = config_from_kubeconfig("kubeconfig-se", KUBECONFIG, None)
             .await
             .unwrap();
         assert_eq!(
@@ -303,10 +442,155 @@ users:
         );
         assert_eq!(config.default_namespace, "calls");
         assert!(Client::try_from(config).is_ok());
-        let err = config_from_kubeconfig("kubeconfig-x", "not: [yaml")
+        let err = config_from_kubeconfig("kubeconfig-x", "not: [yaml", None)
             .await
             .unwrap_err();
         assert!(err.to_string().contains("kubeconfig-x"), "{err}");
+    }
+
+    /// What `aws eks update-kubeconfig` writes (no credentials: endpoint, CA, and the exec user).
+    const EKS_KUBECONFIG: &str = r"
+apiVersion: v1
+kind: Config
+current-context: no
+clusters:
+  - name: no
+    cluster:
+      server: https://ABCDEF.gr7.eu-north-1.eks.amazonaws.com
+contexts:
+  - name: no
+    context:
+      cluster: no
+      user: eks-no
+users:
+  - name: eks-no
+    user:
+      exec:
+        apiVersion: client.authentication.k8s.io/v1beta1
+        command: aws
+        args: [--region, eu-north-1, eks, get-token, --cluster-name, meridian-prod-no, --output, json]
+";
+
+    /// The operator's identity with fixed credentials (what IRSA's web identity provides).
+    fn eks_auth(region: Option<&str>) -> EksAuth {
+        use aws_credential_types::Credentials;
+        EksAuth {
+            credentials: aws_credential_types::provider::SharedCredentialsProvider::new(
+                Credentials::new(
+                    "AKIDEXAMPLE",
+                    "secret",
+                    Some("session".into()),
+                    None,
+                    "irsa",
+                ),
+            ),
+            region: region.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn aws_eks_get_token_exec_users_are_recognised() {
+        let exec = |args: &[&str]| json!({ "command": "/usr/local/bin/aws", "args": args });
+        assert_eq!(
+            eks_exec(&exec(&["eks", "get-token", "--cluster-name", "c1"])),
+            Some(EksExec {
+                cluster: "c1".into(),
+                region: None
+            })
+        );
+        assert_eq!(
+            eks_exec(&exec(&[
+                "--region=eu-west-1",
+                "eks",
+                "get-token",
+                "--cluster-id=c2"
+            ])),
+            Some(EksExec {
+                cluster: "c2".into(),
+                region: Some("eu-west-1".into())
+            })
+        );
+        assert_eq!(
+            eks_exec(&exec(&["eks", "describe-cluster", "--cluster-name", "c1"])),
+            None
+        );
+        assert_eq!(
+            eks_exec(&json!({ "command": "kubelogin", "args": ["get-token"] })),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn an_eks_kubeconfig_is_signed_in_with_the_operators_role() {
+        probe::install_tls_provider();
+        let eks = eks_auth(None);
+        let config = config_from_kubeconfig("kubeconfig-prod-no", EKS_KUBECONFIG, Some(&eks))
+            .await
+            .unwrap();
+        assert_eq!(
+            config.cluster_url.to_string(),
+            "https://ABCDEF.gr7.eu-north-1.eks.amazonaws.com/"
+        );
+        assert!(config.auth_info.exec.is_none(), "no binary is run");
+        let token = config.auth_info.token.as_ref().expect("a bearer token");
+        let token = secrecy_expose(token);
+        assert!(token.starts_with(eks_token::TOKEN_PREFIX), "{token}");
+        let url = String::from_utf8(
+            base64::Engine::decode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                token.trim_start_matches(eks_token::TOKEN_PREFIX),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert!(url.starts_with("https://sts.eu-north-1.amazonaws.com/?Action=GetCallerIdentity"));
+        assert!(url.contains("X-Amz-Security-Token=session"), "{url}");
+        assert!(Client::try_from(config).is_ok());
+
+        // No identity: refused, naming the Secret, not run.
+        let err = config_from_kubeconfig("kubeconfig-prod-no", EKS_KUBECONFIG, None)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("kubeconfig-prod-no") && err.contains("IRSA"),
+            "{err}"
+        );
+        // Another plugin: refused.
+        let other = EKS_KUBECONFIG.replace("command: aws", "command: gke-gcloud-auth-plugin");
+        let err = config_from_kubeconfig("kubeconfig-prod-no", &other, Some(&eks))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("exec plugin other than"), "{err}");
+        // No --region in the args: the operator's own region, or refused without one.
+        let no_region = EKS_KUBECONFIG.replace("--region, eu-north-1, ", "");
+        assert!(
+            config_from_kubeconfig("k", &no_region, Some(&eks))
+                .await
+                .is_err()
+        );
+        let config = config_from_kubeconfig("k", &no_region, Some(&eks_auth(Some("eu-west-1"))))
+            .await
+            .unwrap();
+        let url = String::from_utf8(
+            base64::Engine::decode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                secrecy_expose(config.auth_info.token.as_ref().unwrap())
+                    .trim_start_matches(eks_token::TOKEN_PREFIX),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert!(
+            url.starts_with("https://sts.eu-west-1.amazonaws.com/"),
+            "{url}"
+        );
+    }
+
+    fn secrecy_expose(s: &secrecy::SecretString) -> String {
+        use secrecy::ExposeSecret as _;
+        s.expose_secret().to_owned()
     }
 
     #[tokio::test]
@@ -454,6 +738,7 @@ users:
                 },
             ),
             client,
+            eks: None,
         });
         (ctx, server)
     }

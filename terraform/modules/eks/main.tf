@@ -372,3 +372,72 @@ resource "aws_iam_role_policy" "cluster_autoscaler" {
   role   = aws_iam_role.cluster_autoscaler.id
   policy = data.aws_iam_policy_document.cluster_autoscaler.json
 }
+
+# ----------------------------------------------------------------------------- cross-country Rollouts
+# The operator's Rollout controller (management cluster) reaches the other countries' clusters
+# with its pod's IAM role: it signs an EKS token itself (operator/src/rollout/eks_token.rs, a
+# presigned sts:GetCallerIdentity, which needs no IAM permission), and each target cluster maps
+# that role through an access entry to the group meridian:rollout, which the Role of
+# rollout_rbac_manifest lets get and patch Releases, nothing else. No kubeconfig holds a secret.
+
+resource "aws_iam_role" "rollout" {
+  count = var.rollout_controller_service_account == null ? 0 : 1
+
+  name               = "${var.cluster_name}-operator-rollout"
+  assume_role_policy = data.aws_iam_policy_document.rollout_assume[0].json
+  tags               = var.tags
+}
+
+data "aws_iam_policy_document" "rollout_assume" {
+  count = var.rollout_controller_service_account == null ? 0 : 1
+
+  statement {
+    actions = ["sts:AssumeRoleWithWebIdentity"]
+    principals {
+      type        = "Federated"
+      identifiers = [aws_iam_openid_connect_provider.this.arn]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "${replace(aws_eks_cluster.this.identity[0].oidc[0].issuer, "https://", "")}:sub"
+      values   = ["system:serviceaccount:${var.rollout_controller_service_account.namespace}:${var.rollout_controller_service_account.name}"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "${replace(aws_eks_cluster.this.identity[0].oidc[0].issuer, "https://", "")}:aud"
+      values   = ["sts.amazonaws.com"]
+    }
+  }
+}
+
+# In a target country: the management operator's role (another account is fine for a STANDARD
+# entry) as the Kubernetes group meridian:rollout, with no EKS access policy: only the RBAC below.
+resource "aws_eks_access_entry" "rollout" {
+  for_each = toset(var.rollout_principal_arns)
+
+  cluster_name      = aws_eks_cluster.this.name
+  principal_arn     = each.key
+  type              = "STANDARD"
+  kubernetes_groups = [local.rollout_group]
+}
+
+locals {
+  rollout_group = "meridian:rollout"
+  # Applied by the Buildkite cluster-addons step like the other manifests (Terraform does not
+  # talk to the private API endpoint): get and patch of the Releases in the services' namespace.
+  rollout_rbac_manifest = length(var.rollout_principal_arns) == 0 ? null : join("---\n", [
+    yamlencode({
+      apiVersion = "rbac.authorization.k8s.io/v1"
+      kind       = "Role"
+      metadata   = { name = "meridian-rollout", namespace = var.rollout_release_namespace }
+      rules      = [{ apiGroups = ["meridian.dev"], resources = ["releases"], verbs = ["get", "patch"] }]
+    }),
+    yamlencode({
+      apiVersion = "rbac.authorization.k8s.io/v1"
+      kind       = "RoleBinding"
+      metadata   = { name = "meridian-rollout", namespace = var.rollout_release_namespace }
+      roleRef    = { apiGroup = "rbac.authorization.k8s.io", kind = "Role", name = "meridian-rollout" }
+      subjects   = [{ apiGroup = "rbac.authorization.k8s.io", kind = "Group", name = local.rollout_group }]
+    }),
+  ])
+}

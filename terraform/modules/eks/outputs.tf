@@ -47,3 +47,13 @@ output "pod_ingress" {
   description = "Rules on the cluster security group (the pods'): key => {from (security group), port}."
   value       = { for k, r in aws_vpc_security_group_ingress_rule.pods : k => { from = r.referenced_security_group_id, port = r.from_port, to = r.security_group_id } }
 }
+
+output "rollout_role_arn" {
+  description = "IRSA role of the operator's Rollout controller (annotate its service account with eks.amazonaws.com/role-arn; pass it as rollout_principal_arns to the target countries). null where rollout_controller_service_account is not set."
+  value       = try(aws_iam_role.rollout[0].arn, null)
+}
+
+output "rollout_rbac_manifest" {
+  description = "Role + RoleBinding (YAML) letting the group meridian:rollout get and patch Releases, for the cluster-addons step to apply; null without rollout_principal_arns."
+  value       = local.rollout_rbac_manifest
+}

@@ -148,3 +148,29 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "rollout_controller_service_account" {
+  description = "This cluster runs the operator's Rollout controller (the management cluster): namespace and name of its service account, trusted by the IRSA role `rollout_role_arn` it signs the other countries' EKS tokens with. null elsewhere."
+  type = object({
+    namespace = string
+    name      = string
+  })
+  default = null
+}
+
+variable "rollout_principal_arns" {
+  description = "IAM roles of the Rollout controller (modules/eks output rollout_role_arn of the management cluster, any account) allowed to get and patch this cluster's Releases: an access entry each, as the group meridian:rollout (RBAC: output rollout_rbac_manifest)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for a in var.rollout_principal_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$", a))])
+    error_message = "rollout_principal_arns must be IAM role ARNs."
+  }
+}
+
+variable "rollout_release_namespace" {
+  description = "Namespace of the Releases the Rollout controller may get and patch."
+  type        = string
+  default     = "meridian"
+}

@@ -123,6 +123,9 @@ module "eks" {
   node_groups            = local.sizing.eks_node_groups
   logs_kms_key_arn       = module.secrets.kms_key_arn
   admin_role_arns        = var.admin_role_arns
+  # Cross-country Rollouts by IAM role, no kubeconfig credentials (operator README, "Rollout").
+  rollout_controller_service_account = var.rollout_controller ? { namespace = "meridian-system", name = "meridian-operator" } : null
+  rollout_principal_arns             = var.rollout_principal_arns
   # Both ALBs reach the pods (traffic and /readyz health checks) on the service ports.
   pod_ingress = merge(
     { for p in distinct([for s in values(local.services) : s.port]) : "alb-${p}" => { security_group_id = module.alb.security_group_id, port = p } },

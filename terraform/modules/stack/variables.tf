@@ -76,3 +76,15 @@ variable "telephony_source_cidrs" {
   type        = list(string)
   default     = []
 }
+
+variable "rollout_controller" {
+  description = "This country's EKS cluster runs the operator's Rollout controller (the management cluster): an IRSA role for its service account meridian-system/meridian-operator (output of modules/eks: rollout_role_arn)."
+  type        = bool
+  default     = false
+}
+
+variable "rollout_principal_arns" {
+  description = "The management cluster's Rollout controller role(s), granted get/patch of this country's Releases (EKS access entries, group meridian:rollout). Empty: no Rollout reaches this country by IAM."
+  type        = list(string)
+  default     = []
+}

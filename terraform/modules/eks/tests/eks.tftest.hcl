@@ -107,3 +107,41 @@ run "nobody_could_use_the_api" {
 
   expect_failures = [var.admin_role_arns, var.api_allowed_cidrs]
 }
+
+# Cross-country Rollouts by IAM role: the management cluster's operator gets an IRSA role trusted
+# for its service account only; a target cluster maps that role (from another account) to the
+# group meridian:rollout, with no EKS access policy, and RBAC that gets and patches Releases only.
+run "rollout_by_iam_role" {
+  command = apply
+
+  variables {
+    rollout_controller_service_account = { namespace = "meridian-system", name = "meridian-operator" }
+    rollout_principal_arns             = ["arn:aws:iam::222222222222:role/meridian-prod-mgmt-operator-rollout"]
+  }
+
+  assert {
+    condition = (
+      output.rollout_role_arn != null
+      && flatten([for c in one(data.aws_iam_policy_document.rollout_assume[0].statement).condition : c.values if endswith(c.variable, ":sub")]) == ["system:serviceaccount:meridian-system:meridian-operator"]
+      && one(data.aws_iam_policy_document.rollout_assume[0].statement).actions == toset(["sts:AssumeRoleWithWebIdentity"])
+    )
+    error_message = "the Rollout controller's role trusts its service account (IRSA) and nothing else."
+  }
+
+  assert {
+    condition = (
+      jsonencode([for e in aws_eks_access_entry.rollout : e.principal_arn]) == jsonencode(var.rollout_principal_arns)
+      && alltrue([for e in aws_eks_access_entry.rollout : jsonencode(sort(tolist(e.kubernetes_groups))) == jsonencode(["meridian:rollout"]) && e.type == "STANDARD"])
+      && length([for a in aws_eks_access_policy_association.admin : a if contains(var.rollout_principal_arns, a.principal_arn)]) == 0
+    )
+    error_message = "each Rollout principal is the group meridian:rollout, with no EKS access policy."
+  }
+
+  assert {
+    condition = (
+      jsonencode(yamldecode(split("---\n", output.rollout_rbac_manifest)[0]).rules) == jsonencode([{ apiGroups = ["meridian.dev"], resources = ["releases"], verbs = ["get", "patch"] }])
+      && yamldecode(split("---\n", output.rollout_rbac_manifest)[1]).subjects[0].name == "meridian:rollout"
+    )
+    error_message = "the group may get and patch Releases only."
+  }
+}
