@@ -125,9 +125,11 @@ locals {
   # Admin routes that share a path with a public one and differ by method: the public listener
   # answers these methods 404 on those paths (one rule each, before the service's forward rule),
   # the internal ALB forwards them. streams: setting or removing a user's limit (streams:admin);
-  # reading it (GET) stays public for the playback clients.
+  # reading it (GET) stays public for the playback clients. attendance: registering a site (PUT,
+  # attendance:admin); its staff routes under the same prefix use the other methods.
   admin_method_routes = {
-    streams = [{ path_patterns = ["/streams/v1/users/*/limit"], methods = ["PUT", "DELETE", "POST", "PATCH"] }]
+    streams    = [{ path_patterns = ["/streams/v1/users/*/limit"], methods = ["PUT", "DELETE", "POST", "PATCH"] }]
+    attendance = [{ path_patterns = ["/attendance/v1/sites/*"], methods = ["PUT"] }]
   }
 
   # ---------------------------------------------------------------------------
