@@ -114,7 +114,7 @@ enum Command {
         #[arg(long)]
         sub: String,
         /// A scope to grant (repeat for several): streams:sessions, streams:admin, calls:admin,
-        /// attendance:site:<site id>, attendance:admin.
+        /// attendance:site-<site id>, attendance:admin.
         #[arg(long = "scope")]
         scopes: Vec<String>,
         /// Lifetime: 30s, 15m, 1h or 1d.

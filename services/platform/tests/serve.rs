@@ -115,7 +115,7 @@ async fn serve_without_database_url_runs_everything_and_stops_cleanly() {
         "--sub",
         "oak-staff",
         "--scope",
-        "attendance:site:oak-primary",
+        "attendance:site-oak-primary",
     ]);
     let day: serde_json::Value = http
         .get(format!(
