@@ -464,7 +464,10 @@ services:
     fn the_repository_file_is_valid_and_gates_only_services_that_exist() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../buildkite/slo.yaml");
         let f = SloFile::load(Path::new(path)).unwrap();
-        assert_eq!(f.names(), vec!["streams", "calls", "learning", "attendance"]);
+        assert_eq!(
+            f.names(),
+            vec!["streams", "calls", "learning", "attendance"]
+        );
         for s in &f.services {
             assert!(
                 s.requests >= 1000,
