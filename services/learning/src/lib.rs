@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod domain;
+pub mod gauges;
 pub mod generate;
 pub mod import;
 pub mod settings;
@@ -49,15 +50,22 @@ fn start(ctx: kit::Ctx) -> Result<kit::ServiceParts, kit::service::BoxError> {
 }
 
 /// Starts the service with explicit settings (tests): routes and readiness (database reachable,
-/// migrations applied). It has no background work.
+/// migrations applied). With `ctx.background` it samples the importer's last outcome into
+/// gauges ([`gauges`]).
 pub fn start_with(ctx: kit::Ctx, settings: Settings) -> kit::ServiceParts {
     let ready = kit::health::DbReady::for_service(&SERVICE, ctx.pool.clone());
     let state = AppState {
-        pool: ctx.pool,
+        pool: ctx.pool.clone(),
         settings: Arc::new(settings),
         clock: ctx.clock,
     };
-    kit::ServiceParts::new(api::routes(state), vec![ready])
+    let mut parts = kit::ServiceParts::new(api::routes(state), vec![ready]);
+    if ctx.background {
+        parts
+            .background
+            .push(gauges::spawn(ctx.pool, gauges::SAMPLE_EVERY));
+    }
+    parts
 }
 
 /// The real input files (services/learning/data), compiled in so that an installed binary loads

@@ -57,7 +57,7 @@ fn real_copy() -> tempfile::TempDir {
 async fn tuple_versions(pool: &PgPool) -> Vec<(String, String, String, String)> {
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT tablename::text FROM pg_tables WHERE schemaname = 'learning' \
-          AND tablename <> '_sqlx_migrations' AND tablename <> 'import_files' ORDER BY 1",
+          AND tablename NOT IN ('_sqlx_migrations', 'import_files', 'import_runs') ORDER BY 1",
     )
     .fetch_all(pool)
     .await
@@ -268,4 +268,82 @@ async fn a_changed_file_updates_exactly_the_changed_rows_and_moves_their_last_se
             .await
             .expect("third"),
     );
+}
+
+/// A failed run leaves a row in import_runs naming the file, and a serving replica exports it as
+/// newer than the last success (what LearningImportFailed compares).
+#[tokio::test]
+async fn a_failed_run_is_recorded_and_exported_as_newer_than_the_last_success() {
+    let (_db, pool) = db().await;
+    import::run(&pool, &data_dir(), &opts(0))
+        .await
+        .expect("first import");
+    let err = import::run_sources(
+        &pool,
+        vec![import::Source::bytes(
+            "user_data.json",
+            b"{\"users\": {\"u1\": [",
+        )],
+        &opts(5),
+    )
+    .await
+    .expect_err("a truncated file fails");
+    let runs: Vec<(bool, i32, Option<String>)> =
+        sqlx::query_as("SELECT ok, files, error FROM learning.import_runs ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .expect("runs");
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(
+        (runs[0].0, runs[0].1, runs[0].2.as_deref()),
+        (true, 3, None)
+    );
+    assert!(!runs[1].0 && runs[1].1 == 0, "{runs:?}");
+    let recorded = runs[1].2.as_deref().expect("the error is kept");
+    assert_eq!(recorded, err.to_string());
+    assert!(recorded.contains("user_data.json"), "{recorded}");
+
+    let app = kit::testing::app_for(
+        &learning::SERVICE,
+        learning::start_with(
+            kit::Ctx::new(pool.clone(), true),
+            learning::Settings::default(),
+        ),
+    );
+    let base = kit::testing::spawn_app(app).await;
+    let gauge = |text: &str, name: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = reqwest::get(format!("{base}/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("body");
+        let success = gauge(&text, learning::gauges::LAST_SUCCESS);
+        let failure = gauge(&text, learning::gauges::LAST_FAILURE);
+        if let (Some(success), Some(failure)) = (success, failure)
+            && success > 0.0
+        {
+            // The runs finished a few milliseconds after their run_at (12:00 and 12:05).
+            assert!(
+                (success - at(0).timestamp() as f64).abs() < 60.0,
+                "{success}"
+            );
+            assert!(
+                (failure - at(5).timestamp() as f64).abs() < 60.0,
+                "{failure}"
+            );
+            assert!(failure > success);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no gauges after 10 s:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

@@ -227,8 +227,25 @@ pub enum ImportError {
     Stopped { file: String, message: String },
 }
 
-/// Imports every input file of `dir` (see [`Kind::of`]).
+/// Imports every input file of `dir` (see [`Kind::of`]). A directory that cannot be read or
+/// holds no input file is a failed run too (recorded like any other).
 pub async fn run(pool: &PgPool, dir: &Path, opts: &Options) -> Result<Report, ImportError> {
+    let (sources, mut ignored) = match inputs_of(dir) {
+        Ok(found) => found,
+        Err(e) => {
+            let run_at = opts.run_at.unwrap_or_else(Utc::now);
+            record_outcome(pool, run_at, Instant::now(), 0, Some(&e)).await;
+            return Err(e);
+        }
+    };
+    let mut report = run_sources(pool, sources, opts).await?;
+    ignored.sort();
+    report.ignored_files = ignored;
+    Ok(report)
+}
+
+/// The input files of `dir`, and the names of the other files (reported as ignored).
+fn inputs_of(dir: &Path) -> Result<(Vec<Source>, Vec<String>), ImportError> {
     let dir_err = |e| ImportError::Dir {
         dir: dir.display().to_string(),
         source: e,
@@ -252,13 +269,11 @@ pub async fn run(pool: &PgPool, dir: &Path, opts: &Options) -> Result<Report, Im
             dir: dir.display().to_string(),
         });
     }
-    let mut report = run_sources(pool, sources, opts).await?;
-    ignored.sort();
-    report.ignored_files = ignored;
-    Ok(report)
+    Ok((sources, ignored))
 }
 
-/// Imports `sources` (their kinds from their names), parents first.
+/// Imports `sources` (their kinds from their names), parents first, and records the run's
+/// outcome in import_runs (the gauges and the LearningImportFailed alert read it).
 pub async fn run_sources(
     pool: &PgPool,
     sources: Vec<Source>,
@@ -266,6 +281,47 @@ pub async fn run_sources(
 ) -> Result<Report, ImportError> {
     let started = Instant::now();
     let run_at = opts.run_at.unwrap_or_else(Utc::now);
+    let mut committed = 0;
+    let result = import_sources(pool, sources, opts, started, run_at, &mut committed).await;
+    record_outcome(pool, run_at, started, committed, result.as_ref().err()).await;
+    result
+}
+
+/// The longest error text import_runs keeps (its CHECK): a JSON parser's message quotes input.
+const MAX_RECORDED_ERROR_CHARS: usize = 1000;
+
+/// Writes the run's row. Best effort: the import's own outcome is what the caller gets; a
+/// failure to record it (the database went away) is logged, and the gauges then show the last
+/// run they could see.
+async fn record_outcome(
+    pool: &PgPool,
+    run_at: DateTime<Utc>,
+    started: Instant,
+    committed: i32,
+    error: Option<&ImportError>,
+) {
+    let finished_at = run_at
+        + chrono::Duration::from_std(started.elapsed())
+            .unwrap_or_else(|_| chrono::Duration::zero());
+    let error: Option<String> = error.map(|e| {
+        e.to_string()
+            .chars()
+            .take(MAX_RECORDED_ERROR_CHARS)
+            .collect()
+    });
+    if let Err(e) = sql::record_run(pool, run_at, finished_at, committed, error.as_deref()).await {
+        tracing::warn!(error = %e, "the import run could not be recorded in import_runs");
+    }
+}
+
+async fn import_sources(
+    pool: &PgPool,
+    sources: Vec<Source>,
+    opts: &Options,
+    started: Instant,
+    run_at: DateTime<Utc>,
+    committed: &mut i32,
+) -> Result<Report, ImportError> {
     let mut inputs: Vec<(Kind, Source)> = sources
         .into_iter()
         .filter_map(|s| Kind::of(&s.name).map(|k| (k, s)))
@@ -291,6 +347,7 @@ pub async fn run_sources(
     let progress = resolve_progress(opts.progress);
     for (kind, source) in inputs {
         let file = import_file(pool, source, kind, opts, run_at, progress).await?;
+        *committed += 1;
         if progress == Progress::Lines {
             eprintln!("{}", file.summary_line());
         }

@@ -602,3 +602,39 @@ pub async fn record_file(
     .await?;
     Ok(())
 }
+
+/// Records one importer run and forgets runs older than 90 days (the table stays small: one row
+/// per run).
+pub async fn record_run(
+    pool: &sqlx::PgPool,
+    started_at: DateTime<Utc>,
+    finished_at: DateTime<Utc>,
+    files: i32,
+    error: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "WITH pruned AS (DELETE FROM learning.import_runs \
+                          WHERE finished_at < $2 - interval '90 days') \
+         INSERT INTO learning.import_runs (started_at, finished_at, ok, files, error) \
+         VALUES ($1, $2, $4 IS NULL, $3, $4)",
+    )
+    .bind(started_at)
+    .bind(finished_at)
+    .bind(files)
+    .bind(error)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// When the newest successful and the newest failed run finished (import_runs_outcome).
+pub async fn last_runs(
+    pool: &sqlx::PgPool,
+) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT (SELECT max(finished_at) FROM learning.import_runs WHERE ok), \
+                (SELECT max(finished_at) FROM learning.import_runs WHERE NOT ok)",
+    )
+    .fetch_one(pool)
+    .await
+}
