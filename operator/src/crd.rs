@@ -35,6 +35,14 @@ fn default_migration_timeout() -> u32 {
 fn default_backoff_limit() -> i32 {
     1
 }
+fn default_snapshot_retain() -> u32 {
+    5
+}
+// Aurora snapshots are incremental at the storage layer; 30 min covers a first, full one of a
+// mid-size cluster.
+fn default_snapshot_timeout() -> u32 {
+    1800
+}
 fn default_probe_port() -> i32 {
     80
 }
@@ -265,6 +273,31 @@ pub struct MigrationSpec {
     /// Retries of the Job's pod before the Job (and so the release) fails.
     #[serde(default = "default_backoff_limit")]
     pub backoff_limit: i32,
+    /// A manual Aurora cluster snapshot taken before the Job is created (a restore point for a
+    /// destructive migration that slipped through review): AWS only, none by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotSpec>,
+}
+
+/// The snapshot before a migration: `meridian-<service>-<spec hash>` of `clusterIdentifier`,
+/// taken through the RDS API with the operator's IAM role, waited for until `available`.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotSpec {
+    /// The Aurora cluster the service's schema lives in (terraform's
+    /// `<name>-aurora`, output `cluster_identifier`).
+    #[schemars(length(min = 1, max = 63))]
+    pub cluster_identifier: String,
+    /// Manual `meridian-<service>-*` snapshots of the cluster kept (the newest, this cycle's
+    /// included); older ones are deleted once this cycle's is available.
+    #[serde(default = "default_snapshot_retain")]
+    #[schemars(range(min = 1, max = 100))]
+    pub retain: u32,
+    /// The release fails (nothing changed, no Job) when the snapshot is not available this long
+    /// after it was requested.
+    #[serde(default = "default_snapshot_timeout")]
+    #[schemars(range(min = 60))]
+    pub timeout_seconds: u32,
 }
 
 /// How the preview is judged before it takes traffic.
@@ -477,6 +510,9 @@ pub struct ReleaseStatus {
     pub paused_since: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migration: Option<MigrationStatus>,
+    /// The current cycle's snapshot before migrate (`spec.migration.snapshot`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotStatus>,
     /// The latest measurements of the current cycle (at most 10), oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub analysis: Vec<AnalysisRun>,
@@ -519,6 +555,37 @@ pub struct PastRelease {
 pub struct MigrationStatus {
     pub job_name: String,
     pub state: JobState,
+}
+
+/// The snapshot of the current cycle, from request to `available`.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotStatus {
+    /// `meridian-<service>-<spec hash>`.
+    pub name: String,
+    pub cluster_identifier: String,
+    pub state: SnapshotState,
+    /// When it was requested (the timeout counts from here).
+    #[schemars(with = "String")]
+    pub requested_at: Timestamp,
+    /// RDS's `PercentProgress` while it is created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent_progress: Option<i32>,
+    /// `DBClusterSnapshotArn`, once RDS reports it: what the restore runbook starts from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    /// Why it failed (RDS's error code and message, or its status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Where a snapshot is.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum SnapshotState {
+    /// Requested; RDS has not reported it `available` yet.
+    Creating,
+    Available,
+    Failed,
 }
 
 /// What the operator knows about a Job.

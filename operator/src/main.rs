@@ -104,9 +104,25 @@ async fn main() -> anyhow::Result<()> {
             let release = controllers
                 .contains(&Controller::Release)
                 .then(|| operator::release::reconcile::run(client.clone(), &namespaces));
+            // The Rollout controller signs EKS tokens for the other countries' clusters with the
+            // pod's IAM role (IRSA: the default chain's web identity provider, which refreshes
+            // the session itself); nothing is asked of AWS until a kubeconfig needs a token.
+            let eks = if controllers.contains(&Controller::Rollout) {
+                let aws = operator::release::snapshot::sdk_config_loader()
+                    .load()
+                    .await;
+                aws.credentials_provider().map(|credentials| {
+                    operator::rollout::clusters::EksAuth::new(
+                        credentials,
+                        aws.region().map(ToString::to_string),
+                    )
+                })
+            } else {
+                None
+            };
             let rollout = controllers
                 .contains(&Controller::Rollout)
-                .then(|| operator::rollout::clusters::run(client.clone(), None));
+                .then(|| operator::rollout::clusters::run(client.clone(), eks));
             ready.store(true, Ordering::Relaxed);
             tokio::join!(
                 async {

@@ -276,6 +276,7 @@ pub fn migration_job(release: &Release, job_name: &str) -> Job {
             args: vec![],
             timeout_seconds: 600,
             backoff_limit: 1,
+            snapshot: None,
         });
     let (env, env_from) = env(spec);
     Job {

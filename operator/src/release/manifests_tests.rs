@@ -34,6 +34,7 @@ fn release() -> Release {
                 args: vec![],
                 timeout_seconds: 300,
                 backoff_limit: 1,
+                snapshot: None,
             }),
             analysis: AnalysisSpec {
                 probe: ProbeSpec {

@@ -36,8 +36,11 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
 use super::manifests;
-use super::state::{self, Action, DeploymentObs, EventType, Observed};
-use crate::crd::{Colour, JobState, Phase, Release, ReleaseSpec, ReleaseStatus, SecretKeyRef};
+use super::snapshot::{self, SnapshotError, Snapshots};
+use super::state::{self, Action, DeploymentObs, EventType, Observed, SnapshotObs};
+use crate::crd::{
+    Colour, JobState, Phase, Release, ReleaseSpec, ReleaseStatus, SecretKeyRef, SnapshotState,
+};
 use crate::metrics::{self, Controller as Ctl, ErrorKind, Held, Verdict};
 
 /// Finalizer that restores the active selector before a Release goes away.
@@ -88,6 +91,8 @@ pub struct Context {
     pub prober: Prober,
     pub prometheus: PromQuerier,
     pub clock: Clock,
+    /// RDS, for `spec.migration.snapshot` ([`snapshot::Rds`]; tests: one on moto).
+    pub snapshots: Arc<dyn Snapshots>,
 }
 
 impl Context {
@@ -99,6 +104,7 @@ impl Context {
             prober: real_prober(),
             prometheus: real_prom_querier(),
             clock: Arc::new(Timestamp::now),
+            snapshots: Arc::new(snapshot::Rds::from_env()),
         }
     }
 }
@@ -116,6 +122,7 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("release has no namespace")]
     NoNamespace,
+
     #[error(transparent)]
     Finalizer(#[from] Box<kube::runtime::finalizer::Error<Error>>),
 }
@@ -127,6 +134,7 @@ impl Error {
         match self {
             Self::Kube(_) => ErrorKind::KubeApi,
             Self::NoNamespace => ErrorKind::InvalidObject,
+
             Self::Finalizer(e) => match e.as_ref() {
                 F::ApplyFailed(e) | F::CleanupFailed(e) => e.kind(),
                 F::AddFinalizer(_) | F::RemoveFinalizer(_) | F::InvalidFinalizer => {
@@ -284,6 +292,16 @@ async fn apply(release: &Release, ctx: &Context, ns: &str) -> Result<ControllerA
             .map_or(JobState::Missing, |j| job_state(&j));
     }
 
+    // The cycle's snapshot, while it is being created (only then: RDS is asked nothing else
+    // during a reconcile).
+    let mut snapshot = None;
+    if status.phase == Phase::Pending
+        && let Some(s) = &status.snapshot
+        && s.state == SnapshotState::Creating
+    {
+        snapshot = Some(observe_snapshot(ctx, &s.name).await);
+    }
+
     let now = (ctx.clock)();
     let decision = state::decide(&Observed {
         name: &name,
@@ -293,6 +311,7 @@ async fn apply(release: &Release, ctx: &Context, ns: &str) -> Result<ControllerA
         blue: observed_blue,
         green: observed_green,
         job,
+        snapshot,
         active_selector,
         service_claimed,
         now,
@@ -334,6 +353,45 @@ async fn execute(
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 409 => {}
                 Err(e) => return Err(e.into()),
+            }
+        }
+        Action::CreateSnapshot {
+            cluster,
+            name: snapshot_name,
+        } => {
+            let tags = [
+                ("meridian:service".to_owned(), spec.service.clone()),
+                ("meridian:release".to_owned(), format!("{ns}/{name}")),
+                ("meridian:image".to_owned(), spec.image.clone()),
+            ];
+            match ctx.snapshots.create(cluster, snapshot_name, &tags).await {
+                Ok(()) => {}
+                Err(SnapshotError::Refused(why)) => state::record_snapshot_failure(status, why),
+                // RDS was not reached: the next reconcile finds no such snapshot and requests
+                // again, within the snapshot's timeout.
+                Err(SnapshotError::Transient(why)) => {
+                    if let Some(s) = &mut status.snapshot {
+                        s.message = Some(why);
+                    }
+                }
+            }
+        }
+        Action::PruneSnapshots {
+            cluster,
+            current,
+            retain,
+        } => {
+            if let Err(why) = prune_snapshots(ctx, &spec.service, cluster, current, *retain).await {
+                let note = format!("old snapshots of {cluster} not pruned: {why}");
+                tracing::warn!(release = %name, "{note}");
+                publish(
+                    ctx,
+                    release,
+                    EventType::Warning,
+                    "SnapshotPruneFailed",
+                    &note,
+                )
+                .await?;
             }
         }
         Action::DeleteMigrationJob { name: job_name } => {
@@ -418,6 +476,39 @@ async fn execute(
         } => {
             publish(ctx, release, *type_, reason, note).await?;
         }
+    }
+    Ok(())
+}
+
+/// What RDS says of the snapshot `name` now.
+async fn observe_snapshot(ctx: &Context, name: &str) -> SnapshotObs {
+    match ctx.snapshots.describe(name).await {
+        Ok(None) => SnapshotObs::Missing,
+        Ok(Some(s)) => match s.status.as_str() {
+            "available" => SnapshotObs::Available { arn: s.arn },
+            "creating" | "copying" => SnapshotObs::Creating {
+                percent_progress: s.percent_progress,
+            },
+            other => SnapshotObs::Failed(format!("RDS reports it {other}")),
+        },
+        Err(SnapshotError::Refused(why) | SnapshotError::Transient(why)) => {
+            SnapshotObs::Unknown(why)
+        }
+    }
+}
+
+/// Deletes `service`'s cycle snapshots of `cluster` beyond the newest `retain`.
+async fn prune_snapshots(
+    ctx: &Context,
+    service: &str,
+    cluster: &str,
+    current: &str,
+    retain: u32,
+) -> Result<(), SnapshotError> {
+    let all = ctx.snapshots.list_manual(cluster).await?;
+    for old in snapshot::to_prune(service, current, &all, retain) {
+        ctx.snapshots.delete(&old).await?;
+        tracing::info!(snapshot = %old, cluster, "old snapshot pruned");
     }
     Ok(())
 }

@@ -44,6 +44,7 @@ fn spec() -> ReleaseSpec {
             args: vec![],
             timeout_seconds: 300,
             backoff_limit: 1,
+            snapshot: None,
         }),
         analysis: AnalysisSpec {
             probe: ProbeSpec {
@@ -386,6 +387,9 @@ fn context_recording(
             })
         }),
         clock: Arc::new(now),
+        // No Release here takes a snapshot: an RDS that is never configured (snapshot_tests.rs
+        // drives the snapshot path against moto).
+        snapshots: Arc::new(snapshot::Rds::from_env()),
     };
     (Arc::new(ctx), ApiServerVerifier(handle), configs)
 }
@@ -1142,6 +1146,7 @@ async fn refused_probe_requests_fail_the_analysis() {
         }),
         prometheus: Arc::new(|_, _| Box::pin(async { Ok(0.0) })),
         clock: Arc::new(now),
+        snapshots: Arc::new(snapshot::Rds::from_env()),
     });
     let release = Release::test().finalized().in_phase(Phase::Analyzing);
     let mocksrv = ApiServerVerifier(handle).run(vec![status_apply(&release, |s| {
@@ -1727,3 +1732,7 @@ fn event_notes_are_cut_to_what_the_api_server_accepts() {
         cut.len()
     );
 }
+
+// Snapshot before migrate against moto: the same mocked API server, a real RDS API.
+#[path = "snapshot_tests.rs"]
+mod snapshot_tests;

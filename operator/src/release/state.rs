@@ -15,7 +15,10 @@
 //!   nothing but say so;
 //! - a cycle back to a spec hash that was active here before runs no migration (its migrations
 //!   are applied and it accepts the newer schema), and a cycle replaced mid-migration deletes
-//!   the Job it no longer needs.
+//!   the Job it no longer needs;
+//! - with `spec.migration.snapshot`, the migration Job is created only once the cycle's cluster
+//!   snapshot is `available` and its ARN is in the status (a reconcile earlier); a snapshot that
+//!   fails or times out fails the release with nothing changed.
 
 use std::time::Duration;
 
@@ -26,6 +29,7 @@ use kube::ResourceExt;
 use crate::crd::{
     AnalysisRun, Colour, Condition, Inconclusive, JobState, MeasurementCounts, MigrationStatus,
     PastRelease, PendingScaleDown, Phase, Release, ReleaseSpec, ReleaseStatus, RollbackPolicy,
+    SnapshotSpec, SnapshotState, SnapshotStatus,
 };
 
 /// How often an in-progress release is looked at again when nothing else wakes it.
@@ -40,6 +44,13 @@ pub const MAX_HISTORY: usize = 10;
 /// Condition type saying whether the operator acts on the Release at all: `False` (reason
 /// [`REFUSED_CLAIMED`] or [`REFUSED_INVALID`]) while it is refused.
 pub const ACCEPTED: &str = "Accepted";
+/// Condition type of the snapshot before migrate: `False` while it is created, `True` once it
+/// is available.
+pub const SNAPSHOT_READY: &str = "SnapshotReady";
+/// How soon a Release whose snapshot just became available is looked at again (to create the
+/// Job in the next reconcile, after the status with the ARN is written).
+pub const SNAPSHOT_RECORDED_REQUEUE: Duration = Duration::from_secs(1);
+
 /// Another, older Release of the namespace owns the active or preview Service.
 pub const REFUSED_CLAIMED: &str = "ServiceClaimed";
 /// The spec cannot work as written (e.g. the analysis does not fit in the progress deadline).
@@ -112,6 +123,9 @@ pub struct Observed<'a> {
     pub green: Option<DeploymentObs>,
     /// State of the current cycle's migration Job ([`JobState::Missing`] when there is none).
     pub job: JobState,
+    /// What RDS says of the current cycle's snapshot, read while it is being created (`None`:
+    /// not read).
+    pub snapshot: Option<SnapshotObs>,
     /// The colour of this Release the active Service selects, read at every reconcile: the
     /// ground truth of what serves (none: no Service, or it selects no colour of this Release).
     pub active_selector: Option<Colour>,
@@ -130,6 +144,23 @@ impl Observed<'_> {
     }
 }
 
+/// What the reconciler saw of the cycle's snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotObs {
+    Creating {
+        percent_progress: Option<i32>,
+    },
+    Available {
+        arn: Option<String>,
+    },
+    /// RDS reports it failed (or gone into a state it never leaves for `available`).
+    Failed(String),
+    /// No such snapshot (not visible yet, or deleted by hand): requested again.
+    Missing,
+    /// RDS could not be asked; waited on within the timeout.
+    Unknown(String),
+}
+
 /// Kubernetes Event type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventType {
@@ -144,6 +175,16 @@ pub enum Action {
     CreateMigrationJob { name: String },
     /// Delete a migration Job that is being given up on (timeout, abort).
     DeleteMigrationJob { name: String },
+    /// Request the cycle's cluster snapshot (already existing is fine: the name is unique per
+    /// cycle). A refusal is recorded with [`record_snapshot_failure`].
+    CreateSnapshot { cluster: String, name: String },
+    /// Delete the service's cycle snapshots of `cluster` beyond the newest `retain` (never
+    /// `current`). Failing to is a Warning Event, not a failed release.
+    PruneSnapshots {
+        cluster: String,
+        current: String,
+        retain: u32,
+    },
     /// Server-side apply one colour's Deployment.
     ApplyDeployment {
         colour: Colour,
@@ -194,6 +235,14 @@ pub fn spec_hash(spec: &ReleaseSpec) -> String {
 /// Name of the migration Job for one cycle.
 pub fn migration_job_name(release: &str, hash: &str) -> String {
     format!("{release}-migrate-{hash}")
+}
+
+/// Records that RDS refused the cycle's snapshot request: the next decision fails the release.
+pub fn record_snapshot_failure(status: &mut ReleaseStatus, message: String) {
+    if let Some(s) = &mut status.snapshot {
+        s.state = SnapshotState::Failed;
+        s.message = Some(message);
+    }
 }
 
 /// Name of one colour's Deployment.
@@ -553,9 +602,11 @@ impl Step<'_> {
             }
             let deadline =
                 SignedDuration::from_secs(i64::from(self.spec().progress_deadline_seconds));
-            // An inconclusive analysis waits for a human, not for the deadline.
+            // An inconclusive analysis waits for a human, not for the deadline; a snapshot being
+            // created is bounded by its own timeout, and its time is not the release's.
             if self.since(self.status.progress_since) > deadline
                 && self.status.inconclusive.is_none()
+                && !self.snapshot_creating()
             {
                 let msg = format!(
                     "no progress within {}s (stuck in {phase})",
@@ -790,7 +841,12 @@ impl Step<'_> {
                 );
                 self.enter_deploying_preview();
             }
-            Some(_) => {
+            Some(m) => {
+                if let Some(snapshot) = &m.snapshot
+                    && !self.snapshot_available(snapshot)
+                {
+                    return;
+                }
                 let name = migration_job_name(self.obs.name, &self.hash);
                 self.actions
                     .push(Action::CreateMigrationJob { name: name.clone() });
@@ -807,6 +863,143 @@ impl Step<'_> {
             }
             None => self.enter_deploying_preview(),
         }
+    }
+
+    /// Whether the cycle waits, in `Pending`, for its snapshot to become available.
+    fn snapshot_creating(&self) -> bool {
+        self.status.phase == Phase::Pending
+            && self.status.snapshot.as_ref().is_some_and(|s| {
+                s.state == SnapshotState::Creating
+                    && s.name == super::snapshot::snapshot_name(&self.spec().service, &self.hash)
+            })
+    }
+
+    /// Whether this cycle's snapshot is available and recorded; otherwise requests it, waits
+    /// for it (progress in the status), or fails the release (refused, failed, timed out).
+    fn snapshot_available(&mut self, spec: &SnapshotSpec) -> bool {
+        let name = super::snapshot::snapshot_name(&self.spec().service, &self.hash);
+        let cluster = spec.cluster_identifier.clone();
+        let current = self
+            .status
+            .snapshot
+            .clone()
+            .filter(|s| s.name == name && s.cluster_identifier == cluster);
+        let Some(mut current) = current else {
+            self.actions.push(Action::CreateSnapshot {
+                cluster: cluster.clone(),
+                name: name.clone(),
+            });
+            self.status.snapshot = Some(SnapshotStatus {
+                name: name.clone(),
+                cluster_identifier: cluster.clone(),
+                state: SnapshotState::Creating,
+                requested_at: self.now(),
+                percent_progress: None,
+                arn: None,
+                message: None,
+            });
+            let msg =
+                format!("snapshot {name} of cluster {cluster} requested before the migration");
+            self.set_condition(SNAPSHOT_READY, "False", "Creating", &msg);
+            self.event(EventType::Normal, "SnapshotRequested", msg.clone());
+            self.status.message = Some(msg);
+            self.poll();
+            return false;
+        };
+        match current.state {
+            SnapshotState::Available => return true,
+            SnapshotState::Failed => {
+                let why = current.message.clone().unwrap_or_default();
+                self.set_condition(SNAPSHOT_READY, "False", "SnapshotFailed", &why);
+                self.fail(
+                    "SnapshotFailed",
+                    &format!(
+                        "snapshot {name} of cluster {cluster} failed: {why}; no migration ran"
+                    ),
+                );
+                return false;
+            }
+            SnapshotState::Creating => {}
+        }
+        match self.obs.snapshot.clone() {
+            Some(SnapshotObs::Available { arn }) => {
+                current.state = SnapshotState::Available;
+                current.percent_progress = Some(100);
+                current.arn.clone_from(&arn);
+                // The progress deadline is the release's: the time the snapshot took moves it
+                // on, as time spent paused does.
+                let took = self.now().duration_since(current.requested_at);
+                self.status.progress_since = self
+                    .status
+                    .progress_since
+                    .map(|p| p.checked_add(took).unwrap_or(p));
+                self.status.snapshot = Some(current);
+                let msg = format!(
+                    "snapshot {name} available ({}); the migration starts next",
+                    arn.as_deref().unwrap_or("no ARN reported")
+                );
+                self.set_condition(SNAPSHOT_READY, "True", "Available", &msg);
+                self.event(EventType::Normal, "SnapshotAvailable", msg.clone());
+                self.status.message = Some(msg);
+                self.actions.push(Action::PruneSnapshots {
+                    cluster,
+                    current: name,
+                    retain: spec.retain,
+                });
+                // The Job waits for the next reconcile: the ARN is written first.
+                self.requeue_after = Some(SNAPSHOT_RECORDED_REQUEUE);
+                return false;
+            }
+            Some(SnapshotObs::Failed(why)) => {
+                current.state = SnapshotState::Failed;
+                current.message = Some(why.clone());
+                self.status.snapshot = Some(current);
+                self.set_condition(SNAPSHOT_READY, "False", "SnapshotFailed", &why);
+                self.fail(
+                    "SnapshotFailed",
+                    &format!(
+                        "snapshot {name} of cluster {cluster} failed: {why}; no migration ran"
+                    ),
+                );
+                return false;
+            }
+            Some(SnapshotObs::Creating { percent_progress }) => {
+                current.percent_progress = percent_progress;
+            }
+            Some(SnapshotObs::Missing) => {
+                // Not visible yet, or deleted by hand: requesting again is idempotent.
+                self.actions.push(Action::CreateSnapshot {
+                    cluster: cluster.clone(),
+                    name: name.clone(),
+                });
+            }
+            Some(SnapshotObs::Unknown(why)) => current.message = Some(why),
+            None => {}
+        }
+        let timeout = SignedDuration::from_secs(i64::from(spec.timeout_seconds));
+        let requested_at = current.requested_at;
+        let progress = current
+            .percent_progress
+            .map_or_else(String::new, |p| format!(", {p}%"));
+        self.status.snapshot = Some(current);
+        if self.now().duration_since(requested_at) > timeout {
+            let why = format!("not available within {}s", spec.timeout_seconds);
+            if let Some(s) = &mut self.status.snapshot {
+                s.state = SnapshotState::Failed;
+                s.message = Some(why.clone());
+            }
+            self.set_condition(SNAPSHOT_READY, "False", "SnapshotTimedOut", &why);
+            self.fail(
+                "SnapshotTimedOut",
+                &format!("snapshot {name} of cluster {cluster} {why}; no migration ran"),
+            );
+            return false;
+        }
+        self.status.message = Some(format!(
+            "waiting for snapshot {name} of cluster {cluster} to be available (creating{progress})"
+        ));
+        self.poll();
+        false
     }
 
     fn migrating(&mut self) {

@@ -2,7 +2,7 @@
 //! clock: every action is applied to the simulation the way the reconciler applies it to the API.
 
 use super::*;
-use crate::crd::{AnalysisSpec, MigrationSpec, ProbeSpec, Resources};
+use crate::crd::{AnalysisSpec, MigrationSpec, ProbeSpec, Resources, SnapshotSpec};
 
 fn spec(image: &str) -> ReleaseSpec {
     ReleaseSpec {
@@ -23,6 +23,7 @@ fn spec(image: &str) -> ReleaseSpec {
             args: vec![],
             timeout_seconds: 120,
             backoff_limit: 1,
+            snapshot: None,
         }),
         analysis: AnalysisSpec {
             probe: ProbeSpec {
@@ -100,6 +101,12 @@ struct World {
     preview_selector: Option<Colour>,
     /// What the reconciler would say about an older Release claiming the Services.
     service_claimed: Option<String>,
+    /// What RDS says of the requested snapshot (`None`: nothing requested).
+    rds: Option<SnapshotObs>,
+    /// What a requested snapshot is on the next tick.
+    rds_outcome: SnapshotObs,
+    /// Set: RDS refuses the snapshot request with this message.
+    rds_refuses: Option<String>,
     events: Vec<(EventType, String)>,
     all_actions: Vec<Action>,
     phases: Vec<Phase>,
@@ -123,6 +130,11 @@ impl World {
             active_selector: None,
             preview_selector: None,
             service_claimed: None,
+            rds: None,
+            rds_outcome: SnapshotObs::Available {
+                arn: Some("arn:aws:rds:eu-north-1:1:cluster-snapshot:x".into()),
+            },
+            rds_refuses: None,
             events: vec![],
             all_actions: vec![],
             phases: vec![],
@@ -166,6 +178,14 @@ impl World {
                 d.ready_replicas = d.replicas;
             }
         }
+        if self.rds.is_some() {
+            self.rds = Some(self.rds_outcome.clone());
+        }
+        let reads_snapshot = self
+            .status
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.state == SnapshotState::Creating);
         let decision = decide(&Observed {
             name: "streams",
             generation: Some(self.generation),
@@ -174,15 +194,39 @@ impl World {
             blue: self.blue.clone(),
             green: self.green.clone(),
             job: self.job,
+            snapshot: if reads_snapshot {
+                Some(self.rds.clone().unwrap_or(SnapshotObs::Missing))
+            } else {
+                None
+            },
             active_selector: self.active_selector,
             service_claimed: self.service_claimed.clone(),
             now: self.now,
         });
-        self.status = decision.status.clone();
+        let before = std::mem::replace(&mut self.status, decision.status.clone());
         for action in &decision.actions {
             self.all_actions.push(action.clone());
             match action {
+                Action::CreateSnapshot { .. } => match &self.rds_refuses {
+                    Some(why) => record_snapshot_failure(&mut self.status, why.clone()),
+                    None => {
+                        self.rds.get_or_insert(SnapshotObs::Creating {
+                            percent_progress: Some(0),
+                        });
+                    }
+                },
+                Action::PruneSnapshots { .. } => {}
                 Action::CreateMigrationJob { .. } => {
+                    if self
+                        .spec
+                        .migration
+                        .as_ref()
+                        .is_some_and(|m| m.snapshot.is_some())
+                    {
+                        let s = before.snapshot.as_ref().expect("a snapshot before the Job");
+                        assert_eq!(s.state, SnapshotState::Available, "{s:?}");
+                        assert!(s.arn.is_some(), "the ARN is recorded before the Job: {s:?}");
+                    }
                     if self.job == JobState::Missing {
                         self.job = JobState::Running;
                     }
@@ -1258,4 +1302,160 @@ fn the_older_release_owns_a_service_in_either_role() {
     let tie = [b1.clone(), b2.clone()];
     assert_eq!(service_claimed(&b1, &tie), None);
     assert!(service_claimed(&b2, &tie).unwrap().contains("Release b1"));
+}
+
+fn with_snapshot(w: &mut World, timeout_seconds: u32) {
+    w.spec.migration.as_mut().unwrap().snapshot = Some(SnapshotSpec {
+        cluster_identifier: "se-aurora".into(),
+        retain: 3,
+        timeout_seconds,
+    });
+}
+
+fn position(w: &World, f: impl Fn(&Action) -> bool) -> Option<usize> {
+    w.all_actions.iter().position(f)
+}
+
+#[test]
+fn the_snapshot_is_available_and_recorded_before_the_migration_job() {
+    let mut w = World::new("registry/streams:v1");
+    with_snapshot(&mut w, 1800);
+    w.settle();
+    assert_eq!(w.status.phase, Phase::Succeeded, "{:?}", w.status.message);
+    let name = super::super::snapshot::snapshot_name("streams", &spec_hash(&w.spec));
+    let create = position(&w, |a| matches!(a, Action::CreateSnapshot { name: n, cluster } if *n == name && cluster == "se-aurora")).expect("snapshot requested");
+    let prune = position(
+        &w,
+        |a| matches!(a, Action::PruneSnapshots { current, retain: 3, .. } if *current == name),
+    )
+    .expect("old snapshots pruned");
+    let job = position(&w, |a| matches!(a, Action::CreateMigrationJob { .. })).expect("job");
+    assert!(create < prune && prune < job, "{:?}", w.all_actions);
+    // (tick asserts the ARN was in the status the Job's decision started from.)
+    let s = w.status.snapshot.as_ref().unwrap();
+    assert_eq!(s.state, SnapshotState::Available);
+    assert_eq!(
+        s.arn.as_deref(),
+        Some("arn:aws:rds:eu-north-1:1:cluster-snapshot:x")
+    );
+    let r = w.reasons();
+    let at = |reason: &str| r.iter().position(|x| *x == reason).unwrap();
+    assert!(at("SnapshotRequested") < at("SnapshotAvailable"));
+    assert!(at("SnapshotAvailable") < at("Migrating"));
+    assert!(
+        w.status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == SNAPSHOT_READY && c.status == "True")
+    );
+}
+
+#[test]
+fn a_refused_snapshot_fails_the_release_before_anything_changes() {
+    let mut w = World::established();
+    w.spec = spec("registry/streams:v2");
+    with_snapshot(&mut w, 1800);
+    w.rds_refuses = Some("CreateDBClusterSnapshot: DBClusterNotFoundFault: no se-aurora".into());
+    w.settle();
+    assert_eq!(w.status.phase, Phase::Failed);
+    let msg = w.status.message.clone().unwrap();
+    assert!(msg.contains("DBClusterNotFoundFault"), "{msg}");
+    assert!(msg.contains("no traffic moved"), "{msg}");
+    assert!(w.reasons().contains(&"SnapshotFailed"), "{:?}", w.reasons());
+    let progressing = w
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Progressing")
+        .unwrap();
+    assert_eq!(progressing.reason, "SnapshotFailed");
+    assert!(
+        !w.all_actions.iter().any(|a| matches!(
+            a,
+            Action::CreateMigrationJob { .. }
+                | Action::ApplyDeployment { .. }
+                | Action::SwitchActiveSelector(_)
+                | Action::SwitchPreviewSelector(_)
+                | Action::ScaleDown(_)
+        )),
+        "{:?}",
+        w.all_actions
+    );
+    assert_eq!(w.active_selector, Some(Colour::Blue), "v1 keeps serving");
+}
+
+#[test]
+fn a_snapshot_that_never_becomes_available_times_out_on_its_own_clock() {
+    let mut w = World::established();
+    w.spec = spec("registry/streams:v2");
+    // Longer than the progress deadline (600 s): the snapshot's timeout decides, not it.
+    with_snapshot(&mut w, 1200);
+    w.rds_outcome = SnapshotObs::Creating {
+        percent_progress: Some(40),
+    };
+    w.tick(); // the cycle starts
+    w.tick(); // the snapshot is requested
+    w.tick(); // RDS reports progress
+    assert_eq!(w.status.phase, Phase::Pending);
+    assert!(
+        w.status.message.as_deref().unwrap().contains("40%"),
+        "{:?}",
+        w.status.message
+    );
+    w.advance(700);
+    w.tick();
+    assert_eq!(
+        w.status.phase,
+        Phase::Pending,
+        "past the progress deadline, still waiting"
+    );
+    w.advance(600);
+    w.tick();
+    assert_eq!(w.status.phase, Phase::Failed);
+    assert!(
+        w.reasons().contains(&"SnapshotTimedOut"),
+        "{:?}",
+        w.reasons()
+    );
+    assert_eq!(
+        w.status.snapshot.as_ref().unwrap().state,
+        SnapshotState::Failed
+    );
+    assert!(
+        !w.all_actions
+            .iter()
+            .any(|a| matches!(a, Action::CreateMigrationJob { .. }))
+    );
+}
+
+#[test]
+fn a_snapshot_rds_reports_failed_fails_the_release_and_a_missing_one_is_requested_again() {
+    let mut w = World::established();
+    w.spec = spec("registry/streams:v2");
+    with_snapshot(&mut w, 1800);
+    w.rds_outcome = SnapshotObs::Missing;
+    w.tick(); // the cycle starts
+    w.tick(); // the snapshot is requested
+    w.tick(); // RDS does not know it
+    let creates = w
+        .all_actions
+        .iter()
+        .filter(|a| matches!(a, Action::CreateSnapshot { .. }))
+        .count();
+    assert_eq!(creates, 2, "requested, then again when RDS did not know it");
+    w.rds_outcome = SnapshotObs::Failed("status failed".into());
+    w.tick();
+    assert_eq!(w.status.phase, Phase::Failed);
+    assert!(
+        w.status
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("status failed")
+    );
+    assert!(
+        !w.all_actions
+            .iter()
+            .any(|a| matches!(a, Action::CreateMigrationJob { .. }))
+    );
 }
