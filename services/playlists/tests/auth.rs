@@ -1,0 +1,296 @@
+//! Who may call what, route by route: no token and every kind of bad token → 401; another
+//! learner, an analyst on a learner's route, a learner on analytics, other services' scopes →
+//! 403, and nothing changes; the learner in the path and `playlists:admin` (analytics:
+//! `playlists:analytics`) → 2xx. The catalogue and a shared playlist are public by design.
+
+mod common;
+
+use common::{H, USER, admin, analyst, harness, learner, other_learner};
+use kit::testing::{bad_tokens, bearer};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+struct Route {
+    method: Method,
+    path: String,
+    body: Option<Value>,
+    forbidden: Vec<String>,
+    allowed: Vec<String>,
+}
+
+fn others() -> Vec<String> {
+    vec![
+        other_learner(),
+        bearer("someone", &[]),
+        bearer(
+            "svc",
+            &[
+                "streams:admin",
+                "calls:admin",
+                "learning:admin",
+                "attendance:admin",
+            ],
+        ),
+    ]
+}
+
+async fn routes(h: &H) -> Vec<Route> {
+    let p = h.playlist(USER, "Auth").await;
+    for l in ["drums-funk-1", "drums-rock-1", "keys-jazz-1", "keys-pop-1"] {
+        h.add(USER, &p, l).await;
+    }
+    let doomed = h.playlist(USER, "Doomed").await;
+    let doomed2 = h.playlist(USER, "Doomed too").await;
+    let (share, _) = h.share(USER, &p, "twitter").await;
+    let u = format!("/playlists/v1/users/{USER}");
+    let pl = format!("{u}/playlists/{p}");
+    let owner = || vec![learner(), admin()];
+    let not_owner = || [others(), vec![analyst()]].concat();
+    let analysts = || vec![analyst(), admin()];
+    let not_analysts = || [others(), vec![learner()]].concat();
+    let mut v = vec![
+        Route {
+            method: Method::POST,
+            path: format!("{u}/playlists"),
+            body: Some(json!({"name": "n"})),
+            forbidden: not_owner(),
+            allowed: owner(),
+        },
+        Route {
+            method: Method::GET,
+            path: format!("{u}/playlists"),
+            body: None,
+            forbidden: not_owner(),
+            allowed: owner(),
+        },
+        Route {
+            method: Method::GET,
+            path: pl.clone(),
+            body: None,
+            forbidden: not_owner(),
+            allowed: owner(),
+        },
+        Route {
+            method: Method::PATCH,
+            path: pl.clone(),
+            body: Some(json!({"name": "m"})),
+            forbidden: not_owner(),
+            allowed: owner(),
+        },
+        Route {
+            method: Method::DELETE,
+            path: format!("{u}/playlists/{doomed}"),
+            body: None,
+            forbidden: not_owner(),
+            allowed: vec![learner()],
+        },
+        Route {
+            method: Method::DELETE,
+            path: format!("{u}/playlists/{doomed2}"),
+            body: None,
+            forbidden: not_owner(),
+            allowed: vec![admin()],
+        },
+        Route {
+            method: Method::GET,
+            path: format!("{pl}/next"),
+            body: None,
+            forbidden: not_owner(),
+            allowed: owner(),
+        },
+        Route {
+            method: Method::POST,
+            path: format!("{pl}/shares"),
+            body: Some(json!({"channel": "whatsapp"})),
+            forbidden: not_owner(),
+            allowed: owner(),
+        },
+        Route {
+            method: Method::GET,
+            path: format!("{pl}/shares"),
+            body: None,
+            forbidden: not_owner(),
+            allowed: owner(),
+        },
+        Route {
+            method: Method::DELETE,
+            path: format!("{pl}/shares/{share}"),
+            body: None,
+            forbidden: not_owner(),
+            allowed: owner(),
+        },
+        Route {
+            method: Method::POST,
+            path: format!("{u}/sessions"),
+            body: Some(json!({"lesson_id": "drums-funk-1", "accuracy": 0.5, "duration_secs": 60})),
+            forbidden: not_owner(),
+            allowed: owner(),
+        },
+        Route {
+            method: Method::GET,
+            path: format!("{u}/sessions"),
+            body: None,
+            forbidden: not_owner(),
+            allowed: owner(),
+        },
+        Route {
+            method: Method::GET,
+            path: "/playlists/v1/analytics/removals".into(),
+            body: None,
+            forbidden: not_analysts(),
+            allowed: analysts(),
+        },
+        Route {
+            method: Method::GET,
+            path: "/playlists/v1/analytics/shares".into(),
+            body: None,
+            forbidden: not_analysts(),
+            allowed: analysts(),
+        },
+        Route {
+            method: Method::GET,
+            path: "/playlists/v1/analytics/retention".into(),
+            body: None,
+            forbidden: not_analysts(),
+            allowed: analysts(),
+        },
+    ];
+    // Add/remove alternate so both allowed callers succeed.
+    v.push(Route {
+        method: Method::POST,
+        path: format!("{pl}/lessons"),
+        body: Some(json!({"lesson_id": "bass-rock-1"})),
+        forbidden: not_owner(),
+        allowed: vec![learner()],
+    });
+    v.push(Route {
+        method: Method::DELETE,
+        path: format!("{pl}/lessons/bass-rock-1?reason=bored"),
+        body: None,
+        forbidden: not_owner(),
+        allowed: vec![admin()],
+    });
+    v
+}
+
+async fn rows(h: &H) -> Vec<i64> {
+    let mut v = Vec::new();
+    for t in [
+        "events",
+        "playlists",
+        "playlist_items",
+        "shares",
+        "practice_sessions",
+        "idempotency",
+    ] {
+        v.push(h.count(t).await);
+    }
+    v
+}
+
+#[tokio::test]
+async fn every_route_refuses_missing_and_bad_tokens_and_the_wrong_caller() {
+    let h = harness().await;
+    let bad = bad_tokens(USER, &[]);
+    for r in routes(&h).await {
+        let what = format!("{} {}", r.method, r.path);
+        let before = rows(&h).await;
+        let (s, p) = h
+            .send(r.method.clone(), &r.path, None, r.body.clone())
+            .await;
+        assert_eq!(
+            (s, &p["status"]),
+            (StatusCode::UNAUTHORIZED, &json!(401)),
+            "{what}: no token"
+        );
+        for (kind, token) in &bad {
+            let (s, _) = h
+                .send(
+                    r.method.clone(),
+                    &r.path,
+                    Some(&format!("Bearer {token}")),
+                    r.body.clone(),
+                )
+                .await;
+            assert_eq!(s, StatusCode::UNAUTHORIZED, "{what}: {kind}");
+        }
+        for caller in &r.forbidden {
+            let (s, p) = h
+                .send(r.method.clone(), &r.path, Some(caller), r.body.clone())
+                .await;
+            assert_eq!(
+                (s, &p["status"]),
+                (StatusCode::FORBIDDEN, &json!(403)),
+                "{what}: {p}"
+            );
+        }
+        assert_eq!(
+            rows(&h).await,
+            before,
+            "{what}: a refused request changed something"
+        );
+        for caller in &r.allowed {
+            let (s, p) = h
+                .send(r.method.clone(), &r.path, Some(caller), r.body.clone())
+                .await;
+            assert!(s.is_success(), "{what}: an allowed caller got {s}: {p}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_learner_cannot_reach_another_learners_playlist_through_their_own_path() {
+    let h = harness().await;
+    let theirs = h.playlist("bo", "Bo's").await;
+    // ada's own path, bo's playlist id: not found (never "forbidden", which would confirm it).
+    let (s, _) = h
+        .send(
+            Method::GET,
+            &format!("/playlists/v1/users/{USER}/playlists/{theirs}"),
+            Some(&learner()),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = h
+        .send(
+            Method::POST,
+            &format!("/playlists/v1/users/{USER}/playlists/{theirs}/lessons"),
+            Some(&learner()),
+            Some(json!({"lesson_id": "drums-funk-1"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn public_routes_are_public_and_every_operation_states_its_caller() {
+    let h = harness().await;
+    let (s, b) = h
+        .send(Method::GET, "/playlists/v1/lessons?limit=5", None, None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b["items"].as_array().map(Vec::len), Some(5));
+    let (s, api) = h.send(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    let paths = api["paths"].as_object().expect("paths");
+    let mut n = 0;
+    for (path, ops) in paths.iter().filter(|(p, _)| p.starts_with("/playlists/")) {
+        for (method, op) in ops.as_object().expect("ops") {
+            let rule = op["x-meridian-caller"].as_str().unwrap_or_default();
+            assert!(
+                rule.starts_with("bearer:") || rule.starts_with("public:"),
+                "{method} {path}: {op}"
+            );
+            n += 1;
+        }
+    }
+    assert_eq!(n, 19, "every playlists operation");
+    let put = &paths["/playlists/v1/users/{user_id}/playlists/{playlist_id}/lessons/{lesson_id}/position"]
+        ["put"];
+    let params = put["parameters"].to_string();
+    assert!(
+        params.contains("If-Match") && params.contains("Idempotency-Key"),
+        "{params}"
+    );
+}

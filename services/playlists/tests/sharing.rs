@@ -1,0 +1,175 @@
+//! Share links: an unguessable token of which only the hash is stored, a public read-only view
+//! without private data, opens counted, revoked → 404, expired → 410.
+
+mod common;
+
+use chrono::Duration;
+use common::{USER, analyst, harness, learner};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+#[tokio::test]
+async fn a_shared_playlist_is_public_counts_opens_and_shows_nothing_private() {
+    let h = harness().await;
+    let p = h.playlist(USER, "Funk practice").await;
+    for l in ["drums-funk-1", "bass-funk-1"] {
+        h.add(USER, &p, l).await;
+    }
+    h.session(
+        USER,
+        "drums-funk-1",
+        0.77,
+        common::t0() - Duration::minutes(5),
+    )
+    .await;
+    let (s, created) = h
+        .send(
+            Method::POST,
+            &format!("/playlists/v1/users/{USER}/playlists/{p}/shares"),
+            Some(&learner()),
+            Some(json!({"channel": "whatsapp"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    let token = created["token"].as_str().expect("token").to_owned();
+    assert!(token.len() >= 43, "256 random bits, base64url");
+    assert_eq!(
+        created["path"],
+        json!(format!("/playlists/v1/shared/{token}?utm_source=whatsapp"))
+    );
+    // Only the hash is stored: the token appears in no table and no event.
+    let found: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM playlists.events WHERE payload::text LIKE '%' || $1 || '%')
+              + (SELECT count(*) FROM playlists.shares WHERE encode(token_sha256, 'escape') LIKE '%' || $1 || '%')
+              + (SELECT count(*) FROM playlists.idempotency WHERE body::text LIKE '%' || $1 || '%')",
+    )
+    .bind(&token)
+    .fetch_one(&h.pool)
+    .await
+    .expect("search");
+    assert_eq!(found, 0);
+    for _ in 0..3 {
+        let (s, view) = h
+            .send(
+                Method::GET,
+                &format!("/playlists/v1/shared/{token}"),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{view}");
+        assert_eq!(view["name"], "Funk practice");
+        assert_eq!(view["lessons"].as_array().map(Vec::len), Some(2));
+        let text = view.to_string();
+        for private in [USER, "accuracy", "user_id", "0.77", &p] {
+            assert!(!text.contains(private), "{private} in {text}");
+        }
+    }
+    let (_, list) = h
+        .send(
+            Method::GET,
+            &format!("/playlists/v1/users/{USER}/playlists/{p}/shares"),
+            Some(&learner()),
+            None,
+        )
+        .await;
+    assert_eq!(list["items"][0]["opens"], 3);
+    assert_eq!(list["items"][0]["channel"], "whatsapp");
+    assert!(
+        !list.to_string().contains(&token),
+        "the token is shown once"
+    );
+    let (_, stats) = h
+        .send(
+            Method::GET,
+            "/playlists/v1/analytics/shares?from=2026-03-01&to=2026-03-31",
+            Some(&analyst()),
+            None,
+        )
+        .await;
+    let whatsapp = stats["channels"]
+        .as_array()
+        .expect("channels")
+        .iter()
+        .find(|c| c["channel"] == "whatsapp")
+        .expect("whatsapp")
+        .clone();
+    assert_eq!(
+        (whatsapp["shares"].clone(), whatsapp["opens"].clone()),
+        (json!(1), json!(3))
+    );
+    assert_eq!(stats["shares"], 1);
+    let opened: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM playlists.events WHERE type = 'share_opened'")
+            .fetch_one(&h.pool)
+            .await
+            .expect("opens");
+    assert_eq!(opened, 3, "an event per open");
+}
+
+#[tokio::test]
+async fn revoked_is_404_expired_is_410_unknown_is_404() {
+    let h = harness().await;
+    let p = h.playlist(USER, "P").await;
+    let (id, token) = h.share(USER, &p, "twitter").await;
+    let path = format!("/playlists/v1/shared/{token}");
+    let (s, _) = h.send(Method::GET, &path, None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    let revoke = format!("/playlists/v1/users/{USER}/playlists/{p}/shares/{id}");
+    let (s, _) = h
+        .send(Method::DELETE, &revoke, Some(&learner()), None)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let events = h.events().await;
+    let (s, _) = h
+        .send(Method::DELETE, &revoke, Some(&learner()), None)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "revoking again is a no-op");
+    assert_eq!(h.events().await, events);
+    let (s, b) = h.send(Method::GET, &path, None, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
+    let (s, _) = h
+        .send(Method::GET, "/playlists/v1/shared/not-a-token", None, None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    let expires = common::t0() + Duration::hours(1);
+    let (s, b) = h
+        .send(
+            Method::POST,
+            &format!("/playlists/v1/users/{USER}/playlists/{p}/shares"),
+            Some(&learner()),
+            Some(json!({"channel": "facebook", "expires_at": expires})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let path = format!(
+        "/playlists/v1/shared/{}",
+        b["token"].as_str().expect("token")
+    );
+    let (s, _) = h.send(Method::GET, &path, None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    h.clock.set(expires + Duration::seconds(1));
+    let (s, b) = h.send(Method::GET, &path, None, None).await;
+    assert_eq!(s, StatusCode::GONE, "{b}");
+    // A deleted playlist's links are gone too.
+    let (_, token) = h.share(USER, &p, "copy_link").await;
+    let (s, _) = h
+        .send(
+            Method::DELETE,
+            &format!("/playlists/v1/users/{USER}/playlists/{p}"),
+            Some(&learner()),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = h
+        .send(
+            Method::GET,
+            &format!("/playlists/v1/shared/{token}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
