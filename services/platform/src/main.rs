@@ -14,6 +14,7 @@ use kit::{
 use sqlx::postgres::PgConnectOptions;
 
 mod learning_cli;
+mod playlists_cli;
 
 const ENV_HELP: &str = "\
 Identity: `meridian serve` is development mode (MERIDIAN_DEV=1 behaviour): unless AUTH_* name a
@@ -107,6 +108,12 @@ enum Command {
         #[command(subcommand)]
         command: learning_cli::LearningCommand,
     },
+    /// The playlists service's tools: `rebuild` (truncate the read models and replay the event
+    /// log into them).
+    Playlists {
+        #[command(subcommand)]
+        command: playlists_cli::PlaylistsCommand,
+    },
     /// Print a bearer token signed with the local dev key, which a running `meridian serve`
     /// accepts (never valid against a real issuer).
     Token {
@@ -114,7 +121,7 @@ enum Command {
         #[arg(long)]
         sub: String,
         /// A scope to grant (repeat for several): streams:sessions, streams:admin, calls:admin,
-        /// attendance:site-<site id>, attendance:admin.
+        /// attendance:site-<site id>, attendance:admin, playlists:analytics, playlists:admin.
         #[arg(long = "scope")]
         scopes: Vec<String>,
         /// Lifetime: 30s, 15m, 1h or 1d.
@@ -168,6 +175,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Postgres { watch_pid } => run_postgres(watch_pid).await,
         Command::Learning { command } => learning_cli::run(&cfg, command).await,
+        Command::Playlists { command } => playlists_cli::run(&cfg, command).await,
         Command::Token { sub, scopes, ttl } => {
             let issuer = kit::auth::dev::issuer().map_err(|e| anyhow::anyhow!(e))?;
             let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
@@ -211,6 +219,7 @@ static SERVICES: &[&kit::Service] = &[
     &calls::SERVICE,
     &learning::SERVICE,
     &attendance::SERVICE,
+    &playlists::SERVICE,
 ];
 
 /// One pool per service, each scoped to the service's schema (as in production).

@@ -116,6 +116,8 @@ async fn the_readme_try_it_block_runs_as_written() {
         ("a signed decision is answered", "\"actions\""),
         ("the admin API shows the flow", "\"entry\""),
         ("the audit log", "\"items\""),
+        ("what to practise next, and why", "\"reason\":"),
+        ("removal reasons", "\"overall\""),
     ];
     // The retry with the same Idempotency-Key returned the first attempt's session.
     let session_of = |status: &str| -> String {

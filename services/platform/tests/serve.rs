@@ -133,6 +133,45 @@ async fn serve_without_database_url_runs_everything_and_stops_cleanly() {
         "{day}"
     );
 
+    // ... and playlists': alice's sample playlist with a practice history, so "what next"
+    // has an answer, and the analytics over the generated learners.
+    let alice = token(&["--sub", "alice"]);
+    let lists: serde_json::Value = http
+        .get(format!("{base}/playlists/v1/users/alice/playlists"))
+        .header("authorization", &alice)
+        .send()
+        .await
+        .expect("playlists")
+        .json()
+        .await
+        .expect("json");
+    let playlist = lists["items"][0]["id"].as_str().expect("a sample playlist");
+    let next: serde_json::Value = http
+        .get(format!(
+            "{base}/playlists/v1/users/alice/playlists/{playlist}/next"
+        ))
+        .header("authorization", &alice)
+        .send()
+        .await
+        .expect("next")
+        .json()
+        .await
+        .expect("json");
+    // drums-rock-1 (improving) unless the clock is just past midnight UTC.
+    assert!(next["lesson"]["lesson_id"].is_string(), "{next}");
+    assert!(next["skipped"].to_string().contains("mastered"), "{next}");
+    let analyst = token(&["--sub", "data-team", "--scope", "playlists:analytics"]);
+    let removals: serde_json::Value = http
+        .get(format!("{base}/playlists/v1/analytics/removals"))
+        .header("authorization", &analyst)
+        .send()
+        .await
+        .expect("removals")
+        .json()
+        .await
+        .expect("json");
+    assert!(removals["total"].as_i64() > Some(0), "{removals}");
+
     let started = http
         .post(format!("{base}/streams/v1/users/e2e/sessions"))
         .header("authorization", &e2e)
