@@ -45,7 +45,7 @@ use uuid::Uuid;
 use crate::{
     Settings,
     domain::{self, MAX_BATCH},
-    feed::Hub,
+    feed::{Hub, StreamSlot},
     store::{self, Attendance},
 };
 
@@ -681,13 +681,18 @@ struct StreamState {
     phase: Phase,
     pending: std::collections::VecDeque<store::Event>,
     live: tokio::sync::mpsc::Receiver<Arc<store::Event>>,
+    /// This stream's slot among the replica's `ATTENDANCE_MAX_SUBSCRIBERS`, freed on drop.
+    _slot: StreamSlot,
 }
 
 /// The live events after `st.last`: the backlog from the outbox first, then the hub's queue.
-/// Ends when the hub dropped this subscriber (it did not read fast enough).
+/// Ends when the hub dropped this subscriber (it did not read fast enough), or after `max_life`
+/// (`ATTENDANCE_STREAM_MAX_SECS`): a ticket, stolen or not, opens streams for its TTL only, and
+/// each of them then runs at most this long.
 fn event_stream(
     st: StreamState,
     first: Option<SseEvent>,
+    max_life: std::time::Duration,
 ) -> impl futures_util::Stream<Item = Result<SseEvent, std::convert::Infallible>> {
     let head = futures_util::stream::iter(first.map(Ok));
     let tail = futures_util::stream::unfold(st, |mut st| async move {
@@ -722,7 +727,10 @@ fn event_stream(
             }
         }
     });
-    futures_util::StreamExt::chain(head, tail)
+    futures_util::StreamExt::take_until(
+        futures_util::StreamExt::chain(head, tail),
+        tokio::time::sleep(max_life),
+    )
 }
 
 async fn stream(
@@ -751,12 +759,14 @@ async fn stream(
             .with_detail("get a new ticket: POST .../stream-tickets"));
         }
     }
-    if st.hub.subscribers() >= st.settings.max_subscribers {
+    // The slot is taken atomically here and held by the stream until it ends (or released at
+    // once if anything below fails), so concurrent opens never exceed the maximum.
+    let Some(slot) = st.hub.reserve(st.settings.max_subscribers) else {
         metrics::counter!("attendance_stream_refused_total").increment(1);
         return Err(ApiError::unavailable(
             "this replica serves its maximum of streams; retry",
         ));
-    }
+    };
     let resume = header_id.or(q.last_event_id);
     let (first, last, phase) = match resume {
         // A resume: everything after the client's last event, from the outbox; the hub
@@ -794,8 +804,9 @@ async fn stream(
         phase,
         pending: std::collections::VecDeque::new(),
         live,
+        _slot: slot,
     };
-    let sse = Sse::new(event_stream(state, first)).keep_alive(
+    let sse = Sse::new(event_stream(state, first, st.settings.stream_max)).keep_alive(
         KeepAlive::new()
             .interval(st.settings.heartbeat)
             .text("heartbeat"),

@@ -43,7 +43,22 @@ struct Subscribe {
 pub struct Hub {
     cmd: mpsc::Sender<Subscribe>,
     subscribers: Arc<AtomicUsize>,
+    /// Streams open on this replica (reserved by [`Hub::reserve`], released when the stream
+    /// ends): the admission count, exact at every instant, unlike `subscribers`, which the hub's
+    /// loop refreshes after the fact.
+    streams: Arc<AtomicUsize>,
     buffer: usize,
+}
+
+/// One reserved stream slot; dropping it (the stream ended, its connection closed, or the
+/// request failed before the stream started) frees the slot.
+#[derive(Debug)]
+pub struct StreamSlot(Arc<AtomicUsize>);
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +90,7 @@ impl Hub {
             Self {
                 cmd,
                 subscribers,
+                streams: Arc::new(AtomicUsize::new(0)),
                 buffer,
             },
             task,
@@ -87,8 +103,22 @@ impl Hub {
         Self {
             cmd,
             subscribers: Arc::new(AtomicUsize::new(0)),
+            streams: Arc::new(AtomicUsize::new(0)),
             buffer,
         }
+    }
+
+    /// Reserves one of `max` stream slots, or `None` when all are taken. Atomic: of any number
+    /// of concurrent openers, at most `max` get a slot.
+    pub fn reserve(&self, max: usize) -> Option<StreamSlot> {
+        let before = self.streams.fetch_add(1, Ordering::AcqRel);
+        let slot = StreamSlot(Arc::clone(&self.streams));
+        (before < max).then_some(slot)
+    }
+
+    /// Stream slots taken now.
+    pub fn streams(&self) -> usize {
+        self.streams.load(Ordering::Acquire)
     }
 
     /// Subscribers on this replica now.

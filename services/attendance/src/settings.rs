@@ -14,7 +14,8 @@ use kit::config::ConfigError;
 /// | `ATTENDANCE_TICKET_TTL_SECS` | 60 | how long a stream ticket may open a stream |
 /// | `ATTENDANCE_HEARTBEAT_SECS` | 15 | SSE heartbeat comment interval (below the ALB idle timeout) |
 /// | `ATTENDANCE_SUBSCRIBER_BUFFER` | 256 | events queued per subscriber before it is dropped |
-/// | `ATTENDANCE_MAX_SUBSCRIBERS` | 5000 | streams one replica serves at once |
+/// | `ATTENDANCE_MAX_SUBSCRIBERS` | 2000 | streams one replica serves at once (at most half of `HTTP_MAX_CONNECTIONS`) |
+/// | `ATTENDANCE_STREAM_MAX_SECS` | 3600 | how long one stream runs before the server ends it |
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
     pub visits_retention: Duration,
@@ -24,6 +25,8 @@ pub struct Settings {
     pub heartbeat: Duration,
     pub subscriber_buffer: usize,
     pub max_subscribers: usize,
+    /// A stream ends (cleanly) this long after it opened; the client reconnects with a ticket.
+    pub stream_max: Duration,
 }
 
 impl Default for Settings {
@@ -35,7 +38,8 @@ impl Default for Settings {
             ticket_ttl: Duration::from_mins(1),
             heartbeat: Duration::from_secs(15),
             subscriber_buffer: 256,
-            max_subscribers: 5000,
+            max_subscribers: 2000,
+            stream_max: Duration::from_hours(1),
         }
     }
 }
@@ -63,13 +67,19 @@ impl Settings {
                 d.subscriber_buffer,
             )?,
             max_subscribers: kit::config::var_or("ATTENDANCE_MAX_SUBSCRIBERS", d.max_subscribers)?,
+            stream_max: kit::config::secs_or("ATTENDANCE_STREAM_MAX_SECS", d.stream_max)?,
         };
-        s.validate()?;
+        // The connection cap as the kit's server reads it (`HTTP_MAX_CONNECTIONS`).
+        let max_connections = kit::server::Limits::from_env()?.max_connections;
+        s.validate(max_connections)?;
         Ok(s)
     }
 
-    /// Rejects settings under which the service could not work.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// Rejects settings under which the service could not work, given the server's connection
+    /// cap (`kit::server::Limits::max_connections`): streams may take at most half of it, so
+    /// open streams can never fill every connection and starve `/healthz`, `/readyz` and the
+    /// API's other requests.
+    pub fn validate(&self, max_connections: usize) -> Result<(), ConfigError> {
         let bad = |name: &str, value: String, reason: &str| {
             Err(ConfigError {
                 name: name.into(),
@@ -83,6 +93,13 @@ impl Settings {
                 "ATTENDANCE_VISITS_RETENTION_DAYS",
                 days.to_string(),
                 "must be between 1 and 3650",
+            );
+        }
+        if self.sweep_interval.is_zero() {
+            return bad(
+                "ATTENDANCE_SWEEP_INTERVAL_SECS",
+                "0".into(),
+                "must be at least 1",
             );
         }
         if !(1..=100_000).contains(&self.sweep_batch) {
@@ -120,6 +137,24 @@ impl Settings {
                 "must be between 1 and 100000",
             );
         }
+        let half = max_connections / 2;
+        if self.max_subscribers > half {
+            return bad(
+                "ATTENDANCE_MAX_SUBSCRIBERS",
+                self.max_subscribers.to_string(),
+                &format!(
+                    "must be at most half of HTTP_MAX_CONNECTIONS ({max_connections}), i.e. \
+                     {half}: streams must leave connections for health checks and requests"
+                ),
+            );
+        }
+        if self.stream_max.is_zero() || self.stream_max > Duration::from_hours(24) {
+            return bad(
+                "ATTENDANCE_STREAM_MAX_SECS",
+                self.stream_max.as_secs().to_string(),
+                "must be between 1 and 86400",
+            );
+        }
         Ok(())
     }
 
@@ -135,15 +170,23 @@ impl Settings {
 mod tests {
     use super::*;
 
+    /// kit's default `HTTP_MAX_CONNECTIONS`.
+    const CAP: usize = 4096;
+
     #[test]
     fn settings_reject_what_cannot_work() {
-        assert!(Settings::default().validate().is_ok());
+        assert!(Settings::default().validate(CAP).is_ok());
+        assert_eq!(
+            kit::server::Limits::default().max_connections,
+            CAP,
+            "the default subscriber cap is checked against kit's default connection cap"
+        );
         let s = Settings {
             subscriber_buffer: 0,
             ..Settings::default()
         };
         assert_eq!(
-            s.validate().expect_err("buffer 0").name,
+            s.validate(CAP).expect_err("buffer 0").name,
             "ATTENDANCE_SUBSCRIBER_BUFFER"
         );
         let s = Settings {
@@ -151,7 +194,7 @@ mod tests {
             ..Settings::default()
         };
         assert_eq!(
-            s.validate().expect_err("no heartbeat").name,
+            s.validate(CAP).expect_err("no heartbeat").name,
             "ATTENDANCE_HEARTBEAT_SECS"
         );
         let s = Settings {
@@ -159,8 +202,55 @@ mod tests {
             ..Settings::default()
         };
         assert_eq!(
-            s.validate().expect_err("no retention").name,
+            s.validate(CAP).expect_err("no retention").name,
             "ATTENDANCE_VISITS_RETENTION_DAYS"
         );
+    }
+
+    #[test]
+    fn a_zero_sweep_interval_is_refused() {
+        let s = Settings {
+            sweep_interval: Duration::ZERO,
+            ..Settings::default()
+        };
+        assert_eq!(
+            s.validate(CAP).expect_err("interval 0").name,
+            "ATTENDANCE_SWEEP_INTERVAL_SECS"
+        );
+    }
+
+    #[test]
+    fn streams_may_take_at_most_half_the_connections() {
+        let at = |n: usize, cap: usize| {
+            Settings {
+                max_subscribers: n,
+                ..Settings::default()
+            }
+            .validate(cap)
+        };
+        assert!(at(2048, CAP).is_ok());
+        assert_eq!(
+            at(2049, CAP).expect_err("above half").name,
+            "ATTENDANCE_MAX_SUBSCRIBERS"
+        );
+        // The old default, 5000, was above the whole cap.
+        assert!(at(5000, CAP).is_err());
+        // A smaller connection cap lowers the bound: the default no longer fits under 1000.
+        assert!(at(Settings::default().max_subscribers, 1000).is_err());
+        assert!(at(500, 1000).is_ok());
+    }
+
+    #[test]
+    fn stream_lifetime_is_bounded() {
+        for bad in [Duration::ZERO, Duration::from_hours(25)] {
+            let s = Settings {
+                stream_max: bad,
+                ..Settings::default()
+            };
+            assert_eq!(
+                s.validate(CAP).expect_err("stream max").name,
+                "ATTENDANCE_STREAM_MAX_SECS"
+            );
+        }
     }
 }

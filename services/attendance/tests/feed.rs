@@ -233,3 +233,95 @@ async fn stream_tickets_are_checked() {
             .expect("ticket");
     assert_eq!(stored.len(), 32, "only the hash is stored");
 }
+
+/// Opens `site`'s stream; the response (its status and headers are read, its body is not).
+async fn open_raw(base: &str, site: &str, ticket: &str) -> reqwest::Response {
+    Client::new()
+        .get(format!(
+            "{base}/attendance/v1/sites/{site}/attendance/stream?ticket={ticket}"
+        ))
+        .send()
+        .await
+        .expect("stream request")
+}
+
+#[tokio::test]
+async fn streams_beyond_the_maximum_get_503_and_a_closed_stream_frees_its_slot() {
+    let h = harness_with(attendance::Settings {
+        max_subscribers: 2,
+        // Short heartbeats: the server notices a closed connection at its next write.
+        heartbeat: Duration::from_millis(100),
+        ..attendance::Settings::default()
+    })
+    .await;
+    let ticket = h.ticket(SITE).await;
+    // Eight opened at the same instant: exactly two get a stream (the slot is reserved
+    // atomically; a check of a count updated later would let several through).
+    let opens = (0..8).map(|_| open_raw(&h.base, SITE, &ticket));
+    let mut open = Vec::new();
+    let mut refused = 0;
+    for res in futures_util::future::join_all(opens).await {
+        match res.status() {
+            StatusCode::OK => open.push(res),
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_eq!(
+                    res.headers()
+                        .get("content-type")
+                        .and_then(|v| v.to_str().ok()),
+                    Some("application/problem+json")
+                );
+                refused += 1;
+            }
+            s => panic!("unexpected {s}"),
+        }
+    }
+    assert_eq!((open.len(), refused), (2, 6));
+    // A third one while two are open: 503 problem+json.
+    let res = open_raw(&h.base, SITE, &ticket).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = res.json().await.expect("problem json");
+    assert_eq!(body["status"], 503, "{body}");
+    // Close one: its slot comes back, and exactly one new stream fits.
+    drop(open.pop());
+    let mut reopened = None;
+    for _ in 0..50 {
+        let res = open_raw(&h.base, SITE, &ticket).await;
+        if res.status() == StatusCode::OK {
+            reopened = Some(res);
+            break;
+        }
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(reopened.is_some(), "a closed stream's slot was not freed");
+    let res = open_raw(&h.base, SITE, &ticket).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "still two at most"
+    );
+}
+
+#[tokio::test]
+async fn a_stream_ends_cleanly_at_its_maximum_lifetime() {
+    let h = harness_with(attendance::Settings {
+        stream_max: Duration::from_secs(1),
+        heartbeat: Duration::from_millis(200),
+        max_subscribers: 1,
+        ..attendance::Settings::default()
+    })
+    .await;
+    let ticket = h.ticket(SITE).await;
+    let started = std::time::Instant::now();
+    let mut r = SseReader::open(&h.base, SITE, &ticket, None).await;
+    assert_eq!(r.next().await.expect("snapshot").event, "snapshot");
+    assert!(r.next().await.is_none(), "the stream ends");
+    let lived = started.elapsed();
+    assert!(
+        lived >= Duration::from_secs(1) && lived < Duration::from_secs(5),
+        "{lived:?}"
+    );
+    // Its slot is free again (max 1): a new stream opens.
+    let res = open_raw(&h.base, SITE, &ticket).await;
+    assert_eq!(res.status(), StatusCode::OK);
+}

@@ -23,7 +23,9 @@
 //! changed username/password goes into the pool with `Pool::set_connect_options`: new
 //! connections use it, open ones (and the requests on them) carry on, since PostgreSQL checks a
 //! password only at connect. Only the credentials are taken from a re-read secret; a changed
-//! host, port, database or sslmode applies on restart. Neither the password nor the secret's
+//! sslmode applies on restart, and a secret naming another host, port or database changes
+//! nothing until a restart (its password is that endpoint's: given to pools on the old one it
+//! would lock them out; a warning says so at every read). Neither the password nor the secret's
 //! text is ever logged. services/kit-aws/tests/rotation.rs rotates a role's password under load
 //! against a `scram-sha-256` server and moto.
 //!
@@ -371,12 +373,36 @@ impl Rotation {
 
     /// Re-reads the secret; when its username or password changed, every pool in `pools` opens
     /// its next connections with them. Returns whether they changed. A secret that no longer
-    /// parses (or lacks a field) is an error and the pools keep what they have.
+    /// parses (or lacks a field) is an error and the pools keep what they have; one that names
+    /// another host, port or database changes nothing either (it applies on restart: a warning
+    /// says so at every read).
     pub async fn refresh(&self, pools: &[PgPool]) -> Result<bool, Error> {
         self.reads.fetch_add(1, Ordering::Relaxed);
         let secret = read_secret(&self.client, &self.arn).await?;
         // Validates every field as the first read did, so a half-written secret changes nothing.
-        secret.connect_options(&self.arn, self.root_cert.as_deref())?;
+        let read = secret.connect_options(&self.arn, self.root_cert.as_deref())?;
+        // A secret that now names another endpoint (a restore into a new cluster, a move) takes
+        // effect on restart only; its password belongs to that endpoint, so handing it to pools
+        // that still connect to the old one would lock them out (28P01 on every new
+        // connection). The pools keep their login until the process restarts.
+        if let Some(pool) = pools.iter().find(|p| {
+            let o = p.connect_options();
+            o.get_host() != read.get_host()
+                || o.get_port() != read.get_port()
+                || o.get_database() != read.get_database()
+        }) {
+            let o = pool.connect_options();
+            tracing::warn!(
+                secret = self.arn,
+                pool_host = o.get_host(),
+                secret_host = read.get_host(),
+                pool_port = o.get_port(),
+                secret_port = read.get_port(),
+                "the database secret names another endpoint: it applies on restart, and its \
+                 credentials are not used until then"
+            );
+            return Ok(false);
+        }
         let login = Login::of(&secret);
         {
             let mut current = self

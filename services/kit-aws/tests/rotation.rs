@@ -307,3 +307,49 @@ async fn the_timer_picks_up_a_rotation_nobody_tripped_over() {
     assert_eq!(request(&pool).await.expect("first try"), setup.role);
     watcher.abort();
 }
+
+/// A secret moved to another endpoint (the restore procedure: a new cluster, its own password)
+/// changes nothing until a restart: the pools keep their login for the host they connect to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_naming_another_host_keeps_the_login_until_a_restart() {
+    let setup = Setup::new("first-password-gggggggggggggggg").await;
+    let (pool, rotation) = setup
+        .pool(Duration::from_hours(1), Duration::from_millis(50))
+        .await;
+    assert_eq!(request(&pool).await.expect("before"), setup.role);
+    let mut moved: serde_json::Value = serde_json::from_str(&secret_json(
+        &setup.server,
+        &setup.role,
+        "the-restored-clusters-password-h",
+    ))
+    .expect("json");
+    moved["host"] = "restored.cluster.example".into();
+    setup
+        .client
+        .put_secret_value()
+        .secret_id(&setup.arn)
+        .secret_string(moved.to_string())
+        .send()
+        .await
+        .expect("PutSecretValue on moto");
+    assert!(
+        !rotation
+            .refresh(std::slice::from_ref(&pool))
+            .await
+            .expect("refresh"),
+        "a moved endpoint's password must not reach pools on the old one"
+    );
+    assert_eq!(rotation.rotations(), 0);
+    assert_eq!(rotation.reads(), 2);
+    // New connections (50 ms lifetime) still log in with the first password.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..3 {
+        assert_eq!(request(&pool).await.expect("after"), setup.role);
+    }
+    assert_eq!(
+        pool.connect_options().get_host(),
+        kit::db::connect_options(setup.server.url())
+            .expect("url")
+            .get_host()
+    );
+}
