@@ -152,7 +152,9 @@ pub struct SignInBody {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignOutBody {
-    /// RFC 3339; defaults to now. Never before the sign-in.
+    /// RFC 3339; defaults to now. Never before the sign-in. Without it, a sign-out of an
+    /// attendance signed out already answers 200 with the stored row (a retry); with another
+    /// time than the stored one it is 409 (a correction is a PATCH).
     pub sign_out_time: Option<DateTime<Utc>>,
 }
 
@@ -493,7 +495,7 @@ async fn sign_out(
     let mut v = Validator::new();
     domain::check_not_future(&mut v, at, now, "sign_out_time");
     v.finish()?;
-    match store::sign_out(&st.pool, &site_id, attendance_id, at, now).await? {
+    match store::sign_out(&st.pool, &site_id, attendance_id, body.sign_out_time, now).await? {
         store::SignOut::Done(a) => {
             metrics::counter!("attendance_writes_total", "kind" => "sign_out").increment(1);
             Ok(Json(a))
@@ -985,8 +987,9 @@ pub fn routes(state: AppState) -> ApiRouter {
             "/attendance/v1/sites/{site_id}/attendance/{attendance_id}/sign-out",
             post_with(sign_out, |op| {
                 let op = op.summary("Sign a child out").description(
-                    "A retry with the same time answers 200 again; another time is 409 (a \
-                     correction is a PATCH); a time before the sign-in is 422.",
+                    "A retry with the same time, or without a time, answers 200 with the \
+                     stored attendance; another time is 409 (a correction is a PATCH); a time \
+                     before the sign-in is 400 naming sign_out_time.",
                 );
                 requires(op, SITE_STAFF, staff)
             }),

@@ -113,7 +113,7 @@ pub async fn load_sample_data(pool: &PgPool) -> Result<(), sqlx::Error> {
         if i % 3 == 0
             && let store::SignIn::Created(_) = signed
         {
-            store::sign_out(pool, site, id, at + Duration::hours(4), now).await?;
+            store::sign_out(pool, site, id, Some(at + Duration::hours(4)), now).await?;
         }
     }
     let visitors: Vec<Uuid> = (0..20_u32)

@@ -191,7 +191,7 @@ pub async fn sign_in(
 
 pub enum SignOut {
     Done(Attendance),
-    /// Signed out at this very time already (a retry).
+    /// Signed out already, at this very time or with no time given (a retry).
     Replayed(Attendance),
     /// Signed out at another time already (a correction is a PATCH).
     AlreadyOut(Attendance),
@@ -199,18 +199,24 @@ pub enum SignOut {
     NotFound,
 }
 
+/// Signs the attendance out at `at`, or at `now` when the client gave no time. A sign-out
+/// without a time of an attendance signed out already is the retry of a sign-out whose answer
+/// was lost (its "now" has passed): it replays the stored row.
 pub async fn sign_out(
     pool: &PgPool,
     site: &str,
     id: Uuid,
-    at: DateTime<Utc>,
+    at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> Result<SignOut, sqlx::Error> {
     let mut tx = begin_site(pool, site).await?;
     let Some(a) = get_for_update(&mut tx, site, id).await? else {
         return Ok(SignOut::NotFound);
     };
+    let explicit = at;
+    let at = at.unwrap_or(now);
     match a.sign_out_time {
+        Some(_) if explicit.is_none() => return Ok(SignOut::Replayed(a)),
         Some(out) if out == at => return Ok(SignOut::Replayed(a)),
         Some(_) => return Ok(SignOut::AlreadyOut(a)),
         None if at < a.sign_in_time => return Ok(SignOut::BeforeSignIn(a)),

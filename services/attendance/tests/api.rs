@@ -543,3 +543,59 @@ async fn visits_ingest_is_idempotent_and_upserts_visitors() {
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["items"].as_array().map(Vec::len), Some(10), "{b}");
 }
+
+#[tokio::test]
+async fn a_retried_sign_out_without_a_time_replays_the_stored_row() {
+    let h = harness().await;
+    let id = Uuid::new_v4();
+    let (s, _) = h
+        .send(
+            Method::POST,
+            &sign_in_path(SITE),
+            Some(&staff()),
+            Some(json!({"id": id, "entity_id": "ada", "source": "kiosk",
+                        "sign_in_time": Utc::now() - Duration::hours(1)})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let out = format!("/attendance/v1/sites/{SITE}/attendance/{id}/sign-out");
+    let (s, first) = h
+        .send(Method::POST, &out, Some(&staff()), Some(json!({})))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{first}");
+    let events = h.count("outbox").await;
+    // The answer was lost; the kiosk retries later, again without a time: the stored row.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let (s, again) = h
+        .send(Method::POST, &out, Some(&staff()), Some(json!({})))
+        .await;
+    assert_eq!((s, &again), (StatusCode::OK, &first));
+    assert_eq!(h.count("outbox").await, events, "a replay emits nothing");
+    // The stored time given explicitly is a retry too; another explicit time is 409.
+    let (s, b) = h
+        .send(
+            Method::POST,
+            &out,
+            Some(&staff()),
+            Some(json!({"sign_out_time": first["sign_out_time"]})),
+        )
+        .await;
+    assert_eq!((s, &b), (StatusCode::OK, &first));
+    let (s, b) = h
+        .send(
+            Method::POST,
+            &out,
+            Some(&staff()),
+            Some(json!({"sign_out_time": Utc::now() - Duration::minutes(1)})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    assert_eq!(
+        b["type"]
+            .as_str()
+            .map(|t| t.ends_with("already-signed-out")),
+        Some(true),
+        "{b}"
+    );
+    assert_eq!(h.count("outbox").await, events);
+}
