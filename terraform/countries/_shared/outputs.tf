@@ -123,6 +123,11 @@ output "cluster_autoscaler_role_arn" {
   value       = module.stack.cluster_autoscaler_role_arn
 }
 
+output "operator_role_arn" {
+  description = "Large countries: IRSA role of the meridian operator; annotate its service account meridian-system/meridian-operator with eks.amazonaws.com/role-arn = this. null on ECS."
+  value       = module.stack.operator_role_arn
+}
+
 output "backup_vault_arns" {
   description = "Locked AWS Backup vaults: primary and dr (a copy of every Aurora recovery point in the DR region)."
   value       = module.stack.backup_vault_arns

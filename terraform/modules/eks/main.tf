@@ -373,23 +373,33 @@ resource "aws_iam_role_policy" "cluster_autoscaler" {
   policy = data.aws_iam_policy_document.cluster_autoscaler.json
 }
 
-# ----------------------------------------------------------------------------- cross-country Rollouts
-# The operator's Rollout controller (management cluster) reaches the other countries' clusters
-# with its pod's IAM role: it signs an EKS token itself (operator/src/rollout/eks_token.rs, a
-# presigned sts:GetCallerIdentity, which needs no IAM permission), and each target cluster maps
-# that role through an access entry to the group meridian:rollout, which the Role of
-# rollout_rbac_manifest lets get and patch Releases, nothing else. No kubeconfig holds a secret.
+# ----------------------------------------------------------------------------- the operator's role
+# One IAM role per cluster for the meridian operator (input `operator`), assumed by its service
+# account through IRSA: annotate meridian-system/meridian-operator with
+# eks.amazonaws.com/role-arn = output operator_role_arn. One service account gets one set of
+# credentials (the SDKs' chain takes IRSA's web identity before Pod Identity's container
+# credentials), so everything the operator does with AWS is granted to this role:
+#  - snapshot before migrate (operator/src/release/snapshot.rs): the policy below;
+#  - in prometheus-mode countries, querying AMP (modules/observability attaches that policy to
+#    this role by name, output operator_role_name);
+#  - in the management cluster (operator.rollout_controller), cross-country Rollouts: the
+#    Rollout controller signs EKS tokens for the other countries' clusters itself
+#    (operator/src/rollout/eks_token.rs, a presigned sts:GetCallerIdentity, which needs no IAM
+#    permission), and each target cluster maps this role (output rollout_role_arn) through an
+#    access entry to the group meridian:rollout, which the Role of rollout_rbac_manifest lets get
+#    and patch Releases, nothing else. No kubeconfig holds a secret.
 
-resource "aws_iam_role" "rollout" {
-  count = var.rollout_controller_service_account == null ? 0 : 1
-
-  name               = "${var.cluster_name}-operator-rollout"
-  assume_role_policy = data.aws_iam_policy_document.rollout_assume[0].json
-  tags               = var.tags
+locals {
+  operator = var.operator != null
+  # arn:<partition>:rds:<region>:<account> of the country's Aurora cluster, and the snapshots the
+  # operator takes of it: meridian-<service>-<hash> (snapshot.rs PREFIX "meridian-").
+  operator_rds_prefix   = local.operator ? join(":", slice(split(":", var.operator.aurora_cluster_arn), 0, 5)) : null
+  operator_snapshot_arn = local.operator ? "${local.operator_rds_prefix}:cluster-snapshot:meridian-*" : null
+  oidc_issuer_host      = replace(aws_eks_cluster.this.identity[0].oidc[0].issuer, "https://", "")
 }
 
-data "aws_iam_policy_document" "rollout_assume" {
-  count = var.rollout_controller_service_account == null ? 0 : 1
+data "aws_iam_policy_document" "operator_assume" {
+  count = local.operator ? 1 : 0
 
   statement {
     actions = ["sts:AssumeRoleWithWebIdentity"]
@@ -399,15 +409,86 @@ data "aws_iam_policy_document" "rollout_assume" {
     }
     condition {
       test     = "StringEquals"
-      variable = "${replace(aws_eks_cluster.this.identity[0].oidc[0].issuer, "https://", "")}:sub"
-      values   = ["system:serviceaccount:${var.rollout_controller_service_account.namespace}:${var.rollout_controller_service_account.name}"]
+      variable = "${local.oidc_issuer_host}:sub"
+      values   = ["system:serviceaccount:${var.operator.service_account.namespace}:${var.operator.service_account.name}"]
     }
     condition {
       test     = "StringEquals"
-      variable = "${replace(aws_eks_cluster.this.identity[0].oidc[0].issuer, "https://", "")}:aud"
+      variable = "${local.oidc_issuer_host}:aud"
       values   = ["sts.amazonaws.com"]
     }
   }
+}
+
+resource "aws_iam_role" "operator" {
+  count = local.operator ? 1 : 0
+
+  name               = "${var.cluster_name}-operator"
+  assume_role_policy = data.aws_iam_policy_document.operator_assume[0].json
+  tags               = var.tags
+}
+
+# Snapshot before migrate: a manual cluster snapshot meridian-<service>-<hash> of the country's
+# Aurora cluster before each migration Job, waited for, older ones pruned. Resource-level
+# permissions as the Service Authorization Reference (Amazon RDS) lists them:
+#  - CreateDBClusterSnapshot needs both the cluster and the new snapshot; with Tags in the
+#    request it also needs AddTagsToResource on the snapshot.
+#  - DescribeDBClusterSnapshots is authorized on the cluster when called with
+#    DBClusterIdentifier (the list of its manual snapshots) and on the snapshot when called with
+#    DBClusterSnapshotIdentifier (one by name); the operator makes only those two calls.
+#  - DeleteDBClusterSnapshot: only meridian-* snapshots that carry the operator's
+#    meridian:release tag (set at create), so neither the aurora module's final snapshot
+#    (<cluster>-final, also "meridian-...") nor one taken by hand can be pruned by it.
+# KMS: the cluster's storage is encrypted with the country's customer managed key, and this role
+# gets no KMS permission. A cluster snapshot is encrypted with the cluster's own key:
+# CreateDBClusterSnapshot takes no KmsKeyId, unlike CopyDBClusterSnapshot and the restores. The
+# Aurora user guide ("AWS KMS key management") asks the caller for kms:CreateGrant and
+# kms:DescribeKey to create a resource *with* a customer managed key, which is what a cluster, a
+# copy to another key and a restore do; AWS's aurora-snapshot-tool (awslabs) takes and deletes
+# snapshots of CMK-encrypted clusters with an rds-only role, its KMS needs being the copies'. Not
+# proven here against AWS (moto evaluates no IAM): if a first snapshot is refused with
+# KMSKeyNotAccessibleFault, grant kms:CreateGrant + kms:DescribeKey on the key with
+# kms:ViaService = rds.<region>.amazonaws.com. Restoring (runbooks/procedures/
+# restore-from-snapshot.md) is a person's role, which does need the key.
+data "aws_iam_policy_document" "operator_snapshots" {
+  count = local.operator ? 1 : 0
+
+  statement {
+    sid       = "SnapshotBeforeMigrate"
+    actions   = ["rds:CreateDBClusterSnapshot"]
+    resources = [var.operator.aurora_cluster_arn, local.operator_snapshot_arn]
+  }
+
+  statement {
+    sid       = "TagSnapshotsAtCreate"
+    actions   = ["rds:AddTagsToResource"]
+    resources = [local.operator_snapshot_arn]
+  }
+
+  statement {
+    sid       = "WaitForAndListSnapshots"
+    actions   = ["rds:DescribeDBClusterSnapshots"]
+    resources = [var.operator.aurora_cluster_arn, local.operator_snapshot_arn]
+  }
+
+  statement {
+    sid       = "PruneOwnSnapshots"
+    actions   = ["rds:DeleteDBClusterSnapshot"]
+    resources = [local.operator_snapshot_arn]
+    condition {
+      test     = "Null"
+      variable = "aws:ResourceTag/meridian:release"
+      values   = ["false"]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "operator_snapshots" {
+  count = local.operator ? 1 : 0
+
+  name   = "rds-snapshot-before-migrate"
+  role   = aws_iam_role.operator[0].id
+  policy = data.aws_iam_policy_document.operator_snapshots[0].json
 }
 
 # In a target country: the management operator's role (another account is fine for a STANDARD

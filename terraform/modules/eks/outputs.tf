@@ -48,9 +48,24 @@ output "pod_ingress" {
   value       = { for k, r in aws_vpc_security_group_ingress_rule.pods : k => { from = r.referenced_security_group_id, port = r.from_port, to = r.security_group_id } }
 }
 
+output "operator_role_arn" {
+  description = "IRSA role of the meridian operator (input operator): annotate its service account (meridian-system/meridian-operator) with eks.amazonaws.com/role-arn = this. Snapshots the Aurora cluster before migrations; AMP queries (modules/observability); Rollouts in the management cluster. null without operator."
+  value       = try(aws_iam_role.operator[0].arn, null)
+}
+
+output "operator_role_name" {
+  description = "Name of the operator's role, for policies other modules attach to it (modules/observability: AMP queries). null without operator."
+  value       = try(aws_iam_role.operator[0].name, null)
+}
+
+output "operator_snapshot_arns" {
+  description = "What the operator's role may snapshot: the Aurora cluster (operator.aurora_cluster_arn) and the snapshots it takes of it (cluster-snapshot:meridian-*). Empty without operator."
+  value       = local.operator ? [var.operator.aurora_cluster_arn, local.operator_snapshot_arn] : []
+}
+
 output "rollout_role_arn" {
-  description = "IRSA role of the operator's Rollout controller (annotate its service account with eks.amazonaws.com/role-arn; pass it as rollout_principal_arns to the target countries). null where rollout_controller_service_account is not set."
-  value       = try(aws_iam_role.rollout[0].arn, null)
+  description = "The management cluster's operator role (operator.rollout_controller = true), which signs the other countries' EKS tokens: pass it as rollout_principal_arns to the target countries. null elsewhere."
+  value       = try(var.operator.rollout_controller, false) ? try(aws_iam_role.operator[0].arn, null) : null
 }
 
 output "rollout_rbac_manifest" {

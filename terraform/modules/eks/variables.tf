@@ -149,17 +149,26 @@ variable "tags" {
   default     = {}
 }
 
-variable "rollout_controller_service_account" {
-  description = "This cluster runs the operator's Rollout controller (the management cluster): namespace and name of its service account, trusted by the IRSA role `rollout_role_arn` it signs the other countries' EKS tokens with. null elsewhere."
+variable "operator" {
+  description = "The meridian operator runs in this cluster: an IAM role for its service account (IRSA; annotate it eks.amazonaws.com/role-arn = output operator_role_arn) that may snapshot `aurora_cluster_arn` before migrations (manual snapshots meridian-*). `rollout_controller = true` in the management cluster: the same role is the one the other countries map for Rollouts (output rollout_role_arn). null: no operator role."
   type = object({
-    namespace = string
-    name      = string
+    service_account = optional(object({
+      namespace = string
+      name      = string
+    }), { namespace = "meridian-system", name = "meridian-operator" })
+    aurora_cluster_arn = string
+    rollout_controller = optional(bool, false)
   })
   default = null
+
+  validation {
+    condition     = var.operator == null || can(regex("^arn:aws[a-z-]*:rds:[a-z0-9-]+:[0-9]{12}:cluster:[a-z][a-z0-9-]*$", var.operator.aurora_cluster_arn))
+    error_message = "operator.aurora_cluster_arn must be an Aurora cluster ARN (arn:aws:rds:<region>:<account>:cluster:<name>)."
+  }
 }
 
 variable "rollout_principal_arns" {
-  description = "IAM roles of the Rollout controller (modules/eks output rollout_role_arn of the management cluster, any account) allowed to get and patch this cluster's Releases: an access entry each, as the group meridian:rollout (RBAC: output rollout_rbac_manifest)."
+  description = "IAM roles of the Rollout controller (modules/eks output rollout_role_arn of the management cluster: its operator role, any account) allowed to get and patch this cluster's Releases: an access entry each, as the group meridian:rollout (RBAC: output rollout_rbac_manifest)."
   type        = list(string)
   default     = []
 

@@ -376,25 +376,10 @@ resource "aws_sns_topic_policy" "alerts" {
 }
 
 # ----------------------------------------------------------------------------- operator query access
-# The operator's release analysis queries the two SLO series in AMP.
-
-data "aws_iam_policy_document" "operator_assume" {
-  statement {
-    actions = ["sts:AssumeRole", "sts:TagSession"]
-    principals {
-      type        = "Service"
-      identifiers = ["pods.eks.amazonaws.com"]
-    }
-  }
-}
-
-resource "aws_iam_role" "operator" {
-  count = local.prometheus ? 1 : 0
-
-  name               = "${var.name}-operator"
-  assume_role_policy = data.aws_iam_policy_document.operator_assume.json
-  tags               = var.tags
-}
+# The operator's release analysis queries the two SLO series in AMP. The permission goes on the
+# operator's one IAM role (modules/eks: IRSA on its service account, input operator_role_name):
+# a second role by Pod Identity on the same service account would never be used, the SDKs'
+# credential chain taking IRSA's web identity first.
 
 data "aws_iam_policy_document" "operator" {
   count = local.prometheus ? 1 : 0
@@ -410,16 +395,13 @@ resource "aws_iam_role_policy" "operator" {
   count = local.prometheus ? 1 : 0
 
   name   = "query-prometheus"
-  role   = aws_iam_role.operator[0].id
+  role   = var.operator_role_name
   policy = data.aws_iam_policy_document.operator[0].json
-}
 
-resource "aws_eks_pod_identity_association" "operator" {
-  count = local.prometheus ? 1 : 0
-
-  cluster_name    = element(split("/", var.eks_cluster_arn), 1)
-  namespace       = var.operator_service_account.namespace
-  service_account = var.operator_service_account.name
-  role_arn        = aws_iam_role.operator[0].arn
-  tags            = var.tags
+  lifecycle {
+    precondition {
+      condition     = var.operator_role_name != null
+      error_message = "mode = prometheus needs operator_role_name (modules/eks output operator_role_name): the operator's release analysis queries the workspace."
+    }
+  }
 }

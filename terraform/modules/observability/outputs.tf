@@ -18,11 +18,6 @@ output "scraper_role_arn" {
   value       = try(aws_prometheus_scraper.this[0].role_arn, null)
 }
 
-output "operator_role_arn" {
-  description = "Pod Identity role of the operator (AMP query access; null in cloudwatch mode)."
-  value       = try(aws_iam_role.operator[0].arn, null)
-}
-
 output "dashboard_manifests" {
   description = "mode = prometheus: one ConfigMap (YAML) per dashboard of runbooks/dashboards, labelled grafana_dashboard=1 for the Grafana sidecar; applied in the cluster like kubernetes_env_manifests. Empty in cloudwatch mode."
   value       = local.dashboard_manifests

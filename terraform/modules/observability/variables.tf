@@ -133,16 +133,10 @@ variable "tags" {
   default     = {}
 }
 
-variable "operator_service_account" {
-  description = "Namespace and service account of the meridian operator; in prometheus mode it gets a Pod Identity role that may query the workspace (release analysis)."
-  type = object({
-    namespace = string
-    name      = string
-  })
-  default = {
-    namespace = "meridian-system"
-    name      = "meridian-operator"
-  }
+variable "operator_role_name" {
+  description = "Name of the meridian operator's IAM role (modules/eks output operator_role_name, IRSA on its service account). In prometheus mode it gets an inline policy that may query the workspace (release analysis). Required in prometheus mode."
+  type        = string
+  default     = null
 }
 
 variable "dashboards_namespace" {

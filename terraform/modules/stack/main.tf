@@ -123,9 +123,15 @@ module "eks" {
   node_groups            = local.sizing.eks_node_groups
   logs_kms_key_arn       = module.secrets.kms_key_arn
   admin_role_arns        = var.admin_role_arns
-  # Cross-country Rollouts by IAM role, no kubeconfig credentials (operator README, "Rollout").
-  rollout_controller_service_account = var.rollout_controller ? { namespace = "meridian-system", name = "meridian-operator" } : null
-  rollout_principal_arns             = var.rollout_principal_arns
+  # The operator's one IAM role (IRSA, service account meridian-system/meridian-operator):
+  # snapshot before migrate on this country's Aurora cluster, AMP queries (module.observability)
+  # and, in the management cluster, cross-country Rollouts by IAM role, no kubeconfig
+  # credentials (operator README, "Rollout").
+  operator = {
+    aurora_cluster_arn = module.aurora.cluster_arn
+    rollout_controller = var.rollout_controller
+  }
+  rollout_principal_arns = var.rollout_principal_arns
   # Both ALBs reach the pods (traffic and /readyz health checks) on the service ports.
   pod_ingress = merge(
     { for p in distinct([for s in values(local.services) : s.port]) : "alb-${p}" => { security_group_id = module.alb.security_group_id, port = p } },
@@ -278,4 +284,13 @@ module "observability" {
   eks_cluster_name           = local.eks ? module.eks[0].cluster_name : null
   scraper_subnet_ids         = local.eks ? module.network.private_subnet_ids : []
   scraper_security_group_ids = local.eks ? [module.eks[0].cluster_security_group_id] : []
+  operator_role_name         = local.eks ? module.eks[0].operator_role_name : null
+}
+
+# The operator's AMP query role used to be modules/observability's own (Pod Identity); it is now
+# the operator's one role in modules/eks (IRSA), same name ("<name>-operator"): moved, its trust
+# policy changes in place and its query-prometheus policy stays, so the ARN does not change.
+moved {
+  from = module.observability.aws_iam_role.operator
+  to   = module.eks[0].aws_iam_role.operator
 }

@@ -145,6 +145,16 @@ output "cluster_autoscaler_role_arn" {
   value       = try(module.eks[0].cluster_autoscaler_role_arn, null)
 }
 
+output "operator_role_arn" {
+  description = "EKS countries: IRSA role of the meridian operator; annotate its service account meridian-system/meridian-operator with eks.amazonaws.com/role-arn = this (snapshot before migrate, AMP queries, Rollouts). null on ECS."
+  value       = try(module.eks[0].operator_role_arn, null)
+}
+
+output "rollout_role_arn" {
+  description = "The management country (rollout_controller = true): its operator role, to pass as rollout_principal_arns to the other EKS countries. null elsewhere."
+  value       = try(module.eks[0].rollout_role_arn, null)
+}
+
 output "dr_region" {
   description = "The country's DR region (backup copies; rebuild target after a region loss)."
   value       = module.plan.dr_region

@@ -78,7 +78,7 @@ variable "telephony_source_cidrs" {
 }
 
 variable "rollout_controller" {
-  description = "This country's EKS cluster runs the operator's Rollout controller (the management cluster): an IRSA role for its service account meridian-system/meridian-operator (output of modules/eks: rollout_role_arn)."
+  description = "This country's EKS cluster runs the operator's Rollout controller (the management cluster): the operator's IRSA role (service account meridian-system/meridian-operator, output operator_role_arn) is then also output rollout_role_arn, the role the other countries map in rollout_principal_arns."
   type        = bool
   default     = false
 }

@@ -108,24 +108,116 @@ run "nobody_could_use_the_api" {
   expect_failures = [var.admin_role_arns, var.api_allowed_cidrs]
 }
 
-# Cross-country Rollouts by IAM role: the management cluster's operator gets an IRSA role trusted
-# for its service account only; a target cluster maps that role (from another account) to the
-# group meridian:rollout, with no EKS access policy, and RBAC that gets and patches Releases only.
+# The operator's one role (IRSA), in every cluster that runs it: trusted for its service account
+# only, and allowed exactly the RDS calls of snapshot before migrate on this country's cluster
+# and its meridian-* snapshots. Not the Rollout role outside the management cluster.
+run "operator_role_snapshots_before_migrate" {
+  command = apply
+
+  variables {
+    operator = { aurora_cluster_arn = "arn:aws:rds:eu-north-1:111111111111:cluster:meridian-prod-se" }
+  }
+
+  assert {
+    condition = (
+      output.operator_role_arn != null
+      && aws_iam_role.operator[0].name == "meridian-prod-se-operator"
+      && one(data.aws_iam_policy_document.operator_assume[0].statement).actions == toset(["sts:AssumeRoleWithWebIdentity"])
+      && one(one(data.aws_iam_policy_document.operator_assume[0].statement).principals).type == "Federated"
+      && one(one(data.aws_iam_policy_document.operator_assume[0].statement).principals).identifiers == toset([aws_iam_openid_connect_provider.this.arn])
+      && length(one(data.aws_iam_policy_document.operator_assume[0].statement).condition) == 2
+      && alltrue([for c in one(data.aws_iam_policy_document.operator_assume[0].statement).condition : c.test == "StringEquals"])
+      && flatten([for c in one(data.aws_iam_policy_document.operator_assume[0].statement).condition : c.values if c.variable == "oidc.eks.eu-north-1.amazonaws.com/id/MOCK:sub"]) == ["system:serviceaccount:meridian-system:meridian-operator"]
+      && flatten([for c in one(data.aws_iam_policy_document.operator_assume[0].statement).condition : c.values if c.variable == "oidc.eks.eu-north-1.amazonaws.com/id/MOCK:aud"]) == ["sts.amazonaws.com"]
+    )
+    error_message = "the operator's role trusts its service account meridian-system/meridian-operator (IRSA: sub = the service account, aud = sts.amazonaws.com) and nothing else."
+  }
+
+  assert {
+    condition = jsonencode({
+      for s in data.aws_iam_policy_document.operator_snapshots[0].statement : s.sid => {
+        actions   = sort(tolist(s.actions))
+        resources = sort(tolist(s.resources))
+      }
+      }) == jsonencode({
+      SnapshotBeforeMigrate = {
+        actions   = ["rds:CreateDBClusterSnapshot"]
+        resources = ["arn:aws:rds:eu-north-1:111111111111:cluster-snapshot:meridian-*", "arn:aws:rds:eu-north-1:111111111111:cluster:meridian-prod-se"]
+      }
+      TagSnapshotsAtCreate = {
+        actions   = ["rds:AddTagsToResource"]
+        resources = ["arn:aws:rds:eu-north-1:111111111111:cluster-snapshot:meridian-*"]
+      }
+      WaitForAndListSnapshots = {
+        actions   = ["rds:DescribeDBClusterSnapshots"]
+        resources = ["arn:aws:rds:eu-north-1:111111111111:cluster-snapshot:meridian-*", "arn:aws:rds:eu-north-1:111111111111:cluster:meridian-prod-se"]
+      }
+      PruneOwnSnapshots = {
+        actions   = ["rds:DeleteDBClusterSnapshot"]
+        resources = ["arn:aws:rds:eu-north-1:111111111111:cluster-snapshot:meridian-*"]
+      }
+    })
+    error_message = "the operator may create (and tag) snapshots of this country's Aurora cluster named meridian-*, describe them and the cluster's list, and delete meridian-* snapshots: exactly those actions on exactly those resources."
+  }
+
+  assert {
+    condition = (
+      alltrue([for r in flatten([for s in data.aws_iam_policy_document.operator_snapshots[0].statement : tolist(s.resources)]) : r != "*"])
+      && alltrue([for s in data.aws_iam_policy_document.operator_snapshots[0].statement : alltrue([for a in s.actions : !strcontains(a, "*")])])
+      && jsonencode([for c in one([for s in data.aws_iam_policy_document.operator_snapshots[0].statement : s if s.sid == "PruneOwnSnapshots"]).condition : [c.test, c.variable, c.values]]) == jsonencode([["Null", "aws:ResourceTag/meridian:release", ["false"]]])
+      && aws_iam_role_policy.operator_snapshots[0].role == aws_iam_role.operator[0].id
+    )
+    error_message = "no wildcard action and no \"*\" resource; a snapshot is deleted only when it carries the operator's meridian:release tag (not the final snapshot, not one taken by hand)."
+  }
+
+  assert {
+    condition     = output.rollout_role_arn == null && output.rollout_rbac_manifest == null
+    error_message = "outside the management cluster the operator's role is not the Rollout role."
+  }
+}
+
+run "no_operator_no_role" {
+  command = plan
+
+  assert {
+    condition     = length(aws_iam_role.operator) == 0 && output.operator_role_arn == null && output.rollout_role_arn == null
+    error_message = "without operator there is no operator role."
+  }
+}
+
+run "operator_needs_an_aurora_cluster_arn" {
+  command = plan
+
+  variables {
+    operator = { aurora_cluster_arn = "arn:aws:rds:eu-north-1:111111111111:db:meridian-prod-se" }
+  }
+
+  expect_failures = [var.operator]
+}
+
+# Cross-country Rollouts by IAM role: the management cluster's operator role (IRSA) is the Rollout
+# controller's; a target cluster maps that role (from another account) to the group
+# meridian:rollout, with no EKS access policy, and RBAC that gets and patches Releases only.
 run "rollout_by_iam_role" {
   command = apply
 
   variables {
-    rollout_controller_service_account = { namespace = "meridian-system", name = "meridian-operator" }
-    rollout_principal_arns             = ["arn:aws:iam::222222222222:role/meridian-prod-mgmt-operator-rollout"]
+    operator = {
+      service_account    = { namespace = "meridian-system", name = "meridian-operator" }
+      aurora_cluster_arn = "arn:aws:rds:eu-north-1:111111111111:cluster:meridian-prod-se"
+      rollout_controller = true
+    }
+    rollout_principal_arns = ["arn:aws:iam::222222222222:role/meridian-prod-mgmt-operator"]
   }
 
   assert {
     condition = (
       output.rollout_role_arn != null
-      && flatten([for c in one(data.aws_iam_policy_document.rollout_assume[0].statement).condition : c.values if endswith(c.variable, ":sub")]) == ["system:serviceaccount:meridian-system:meridian-operator"]
-      && one(data.aws_iam_policy_document.rollout_assume[0].statement).actions == toset(["sts:AssumeRoleWithWebIdentity"])
+      && output.rollout_role_arn == output.operator_role_arn
+      && flatten([for c in one(data.aws_iam_policy_document.operator_assume[0].statement).condition : c.values if endswith(c.variable, ":sub")]) == ["system:serviceaccount:meridian-system:meridian-operator"]
+      && one(data.aws_iam_policy_document.operator_assume[0].statement).actions == toset(["sts:AssumeRoleWithWebIdentity"])
     )
-    error_message = "the Rollout controller's role trusts its service account (IRSA) and nothing else."
+    error_message = "the Rollout controller's role is the operator's role, trusting its service account (IRSA) and nothing else."
   }
 
   assert {

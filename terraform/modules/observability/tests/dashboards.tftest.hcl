@@ -39,6 +39,15 @@ run "prometheus_mode_renders_dashboards_and_recording_rules" {
     eks_cluster_arn    = "arn:aws:eks:eu-north-1:111111111111:cluster/meridian-prod-se"
     eks_cluster_name   = "meridian-prod-se"
     scraper_subnet_ids = ["subnet-a", "subnet-b"]
+    operator_role_name = "meridian-prod-se-operator"
+  }
+
+  assert {
+    condition = (
+      aws_iam_role_policy.operator[0].role == "meridian-prod-se-operator"
+      && jsonencode(one(data.aws_iam_policy_document.operator[0].statement).resources) == jsonencode([aws_prometheus_workspace.this[0].arn])
+    )
+    error_message = "the operator's one role (modules/eks, IRSA) may query this workspace; the module creates no second role for it."
   }
 
   assert {

@@ -190,7 +190,7 @@ run "dk_ecs_every_service_verifies_tokens" {
   }
 
   assert {
-    condition     = alltrue([for s in keys(module.ecs[0].containers) : fileexists("../../../services/${s}/Cargo.toml")]) && !contains(keys(module.ecs[0].containers), "playlists")
+    condition     = alltrue([for s in keys(module.ecs[0].containers) : fileexists("../../../services/${s}/Cargo.toml")])
     error_message = "ECS deploys only services that exist in the workspace (services/<name>): a service without an image never becomes steady."
   }
 
@@ -202,6 +202,11 @@ run "dk_ecs_every_service_verifies_tokens" {
   assert {
     condition     = length(output.kubernetes_env_manifests) == 0 && output.internal_alb_dns_name != null
     error_message = "an ECS country has no Kubernetes manifests, and the internal ALB serves its admin routes."
+  }
+
+  assert {
+    condition     = output.operator_role_arn == null && output.rollout_role_arn == null
+    error_message = "an ECS country runs no operator: no operator role."
   }
 }
 
@@ -266,6 +271,30 @@ run "se_eks_every_service_verifies_tokens" {
   assert {
     condition     = length(output.scraper_rbac_manifests) == 2 && output.cluster_autoscaler_role_arn != null
     error_message = "on EKS, the managed scraper's access entry user gets its RBAC, and the cluster-autoscaler its role."
+  }
+
+  assert {
+    condition = (
+      output.operator_role_arn != null
+      && jsonencode(module.eks[0].operator_snapshot_arns) == jsonencode([module.aurora.cluster_arn, "arn:aws:rds:eu-north-1:111111111111:cluster-snapshot:meridian-*"])
+      && module.aurora.cluster_arn == "arn:aws:rds:eu-north-1:111111111111:cluster:mock"
+      && output.rollout_role_arn == null
+    )
+    error_message = "on EKS, the operator's role may snapshot this country's Aurora cluster (module.aurora's cluster_arn) and its meridian-* snapshots; it is not the Rollout role outside the management cluster."
+  }
+}
+
+run "se_management_cluster_rollout_role_is_the_operator_role" {
+  command = apply
+
+  variables {
+    country            = "se"
+    rollout_controller = true
+  }
+
+  assert {
+    condition     = output.rollout_role_arn != null && output.rollout_role_arn == output.operator_role_arn
+    error_message = "the management country's Rollout role is its operator role (one IRSA role per service account)."
   }
 }
 
