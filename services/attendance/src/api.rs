@@ -96,6 +96,15 @@ fn check_site(site_id: &str) -> ApiResult<()> {
     v.finish()
 }
 
+/// A cursor is opaque but not signed: its time must pass the same year bounds as any input.
+fn check_cursor(v: &mut Validator, after: Option<&(DateTime<Utc>, Uuid)>) {
+    if let Some((t, _)) = after
+        && !(domain::MIN_YEAR..=domain::MAX_YEAR).contains(&chrono::Datelike::year(t))
+    {
+        v.push("cursor", "is not a cursor returned by this endpoint");
+    }
+}
+
 fn site_missing(site: &str) -> ApiError {
     ApiError::not_found(format!("no site {site}"))
 }
@@ -170,7 +179,7 @@ pub struct CorrectBody {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DayQuery {
-    /// The UTC day, `YYYY-MM-DD`; defaults to today.
+    /// The UTC day, `YYYY-MM-DD` (years 1970..=9999); defaults to today.
     pub day: Option<NaiveDate>,
     /// Page size, 1..=100 (default 20).
     pub limit: Option<u32>,
@@ -234,9 +243,9 @@ pub struct IngestView {
 pub struct VisitsQuery {
     /// Only this visitor's visits.
     pub visitor_id: Option<Uuid>,
-    /// Visits at or after this instant (RFC 3339).
+    /// Visits at or after this instant (RFC 3339, years 1970..=9999).
     pub from: Option<DateTime<Utc>>,
-    /// Visits before this instant (RFC 3339).
+    /// Visits before this instant (RFC 3339, years 1970..=9999).
     pub to: Option<DateTime<Utc>>,
     /// Page size, 1..=100 (default 20).
     pub limit: Option<u32>,
@@ -439,7 +448,9 @@ async fn sign_in(
     domain::check_id(&mut v, &site_id, "site_id");
     domain::check_id(&mut v, &body.entity_id, "entity_id");
     domain::check_source(&mut v, &body.source);
-    domain::check_not_future(&mut v, at, now, "sign_in_time");
+    if domain::check_time(&mut v, at, "sign_in_time") {
+        domain::check_not_future(&mut v, at, now, "sign_in_time");
+    }
     v.finish()?;
     let outcome = store::sign_in(
         &st.pool,
@@ -493,7 +504,9 @@ async fn sign_out(
     let now = st.clock.now();
     let at = body.sign_out_time.unwrap_or(now);
     let mut v = Validator::new();
-    domain::check_not_future(&mut v, at, now, "sign_out_time");
+    if domain::check_time(&mut v, at, "sign_out_time") {
+        domain::check_not_future(&mut v, at, now, "sign_out_time");
+    }
     v.finish()?;
     match store::sign_out(&st.pool, &site_id, attendance_id, body.sign_out_time, now).await? {
         store::SignOut::Done(a) => {
@@ -537,10 +550,14 @@ async fn correct(
         "sign_in_time",
         "give sign_in_time, sign_out_time or both",
     );
-    if let Some(t) = body.sign_in_time {
+    if let Some(t) = body.sign_in_time
+        && domain::check_time(&mut v, t, "sign_in_time")
+    {
         domain::check_not_future(&mut v, t, now, "sign_in_time");
     }
-    if let Some(t) = body.sign_out_time {
+    if let Some(t) = body.sign_out_time
+        && domain::check_time(&mut v, t, "sign_out_time")
+    {
         domain::check_not_future(&mut v, t, now, "sign_out_time");
     }
     if let Some(t) = body.sign_in_time {
@@ -602,7 +619,12 @@ async fn list_day(
     }
     .resolve::<(DateTime<Utc>, Uuid)>()?;
     let day = q.day.unwrap_or_else(|| st.clock.now().date_naive());
-    let (start, end) = domain::day_bounds(day);
+    let mut v = Validator::new();
+    domain::check_day(&mut v, day, "day");
+    check_cursor(&mut v, req.after.as_ref());
+    v.finish()?;
+    let (start, end) =
+        domain::day_bounds(day).ok_or_else(|| ApiError::field("day", "has no end"))?;
     let mut conn = st.pool.acquire().await?;
     if !store::site_exists(&mut conn, &site_id).await? {
         return Err(site_missing(&site_id));
@@ -784,7 +806,8 @@ async fn stream(
         .await
         .map_err(|e| ApiError::unavailable(e.to_string()))?;
     let (first, last) = if resume.is_none() {
-        let (start, end) = domain::day_bounds(now.date_naive());
+        let (start, end) = domain::day_bounds(now.date_naive())
+            .ok_or_else(|| ApiError::unavailable("the server's clock is out of range"))?;
         let (last, rows) = store::snapshot(&st.pool, &site_id, start, end, SNAPSHOT_CAP).await?;
         let data = serde_json::json!({
             "day": now.date_naive(),
@@ -903,11 +926,17 @@ async fn list_visits(
         cursor: q.cursor,
     }
     .resolve::<(DateTime<Utc>, Uuid)>()?;
+    let mut v = Validator::new();
+    let from_ok = q.from.is_none_or(|t| domain::check_time(&mut v, t, "from"));
+    let to_ok = q.to.is_none_or(|t| domain::check_time(&mut v, t, "to"));
     if let (Some(from), Some(to)) = (q.from, q.to)
-        && from > to
+        && from_ok
+        && to_ok
     {
-        return Err(ApiError::field("from", "is after to"));
+        v.check(from <= to, "from", "is after to");
     }
+    check_cursor(&mut v, req.after.as_ref());
+    v.finish()?;
     let filter = store::VisitFilter {
         visitor_id: q.visitor_id,
         from: q.from,
@@ -932,6 +961,9 @@ async fn get_visitor(
         cursor: q.cursor,
     }
     .resolve::<(DateTime<Utc>, Uuid)>()?;
+    let mut v = Validator::new();
+    check_cursor(&mut v, req.after.as_ref());
+    v.finish()?;
     let visitor = store::visitor(&st.pool, visitor_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no visitor {visitor_id}")))?;

@@ -1,7 +1,7 @@
 //! Pure rules: identifiers, the time rules of an attendance, visit bounds and the event names.
 //! No SQL, HTTP, environment or clock reads (the caller passes `now`).
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use kit::Validator;
 
 pub const MAX_ID_LEN: usize = 64;
@@ -39,6 +39,35 @@ pub fn check_source(v: &mut Validator, value: &str) {
     }
 }
 
+/// The years a time input may name (every time, `day`, the cursor): PostgreSQL's
+/// `timestamptz` and chrono disagree beyond these, and nothing attendance or visits record
+/// lies outside them.
+pub const MIN_YEAR: i32 = 1970;
+pub const MAX_YEAR: i32 = 9999;
+
+fn year_message() -> String {
+    format!("must be between the years {MIN_YEAR} and {MAX_YEAR}")
+}
+
+/// `at` lies within [`MIN_YEAR`]..=[`MAX_YEAR`]; whether it does (the caller skips further
+/// checks of a time that does not).
+pub fn check_time(v: &mut Validator, at: DateTime<Utc>, field: &str) -> bool {
+    let ok = (MIN_YEAR..=MAX_YEAR).contains(&at.year());
+    if !ok {
+        v.push(field, year_message());
+    }
+    ok
+}
+
+/// A calendar day within [`MIN_YEAR`]..=[`MAX_YEAR`].
+pub fn check_day(v: &mut Validator, day: NaiveDate, field: &str) -> bool {
+    let ok = (MIN_YEAR..=MAX_YEAR).contains(&day.year());
+    if !ok {
+        v.push(field, year_message());
+    }
+    ok
+}
+
 /// `at` is not later than `now` plus the allowed clock skew.
 pub fn check_not_future(v: &mut Validator, at: DateTime<Utc>, now: DateTime<Utc>, field: &str) {
     if at > now + CLOCK_SKEW {
@@ -73,16 +102,20 @@ pub fn check_visit_time(
     retention: Duration,
     field: &str,
 ) {
+    if !check_time(v, at, field) {
+        return;
+    }
     if at < now - retention {
         v.push(field, "is older than the visits retention");
     }
     check_not_future(v, at, now, field);
 }
 
-/// The UTC instants `[start, end)` of a calendar day.
-pub fn day_bounds(day: NaiveDate) -> (DateTime<Utc>, DateTime<Utc>) {
-    let start = day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
-    (start, start + Duration::days(1))
+/// The UTC instants `[start, end)` of a calendar day; `None` for the last day chrono can
+/// represent (its end is not representable). Inputs pass [`check_day`] first.
+pub fn day_bounds(day: NaiveDate) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let start = day.and_hms_opt(0, 0, 0)?.and_utc();
+    Some((start, start.checked_add_signed(Duration::days(1))?))
 }
 
 /// Outbox event types, as the stream names them (`event:` lines).
@@ -134,6 +167,40 @@ mod tests {
             errors(|v| check_order(v, t, Some(t - Duration::seconds(1)))),
             1
         );
+    }
+
+    #[test]
+    fn times_and_days_outside_the_years_are_refused() {
+        // What a client can send: chrono parses all of these, PostgreSQL stores not all.
+        for (text, ok) in [
+            ("1970-01-01T00:00:00Z", true),
+            ("9999-12-31T23:59:59Z", true),
+            ("1969-12-31T23:59:59Z", false),
+            ("-5000-01-01T00:00:00Z", false),
+            ("+10000-01-01T00:00:00Z", false),
+            ("+262142-12-31T00:00:00Z", false),
+        ] {
+            let at: DateTime<Utc> = text.parse().expect(text);
+            assert_eq!(
+                errors(|v| assert_eq!(check_time(v, at, "t"), ok)),
+                usize::from(!ok),
+                "{text}"
+            );
+            assert_eq!(
+                errors(|v| {
+                    check_day(v, at.date_naive(), "day");
+                }),
+                usize::from(!ok),
+                "{text}"
+            );
+        }
+        assert!(
+            day_bounds(NaiveDate::MAX).is_none(),
+            "no panic at chrono's last day"
+        );
+        let (start, end) =
+            day_bounds(NaiveDate::from_ymd_opt(2026, 12, 2).expect("day")).expect("bounds");
+        assert_eq!(end - start, Duration::days(1));
     }
 
     #[test]

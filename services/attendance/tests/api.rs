@@ -599,3 +599,185 @@ async fn a_retried_sign_out_without_a_time_replays_the_stored_row() {
     );
     assert_eq!(h.count("outbox").await, events);
 }
+
+#[tokio::test]
+async fn times_outside_the_years_1970_to_9999_are_400_naming_the_field() {
+    let h = harness().await;
+    let open = Uuid::new_v4();
+    let (s, _) = h
+        .send(
+            Method::POST,
+            &sign_in_path(SITE),
+            Some(&staff()),
+            Some(json!({"id": open, "entity_id": "bo", "source": "kiosk",
+                        "sign_in_time": Utc::now() - Duration::hours(1)})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let before = (
+        h.count("attendances").await,
+        h.count("outbox").await,
+        h.count("visits").await,
+    );
+    let out = format!("/attendance/v1/sites/{SITE}/attendance/{open}/sign-out");
+    let one = format!("/attendance/v1/sites/{SITE}/attendance/{open}");
+    let visit = |at: &str| json!({"id": Uuid::new_v4(), "visited_at": at, "visitor_id": Uuid::new_v4(), "page_path": "/"});
+    // Far past (PostgreSQL refuses years before 4713 BC), just before 1970, far future (chrono's
+    // last year); the URL forms with `+` escaped.
+    for (past, future) in [
+        ("-5000-01-01T00:00:00Z", "+262142-12-31T00:00:00Z"),
+        ("1969-12-31T23:59:59Z", "+10000-01-01T00:00:00Z"),
+    ] {
+        let cases: Vec<(&str, Method, String, Option<Value>, &str)> = vec![
+            (
+                "sign-in",
+                Method::POST,
+                sign_in_path(SITE),
+                Some(
+                    json!({"id": Uuid::new_v4(), "entity_id": "cyd", "source": "kiosk", "sign_in_time": past}),
+                ),
+                "sign_in_time",
+            ),
+            (
+                "sign-out",
+                Method::POST,
+                out.clone(),
+                Some(json!({"sign_out_time": past})),
+                "sign_out_time",
+            ),
+            (
+                "sign-out future",
+                Method::POST,
+                out.clone(),
+                Some(json!({"sign_out_time": future})),
+                "sign_out_time",
+            ),
+            (
+                "correct in",
+                Method::PATCH,
+                one.clone(),
+                Some(json!({"sign_in_time": past})),
+                "sign_in_time",
+            ),
+            (
+                "correct out",
+                Method::PATCH,
+                one.clone(),
+                Some(json!({"sign_out_time": future})),
+                "sign_out_time",
+            ),
+            (
+                "visit",
+                Method::POST,
+                "/attendance/v1/visits".into(),
+                Some(visit(past)),
+                "visited_at",
+            ),
+            (
+                "visit batch",
+                Method::POST,
+                "/attendance/v1/visits/batch".into(),
+                Some(json!({"visits": [visit(future)]})),
+                "visits[0].visited_at",
+            ),
+            (
+                "visits from",
+                Method::GET,
+                format!("/attendance/v1/visits?from={}", past.replace('+', "%2B")),
+                None,
+                "from",
+            ),
+            (
+                "visits to",
+                Method::GET,
+                format!("/attendance/v1/visits?to={}", future.replace('+', "%2B")),
+                None,
+                "to",
+            ),
+            (
+                "day",
+                Method::GET,
+                format!(
+                    "{}?day={}",
+                    sign_in_path(SITE),
+                    future
+                        .split('T')
+                        .next()
+                        .unwrap_or_default()
+                        .replace('+', "%2B")
+                ),
+                None,
+                "day",
+            ),
+        ];
+        for (name, method, path, body, field) in cases {
+            let auth = if path.contains("/visits") {
+                if method == Method::GET {
+                    reader()
+                } else {
+                    ingest()
+                }
+            } else {
+                staff()
+            };
+            let (s, b) = h.send(method, &path, Some(&auth), body).await;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{name} {past}/{future}: {b}");
+            let fields: Vec<&str> = b["errors"]
+                .as_array()
+                .map(|e| e.iter().filter_map(|x| x["field"].as_str()).collect())
+                .unwrap_or_default();
+            assert!(fields.contains(&field), "{name}: {field} not named in {b}");
+        }
+    }
+    // The day the review found panicking (chrono's last day: its end overflowed), and the day
+    // before 1970.
+    for day in ["%2B262142-12-31", "1969-12-31", "-5000-01-01"] {
+        let (s, b) = h
+            .send(
+                Method::GET,
+                &format!("{}?day={day}", sign_in_path(SITE)),
+                Some(&staff()),
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{day}: {b}");
+        assert_eq!(b["errors"][0]["field"], "day", "{b}");
+    }
+    // A hand-made cursor with such a time.
+    use base64::Engine;
+    let cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(json!(["-5000-01-01T00:00:00Z", Uuid::nil()]).to_string());
+    for path in [
+        format!("/attendance/v1/visits?cursor={cursor}"),
+        format!("/attendance/v1/visitors/{}?cursor={cursor}", Uuid::new_v4()),
+        format!("{}?cursor={cursor}", sign_in_path(SITE)),
+    ] {
+        let auth = if path.contains("/visit") {
+            reader()
+        } else {
+            staff()
+        };
+        let (s, b) = h.send(Method::GET, &path, Some(&auth), None).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{path}: {b}");
+        assert_eq!(b["errors"][0]["field"], "cursor", "{b}");
+    }
+    // The bounds themselves are accepted.
+    let (s, b) = h
+        .send(
+            Method::GET,
+            "/attendance/v1/visits?from=1970-01-01T00:00:00Z&to=9999-12-31T23:59:59Z",
+            Some(&reader()),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        (
+            h.count("attendances").await,
+            h.count("outbox").await,
+            h.count("visits").await
+        ),
+        before,
+        "nothing stored"
+    );
+}
