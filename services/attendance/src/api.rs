@@ -192,7 +192,9 @@ pub struct DayQuery {
 pub struct TicketView {
     pub ticket: String,
     pub site_id: String,
-    /// New streams can be opened with it until then; an open stream runs on.
+    /// New streams can be opened with it until then; an open stream runs on, for at most
+    /// `ATTENDANCE_STREAM_MAX_SECS` (then it ends, and EventSource's reconnect needs a valid
+    /// ticket).
     pub expires_at: DateTime<Utc>,
     /// `GET` this path (with `?ticket=`) as an EventSource.
     pub stream_path: String,

@@ -3,13 +3,16 @@
 //! through the API appears on it — once with the page and the sign-in on one instance, once
 //! with the page on instance A and the sign-in sent to instance B on the same database.
 //!
+//! And when the stream ends after its ticket expired, the page says it is disconnected instead
+//! of "reconnecting…" for ever.
+//!
 //! Without chromium this test FAILS (tests/run installs it in preflight); it never skips.
 
 mod common;
 
 use std::{process::Stdio, time::Duration};
 
-use common::{SITE, harness, instance, sign_in};
+use common::{SITE, harness, harness_with, instance, sign_in};
 use reqwest::Client;
 use serde_json::{Value, json};
 
@@ -163,4 +166,38 @@ async fn a_sign_in_through_another_instance_appears_on_the_live_page() {
     let h = harness().await;
     let (_pool, other) = instance(&h.db, attendance::Settings::default()).await;
     page_shows_a_sign_in(&h.base, &other, &h).await;
+}
+
+#[tokio::test]
+async fn the_page_says_disconnected_once_its_ticket_expired_and_the_stream_ended() {
+    let h = harness_with(attendance::Settings {
+        // The server ends the stream after 2 s; EventSource then reconnects with the same URL.
+        stream_max: Duration::from_secs(2),
+        ..attendance::Settings::default()
+    })
+    .await;
+    let ticket = h.ticket(SITE).await;
+    let b = Browser::start().await;
+    b.cmd(
+        "url",
+        json!({"url": format!("{}/attendance/v1/sites/{SITE}/live#ticket={ticket}", h.base)}),
+    )
+    .await;
+    const STATUS: &str = "return document.getElementById('status').textContent";
+    b.wait_for(STATUS, |v| v == "live", "the page's stream")
+        .await;
+    // The ticket expires while the stream runs on; its reconnect is refused with 401.
+    sqlx::query("UPDATE attendance.stream_tickets SET expires_at = now() - interval '1 second'")
+        .execute(&h.pool)
+        .await
+        .expect("expire");
+    b.wait_for(
+        STATUS,
+        |v| v == "disconnected — reload with a new ticket",
+        "the closed state",
+    )
+    .await;
+    let state = b.js("return es.readyState").await;
+    assert_eq!(state, json!(2), "EventSource.CLOSED");
+    b.stop().await;
 }
