@@ -279,13 +279,13 @@ pub struct MigrationSpec {
     pub snapshot: Option<SnapshotSpec>,
 }
 
-/// The snapshot before a migration: `meridian-<service>-<spec hash>` of `clusterIdentifier`,
+/// The snapshot before a migration: `meridian-<service>-<spec hash>-<request stamp>` of `clusterIdentifier`,
 /// taken through the RDS API with the operator's IAM role, waited for until `available`.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SnapshotSpec {
-    /// The Aurora cluster the service's schema lives in (terraform's
-    /// `<name>-aurora`, output `cluster_identifier`).
+    /// The Aurora cluster the service's schema lives in (terraform's aurora module output
+    /// `cluster_id`: the stack's name prefix, `meridian-<environment>-<country>`).
     #[schemars(length(min = 1, max = 63))]
     pub cluster_identifier: String,
     /// Manual `meridian-<service>-*` snapshots of the cluster kept (the newest, this cycle's
@@ -561,7 +561,7 @@ pub struct MigrationStatus {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SnapshotStatus {
-    /// `meridian-<service>-<spec hash>`.
+    /// `meridian-<service>-<spec hash>-<request stamp>` (base36 seconds of `requestedAt`).
     pub name: String,
     pub cluster_identifier: String,
     pub state: SnapshotState,

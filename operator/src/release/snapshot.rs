@@ -12,15 +12,24 @@ use std::future::Future;
 use std::pin::Pin;
 
 use aws_sdk_rds::error::ProvideErrorMetadata;
+use k8s_openapi::jiff::Timestamp;
 
 /// Prefix of every snapshot the operator takes (and the only ones it ever deletes).
 pub const PREFIX: &str = "meridian-";
 
-/// The snapshot of one release cycle: `meridian-<service>-<spec hash>`, a valid RDS identifier
-/// (letters, digits and single hyphens, starting with a letter, at most 63 characters, no
-/// trailing hyphen). The service part is lower-cased, anything but a letter or digit becomes
-/// one hyphen, and it is cut to fit; the hash (10 hex digits) makes it unique per cycle.
-pub fn snapshot_name(service: &str, hash: &str) -> String {
+/// Width of the request stamp: base36 seconds since the epoch, zero-padded (7 digits last
+/// until the year 4400).
+const STAMP_DIGITS: usize = 7;
+
+/// The snapshot of one release cycle: `meridian-<service>-<spec hash>-<stamp>`, a valid RDS
+/// identifier (letters, digits and single hyphens, starting with a letter, at most 63
+/// characters, no trailing hyphen). The service part is lower-cased, anything but a letter or
+/// digit becomes one hyphen, and it is cut to fit. The hash (10 hex digits) names what is
+/// released; the stamp (`requested_at` in base36 seconds) makes every request its own: the same
+/// spec released again later (after a failed cycle, or once it left the history) gets a new
+/// snapshot rather than finding the old one "already existing" and taking a days-old restore
+/// point for a fresh one.
+pub fn snapshot_name(service: &str, hash: &str, requested_at: Timestamp) -> String {
     let mut svc = String::new();
     for c in service.chars() {
         if c.is_ascii_alphanumeric() {
@@ -29,26 +38,45 @@ pub fn snapshot_name(service: &str, hash: &str) -> String {
             svc.push('-');
         }
     }
-    // 63 = "meridian-" (9) + service + "-" (1) + hash.
-    let room = 63usize.saturating_sub(PREFIX.len() + 1 + hash.len());
+    // 63 = "meridian-" (9) + service + "-" + hash + "-" + stamp.
+    let room = 63usize.saturating_sub(PREFIX.len() + 1 + hash.len() + 1 + STAMP_DIGITS);
     svc.truncate(room);
     let svc = svc.trim_end_matches('-');
     let svc = if svc.is_empty() { "release" } else { svc };
-    format!("{PREFIX}{svc}-{hash}")
+    format!("{PREFIX}{svc}-{hash}-{}", stamp(requested_at))
 }
 
-/// Whether `name` is one of `service`'s cycle snapshots: exactly `meridian-<service>-` and a
-/// 10-hex-digit hash, so service `calls` never prunes `meridian-calls-admin-…`.
+fn stamp(at: Timestamp) -> String {
+    let mut n = u64::try_from(at.as_second()).unwrap_or(0);
+    let mut digits = [b'0'; STAMP_DIGITS];
+    for d in digits.iter_mut().rev() {
+        *d = b"0123456789abcdefghijklmnopqrstuvwxyz"[usize::try_from(n % 36).unwrap_or(0)];
+        n /= 36;
+    }
+    String::from_utf8_lossy(&digits).into_owned()
+}
+
+/// Whether `name` is one of `service`'s cycle snapshots: exactly `meridian-<service>-`, a
+/// 10-hex-digit hash, `-` and a stamp, so service `calls` never prunes `meridian-calls-admin-…`.
 pub fn is_cycle_snapshot(service: &str, name: &str) -> bool {
     // The prefix as snapshot_name cuts it for a 10-digit hash.
-    let own = snapshot_name(service, "0000000000");
-    let prefix = &own[..own.len() - 10];
-    name.strip_prefix(prefix).is_some_and(|hash| {
-        hash.len() == 10
-            && hash
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    let own = snapshot_name(service, "0000000000", Timestamp::UNIX_EPOCH);
+    let prefix = &own[..own.len() - 10 - 1 - STAMP_DIGITS];
+    name.strip_prefix(prefix).is_some_and(|rest| {
+        let lower = |b: u8| b.is_ascii_digit() || b.is_ascii_lowercase();
+        let b = rest.as_bytes();
+        b.len() == 10 + 1 + STAMP_DIGITS
+            && b[..10].iter().all(|&c| c.is_ascii_hexdigit() && lower(c))
+            && b[10] == b'-'
+            && b[11..].iter().all(|&c| lower(c))
     })
+}
+
+/// Whether `name` is this cycle's snapshot: `service`'s, of spec `hash` (any request stamp).
+pub fn is_snapshot_of(service: &str, hash: &str, name: &str) -> bool {
+    is_cycle_snapshot(service, name)
+        && name.len() > 1 + STAMP_DIGITS
+        && name[..name.len() - 1 - STAMP_DIGITS].ends_with(&format!("-{hash}"))
 }
 
 /// One manual cluster snapshot, as RDS describes it.
@@ -328,6 +356,11 @@ impl Snapshots for Rds {
 mod tests {
     use super::*;
 
+    /// 2026-12-02T12:00:00Z.
+    fn at() -> Timestamp {
+        Timestamp::from_second(1_796_212_800).unwrap()
+    }
+
     fn valid_rds_identifier(name: &str) -> bool {
         name.len() <= 63
             && name.starts_with(|c: char| c.is_ascii_lowercase())
@@ -350,30 +383,55 @@ mod tests {
             &"x".repeat(80),
             &format!("{}-tail", "y".repeat(42)),
         ] {
-            let name = snapshot_name(service, "0123abcdef");
+            let name = snapshot_name(service, "0123abcdef", at());
             assert!(valid_rds_identifier(&name), "{service:?} -> {name}");
-            assert!(name.ends_with("-0123abcdef"), "{name}");
+            assert!(name.ends_with("-0123abcdef-0tpf2o0"), "{name}");
             assert!(is_cycle_snapshot(service, &name), "{service:?} -> {name}");
+            assert!(is_snapshot_of(service, "0123abcdef", &name), "{name}");
+            assert!(!is_snapshot_of(service, "0123abcdee", &name), "{name}");
         }
         assert_eq!(
-            snapshot_name("streams", "0123abcdef"),
-            "meridian-streams-0123abcdef"
+            snapshot_name("streams", "0123abcdef", at()),
+            "meridian-streams-0123abcdef-0tpf2o0"
         );
         assert_eq!(
-            snapshot_name("Calls.Admin", "0123abcdef"),
-            "meridian-calls-admin-0123abcdef"
+            snapshot_name("Calls.Admin", "0123abcdef", at()),
+            "meridian-calls-admin-0123abcdef-0tpf2o0"
+        );
+        // Another request of the same spec, a second later, is another snapshot.
+        assert_ne!(
+            snapshot_name("streams", "0123abcdef", at()),
+            snapshot_name(
+                "streams",
+                "0123abcdef",
+                at() + std::time::Duration::from_secs(1)
+            )
         );
     }
 
     #[test]
     fn only_the_services_own_cycle_snapshots_are_its() {
-        assert!(is_cycle_snapshot("calls", "meridian-calls-0123abcdef"));
+        assert!(is_cycle_snapshot(
+            "calls",
+            "meridian-calls-0123abcdef-0tpf2o0"
+        ));
         assert!(!is_cycle_snapshot(
             "calls",
-            "meridian-calls-admin-0123abcdef"
+            "meridian-calls-admin-0123abcdef-0tpf2o0"
         ));
-        assert!(!is_cycle_snapshot("calls", "meridian-calls-0123abcde"));
-        assert!(!is_cycle_snapshot("calls", "meridian-calls-0123ABCDEF"));
+        assert!(!is_cycle_snapshot(
+            "calls",
+            "meridian-calls-0123abcde-0tpf2o0"
+        ));
+        assert!(!is_cycle_snapshot(
+            "calls",
+            "meridian-calls-0123ABCDEF-0tpf2o0"
+        ));
+        assert!(!is_cycle_snapshot("calls", "meridian-calls-0123abcdef"));
+        assert!(!is_cycle_snapshot(
+            "calls",
+            "meridian-calls-0123abcdef-0TPF2O0"
+        ));
         assert!(!is_cycle_snapshot("calls", "before-upgrade-calls"));
     }
 
@@ -387,25 +445,25 @@ mod tests {
             created_secs: Some(at),
         };
         let all = vec![
-            snap("meridian-calls-000000000a", 10, "available"),
-            snap("meridian-calls-000000000b", 20, "available"),
-            snap("meridian-calls-000000000c", 30, "available"),
-            snap("meridian-calls-admin-000000000d", 1, "available"),
+            snap("meridian-calls-000000000a-0tpf2o0", 10, "available"),
+            snap("meridian-calls-000000000b-0tpf2o0", 20, "available"),
+            snap("meridian-calls-000000000c-0tpf2o0", 30, "available"),
+            snap("meridian-calls-admin-000000000d-0tpf2o0", 1, "available"),
             snap("by-hand", 2, "available"),
             // The current one, with a clock RDS set oddly: still kept first.
-            snap("meridian-calls-000000000e", 5, "available"),
+            snap("meridian-calls-000000000e-0tpf2o0", 5, "available"),
         ];
         assert_eq!(
-            to_prune("calls", "meridian-calls-000000000e", &all, 2),
+            to_prune("calls", "meridian-calls-000000000e-0tpf2o0", &all, 2),
             vec![
-                "meridian-calls-000000000b".to_owned(),
-                "meridian-calls-000000000a".to_owned()
+                "meridian-calls-000000000b-0tpf2o0".to_owned(),
+                "meridian-calls-000000000a-0tpf2o0".to_owned()
             ]
         );
-        assert!(to_prune("calls", "meridian-calls-000000000e", &all, 10).is_empty());
+        assert!(to_prune("calls", "meridian-calls-000000000e-0tpf2o0", &all, 10).is_empty());
         // retain 0 is read as 1: the current snapshot always stays.
         assert_eq!(
-            to_prune("calls", "meridian-calls-000000000e", &all, 0).len(),
+            to_prune("calls", "meridian-calls-000000000e-0tpf2o0", &all, 0).len(),
             3
         );
     }

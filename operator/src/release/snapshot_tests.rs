@@ -124,17 +124,17 @@ async fn the_snapshot_exists_and_is_recorded_before_the_migration_job_is_created
     // Three older cycles of this service, one of another service whose name starts the same,
     // and one taken by hand: only the first kind is ever pruned.
     for old in [
-        "meridian-streams-00000000a1",
-        "meridian-streams-00000000a2",
-        "meridian-streams-00000000a3",
+        "meridian-streams-00000000a1-0000001",
+        "meridian-streams-00000000a2-0000001",
+        "meridian-streams-00000000a3-0000001",
     ] {
         manual_snapshot(&rds, old).await;
     }
-    manual_snapshot(&rds, "meridian-streams-admin-00000000b1").await;
+    manual_snapshot(&rds, "meridian-streams-admin-00000000b1-0000001").await;
     manual_snapshot(&rds, "before-upgrade-by-hand").await;
 
     let release = pending_with_snapshot(2);
-    let name = snapshot::snapshot_name("streams", &state::spec_hash(&release.spec));
+    let name = snapshot::snapshot_name("streams", &state::spec_hash(&release.spec), now());
     let keep = Captured::default();
 
     // 1: the snapshot is requested; no Job (an unlisted request would fail the reconcile).
@@ -223,7 +223,7 @@ async fn the_snapshot_exists_and_is_recorded_before_the_migration_job_is_created
     assert_eq!(cycles.len(), 2, "retain 2: {left:?}");
     assert!(left.contains(&name), "this cycle's stays: {left:?}");
     assert!(
-        left.contains(&"meridian-streams-admin-00000000b1".to_owned()),
+        left.contains(&"meridian-streams-admin-00000000b1-0000001".to_owned()),
         "{left:?}"
     );
     assert!(
@@ -271,7 +271,7 @@ async fn a_snapshot_rds_refuses_fails_the_release_with_a_reason_and_no_job() {
     let rds = rds(&moto).await;
     // No cluster: CreateDBClusterSnapshot answers DBClusterNotFoundFault.
     let release = pending_with_snapshot(5);
-    let name = snapshot::snapshot_name("streams", &state::spec_hash(&release.spec));
+    let name = snapshot::snapshot_name("streams", &state::spec_hash(&release.spec), now());
     let keep = Captured::default();
 
     let (ctx, server) = ctx_on(rds.clone());

@@ -175,8 +175,9 @@ pub enum Action {
     CreateMigrationJob { name: String },
     /// Delete a migration Job that is being given up on (timeout, abort).
     DeleteMigrationJob { name: String },
-    /// Request the cycle's cluster snapshot (already existing is fine: the name is unique per
-    /// cycle). A refusal is recorded with [`record_snapshot_failure`].
+    /// Request the cycle's cluster snapshot (already existing is fine: the name carries the
+    /// request's time, so only this request's own retry can find it existing). A refusal is
+    /// recorded with [`record_snapshot_failure`].
     CreateSnapshot { cluster: String, name: String },
     /// Delete the service's cycle snapshots of `cluster` beyond the newest `retain` (never
     /// `current`). Failing to is a Warning Event, not a failed release.
@@ -696,6 +697,9 @@ impl Step<'_> {
         self.status.progress_since = Some(self.now());
         self.status.paused_since = None;
         self.status.migration = None;
+        // The snapshot is the cycle's own: a spec released again (after a failed cycle, or
+        // once it left the history) takes a new one, never the restore point of back then.
+        self.status.snapshot = None;
         self.status.analysis.clear();
         self.status.measurements = None;
         self.status.inconclusive = None;
@@ -870,21 +874,21 @@ impl Step<'_> {
         self.status.phase == Phase::Pending
             && self.status.snapshot.as_ref().is_some_and(|s| {
                 s.state == SnapshotState::Creating
-                    && s.name == super::snapshot::snapshot_name(&self.spec().service, &self.hash)
+                    && super::snapshot::is_snapshot_of(&self.spec().service, &self.hash, &s.name)
             })
     }
 
     /// Whether this cycle's snapshot is available and recorded; otherwise requests it, waits
     /// for it (progress in the status), or fails the release (refused, failed, timed out).
     fn snapshot_available(&mut self, spec: &SnapshotSpec) -> bool {
-        let name = super::snapshot::snapshot_name(&self.spec().service, &self.hash);
+        let service = self.spec().service.clone();
         let cluster = spec.cluster_identifier.clone();
-        let current = self
-            .status
-            .snapshot
-            .clone()
-            .filter(|s| s.name == name && s.cluster_identifier == cluster);
+        let current = self.status.snapshot.clone().filter(|s| {
+            super::snapshot::is_snapshot_of(&service, &self.hash, &s.name)
+                && s.cluster_identifier == cluster
+        });
         let Some(mut current) = current else {
+            let name = super::snapshot::snapshot_name(&service, &self.hash, self.now());
             self.actions.push(Action::CreateSnapshot {
                 cluster: cluster.clone(),
                 name: name.clone(),
@@ -906,6 +910,7 @@ impl Step<'_> {
             self.poll();
             return false;
         };
+        let name = current.name.clone();
         match current.state {
             SnapshotState::Available => return true,
             SnapshotState::Failed => {

@@ -1322,7 +1322,11 @@ fn the_snapshot_is_available_and_recorded_before_the_migration_job() {
     with_snapshot(&mut w, 1800);
     w.settle();
     assert_eq!(w.status.phase, Phase::Succeeded, "{:?}", w.status.message);
-    let name = super::super::snapshot::snapshot_name("streams", &spec_hash(&w.spec));
+    let name = w.status.snapshot.as_ref().expect("snapshot").name.clone();
+    assert!(
+        super::super::snapshot::is_snapshot_of("streams", &spec_hash(&w.spec), &name),
+        "{name}"
+    );
     let create = position(&w, |a| matches!(a, Action::CreateSnapshot { name: n, cluster } if *n == name && cluster == "se-aurora")).expect("snapshot requested");
     let prune = position(
         &w,
@@ -1457,5 +1461,48 @@ fn a_snapshot_rds_reports_failed_fails_the_release_and_a_missing_one_is_requeste
         !w.all_actions
             .iter()
             .any(|a| matches!(a, Action::CreateMigrationJob { .. }))
+    );
+}
+
+/// A spec released again (its first cycle failed, so it never became active) takes a new
+/// snapshot: the name carries the request's time, so RDS cannot answer "already exists" with
+/// the restore point of the first try.
+#[test]
+fn a_spec_released_again_takes_a_new_snapshot_not_the_old_one() {
+    let mut w = World::established();
+    w.spec = spec("registry/streams:v2");
+    with_snapshot(&mut w, 1800);
+    w.rds_refuses = Some("CreateDBClusterSnapshot: SnapshotQuotaExceeded".into());
+    w.settle();
+    assert_eq!(w.status.phase, Phase::Failed);
+    w.rds_refuses = None;
+    w.spec = spec("registry/streams:v3");
+    with_snapshot(&mut w, 1800);
+    w.settle();
+    assert_eq!(w.status.phase, Phase::Succeeded, "{:?}", w.status.message);
+    w.advance(3600);
+    w.spec = spec("registry/streams:v2");
+    with_snapshot(&mut w, 1800);
+    let v2 = spec_hash(&w.spec);
+    w.settle();
+    assert_eq!(w.status.phase, Phase::Succeeded, "{:?}", w.status.message);
+    let v2_requests: Vec<&String> = w
+        .all_actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::CreateSnapshot { name, .. }
+                if super::super::snapshot::is_snapshot_of("streams", &v2, name) =>
+            {
+                Some(name)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(v2_requests.len(), 2, "{:?}", w.all_actions);
+    assert_ne!(v2_requests[0], v2_requests[1]);
+    assert_eq!(
+        &w.status.snapshot.as_ref().unwrap().name,
+        v2_requests[1],
+        "the status names the second request's snapshot"
     );
 }
