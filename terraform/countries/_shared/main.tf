@@ -22,6 +22,7 @@ module "stack" {
   alert_email_addresses = var.alert_email_addresses
   admin_role_arns       = var.admin_role_arns
   api_allowed_cidrs     = var.api_allowed_cidrs
+  deploy_principal_arns = var.deploy_principal_arns
 
   oidc                        = var.oidc
   admin_ingress_cidrs         = var.admin_ingress_cidrs

@@ -123,6 +123,11 @@ output "cluster_autoscaler_role_arn" {
   value       = module.stack.cluster_autoscaler_role_arn
 }
 
+output "ecs_deploy_role_arn" {
+  description = "Small countries: the role the production step assumes for `meridian-deploy ecs` (point the deploy agents' profile meridian-prod-<cc> at it). null on EKS or without deploy_principal_arns."
+  value       = module.stack.ecs_deploy_role_arn
+}
+
 output "operator_role_arn" {
   description = "Large countries: IRSA role of the meridian operator; annotate its service account meridian-system/meridian-operator with eks.amazonaws.com/role-arn = this. null on ECS."
   value       = module.stack.operator_role_arn

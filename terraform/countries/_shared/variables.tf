@@ -35,6 +35,12 @@ variable "alert_email_addresses" {
   default     = []
 }
 
+variable "deploy_principal_arns" {
+  description = "ECS countries: IAM roles (the Buildkite deploy agents' role) that may assume the country's ECS deploy role (output ecs_deploy_role_arn), which `meridian-deploy ecs` runs as. Unused on EKS."
+  type        = list(string)
+  default     = []
+}
+
 variable "admin_role_arns" {
   description = "IAM roles with EKS cluster-admin (platform engineers' SSO role, Buildkite deploy role)."
   type        = list(string)

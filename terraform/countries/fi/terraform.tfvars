@@ -6,3 +6,6 @@ image_tag       = "0000000"
 # The telephony platform's webhook source ranges (placeholder, TEST-NET-1: replace with the
 # provider's published egress ranges): not rate-limited per IP by the WAF.
 telephony_source_cidrs = ["192.0.2.0/28"]
+# Who may release this country's ECS services: the Buildkite deploy agents' role (placeholder as
+# above), allowed to assume the ecs-deploy role (output ecs_deploy_role_arn).
+deploy_principal_arns = ["arn:aws:iam::444444444444:role/meridian-buildkite-deploy"]

@@ -434,3 +434,114 @@ resource "aws_ssm_parameter" "deploy_target" {
     }
   }
 }
+
+# ----------------------------------------------------------------------------- the deploy role
+# What `meridian-deploy ecs` (deploy/ecs/src/lib.rs) calls, and the production step around it
+# (buildkite/deploy-prod.sh: `aws ssm get-parameter` of the target, then the command, both with
+# the country's AWS profile), for this module's blue-green services and nothing else:
+#  - ECS DescribeServices / UpdateService / CreateService (the idle colour, created only if it is
+#    gone) on the two colours' services; DescribeTaskDefinition and RegisterTaskDefinition (a
+#    revision of the active one's family with the new image) have no resource-level permissions
+#    in the Service Authorization Reference, so "*"; iam:PassRole of exactly the services' task
+#    and execution roles, to ECS tasks only (RegisterTaskDefinition passes them);
+#  - ELBv2 ModifyRule on the production and the test listener rules; DescribeRules and
+#    DescribeTargetHealth support no resource-level permissions ("*"). The command never calls
+#    ModifyListener (it moves rules, not listeners), so that is not granted;
+#  - Application Auto Scaling RegisterScalableTarget on the colours' scalable targets (their ARNs;
+#    the command only updates targets Terraform registered), DescribeScalableTargets ("*");
+#  - SSM GetParameter of the published targets.
+# deploy_policy_json is the document; with deploy_principal_arns the module also creates a role
+# (deploy_role_arn) they may assume: the Buildkite deploy agents' profile for this country.
+
+locals {
+  deploy_colours = { for k, c in local.colours : k => c if contains(keys(local.blue_green), c.service) }
+}
+
+data "aws_iam_policy_document" "deploy" {
+  count = length(local.blue_green) > 0 ? 1 : 0
+
+  # checkov:skip=CKV_AWS_111:ecs:RegisterTaskDefinition supports no resource-level permissions (Resource must be "*"); what a new revision may run is bounded by the PassRole statement
+  # checkov:skip=CKV_AWS_356:Describe* of ECS task definitions, ELBv2 rules and target health, Application Auto Scaling targets and ecs:RegisterTaskDefinition support no resource-level permissions
+  statement {
+    sid = "ReadWhatIsDeployed"
+    actions = [
+      "ecs:DescribeTaskDefinition",
+      "elasticloadbalancing:DescribeRules",
+      "elasticloadbalancing:DescribeTargetHealth",
+      "application-autoscaling:DescribeScalableTargets",
+    ]
+    resources = ["*"]
+  }
+
+  statement {
+    sid       = "RegisterNewRevisions"
+    actions   = ["ecs:RegisterTaskDefinition"]
+    resources = ["*"]
+  }
+
+  statement {
+    sid       = "PassOnlyTheServicesRoles"
+    actions   = ["iam:PassRole"]
+    resources = sort(distinct(concat([for s in keys(local.blue_green) : aws_iam_role.task[s].arn], [for s in keys(local.blue_green) : aws_iam_role.execution[s].arn])))
+    condition {
+      test     = "StringEquals"
+      variable = "iam:PassedToService"
+      values   = ["ecs-tasks.amazonaws.com"]
+    }
+  }
+
+  statement {
+    sid       = "MoveTasksBetweenColours"
+    actions   = ["ecs:DescribeServices", "ecs:UpdateService", "ecs:CreateService"]
+    resources = [for k in keys(local.deploy_colours) : aws_ecs_service.service[k].id]
+  }
+
+  statement {
+    sid       = "SwitchListenerRules"
+    actions   = ["elasticloadbalancing:ModifyRule"]
+    resources = distinct(flatten([for s in values(local.blue_green) : [s.production_listener_rule_arn, s.preview_listener_rule_arn]]))
+  }
+
+  statement {
+    sid       = "MoveAutoscalingRanges"
+    actions   = ["application-autoscaling:RegisterScalableTarget"]
+    resources = [for k in keys(local.deploy_colours) : aws_appautoscaling_target.service[k].arn]
+  }
+
+  dynamic "statement" {
+    for_each = var.deploy_parameter_prefix == null ? [] : [1]
+    content {
+      sid       = "ReadPublishedTargets"
+      actions   = ["ssm:GetParameter"]
+      resources = [for p in aws_ssm_parameter.deploy_target : p.arn]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "deploy_assume" {
+  count = length(var.deploy_principal_arns) > 0 && length(local.blue_green) > 0 ? 1 : 0
+
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "AWS"
+      identifiers = var.deploy_principal_arns
+    }
+  }
+}
+
+resource "aws_iam_role" "deploy" {
+  count = length(data.aws_iam_policy_document.deploy_assume)
+
+  name               = "${var.name}-ecs-deploy"
+  assume_role_policy = data.aws_iam_policy_document.deploy_assume[0].json
+  tags               = var.tags
+}
+
+resource "aws_iam_role_policy" "deploy" {
+  count = length(aws_iam_role.deploy)
+
+  name   = "meridian-deploy-ecs"
+  role   = aws_iam_role.deploy[0].id
+  policy = data.aws_iam_policy_document.deploy[0].json
+}

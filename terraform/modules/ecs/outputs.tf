@@ -52,3 +52,13 @@ output "containers" {
   description = "Service name => its container definition as registered (image, environment, secrets as ARNs, never values): the base Buildkite registers new revisions from."
   value       = { for s, td in aws_ecs_task_definition.service : s => one(jsondecode(td.container_definitions)) }
 }
+
+output "deploy_policy_json" {
+  description = "IAM policy (JSON) of what `meridian-deploy ecs` and the production step do to this module's blue-green services: attached to deploy_role_arn, or to attach to a deploy role made elsewhere. null without blue-green services."
+  value       = try(data.aws_iam_policy_document.deploy[0].json, null)
+}
+
+output "deploy_role_arn" {
+  description = "Role deploy_principal_arns may assume to release the blue-green services (the Buildkite deploy agents' AWS profile for this country). null without deploy_principal_arns or blue-green services."
+  value       = try(aws_iam_role.deploy[0].arn, null)
+}

@@ -227,3 +227,14 @@ variable "deploy_parameter_prefix" {
     error_message = "deploy_parameter_prefix must be an absolute SSM path without a trailing slash."
   }
 }
+
+variable "deploy_principal_arns" {
+  description = "IAM roles (the Buildkite deploy agents' role, any account) that may assume this country's ECS deploy role (output deploy_role_arn), which may do what `meridian-deploy ecs` does to this module's blue-green services and nothing else. Empty: no role is created; the policy is still output (deploy_policy_json) for a role made elsewhere."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for a in var.deploy_principal_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$", a))])
+    error_message = "deploy_principal_arns must be IAM role ARNs."
+  }
+}

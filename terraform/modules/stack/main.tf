@@ -206,6 +206,8 @@ module "ecs" {
   }
   preview_url             = module.alb.preview_url
   deploy_parameter_prefix = "/meridian/${var.environment}/${var.country}/ecs-deploy"
+  # The role the production step's `meridian-deploy ecs` runs as (modules/ecs README).
+  deploy_principal_arns = var.deploy_principal_arns
 }
 
 # ----------------------------------------------------------------------------- EKS: each service's env Secret

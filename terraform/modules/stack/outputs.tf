@@ -145,6 +145,11 @@ output "cluster_autoscaler_role_arn" {
   value       = try(module.eks[0].cluster_autoscaler_role_arn, null)
 }
 
+output "ecs_deploy_role_arn" {
+  description = "ECS countries with deploy_principal_arns: the role the production step assumes to run `meridian-deploy ecs` (the deploy agents' AWS profile for this country). null otherwise."
+  value       = try(module.ecs[0].deploy_role_arn, null)
+}
+
 output "operator_role_arn" {
   description = "EKS countries: IRSA role of the meridian operator; annotate its service account meridian-system/meridian-operator with eks.amazonaws.com/role-arn = this (snapshot before migrate, AMP queries, Rollouts). null on ECS."
   value       = try(module.eks[0].operator_role_arn, null)

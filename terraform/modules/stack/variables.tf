@@ -77,6 +77,12 @@ variable "telephony_source_cidrs" {
   default     = []
 }
 
+variable "deploy_principal_arns" {
+  description = "ECS countries: IAM roles (the Buildkite deploy agents' role, any account) that may assume the country's ECS deploy role (output ecs_deploy_role_arn: what `meridian-deploy ecs` and the production step do, modules/ecs). Empty: no deploy role. Unused on EKS (the deploy role there is an admin_role_arns entry)."
+  type        = list(string)
+  default     = []
+}
+
 variable "rollout_controller" {
   description = "This country's EKS cluster runs the operator's Rollout controller (the management cluster): the operator's IRSA role (service account meridian-system/meridian-operator, output operator_role_arn) is then also output rollout_role_arn, the role the other countries map in rollout_principal_arns."
   type        = bool

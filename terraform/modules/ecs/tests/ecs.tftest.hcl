@@ -88,6 +88,25 @@ variables {
       }
     }
   }
+
+  # One blue-green service, as modules/stack passes it for a small country (runs blue_green, deploy_role_*).
+  bg_services = {
+    streams = {
+      port                         = 8080
+      target_group_arn             = "arn:aws:elasticloadbalancing:eu-north-1:111111111111:targetgroup/streams/0123456789abcdef"
+      blue_green                   = true
+      green_target_group_arn       = "arn:aws:elasticloadbalancing:eu-north-1:111111111111:targetgroup/streams-green/0123456789abcdef"
+      production_listener_rule_arn = "arn:aws:elasticloadbalancing:eu-north-1:111111111111:listener-rule/app/mock/0123456789abcdef/0123456789abcdef/streams"
+      preview_listener_rule_arn    = "arn:aws:elasticloadbalancing:eu-north-1:111111111111:listener-rule/app/mock/0123456789abcdef/fedcba9876543210/streams"
+      image_repository             = "meridian-streams"
+      listener_rule_arns           = ["arn:aws:elasticloadbalancing:eu-north-1:111111111111:listener-rule/app/mock/0123456789abcdef/0123456789abcdef/streams"]
+      database_secret_arn          = "arn:aws:secretsmanager:eu-north-1:111111111111:secret:meridian-prod-dk/db/streams-AbCdEf"
+      cpu                          = 256
+      memory                       = 512
+      desired_count                = 2
+      max_count                    = 6
+    }
+  }
 }
 
 run "task_definitions" {
@@ -228,23 +247,7 @@ run "blue_green" {
   variables {
     preview_url             = "https://dk.api.meridian.example:8443"
     deploy_parameter_prefix = "/meridian/prod/dk/ecs-deploy"
-    services = {
-      streams = {
-        port                         = 8080
-        target_group_arn             = "arn:aws:elasticloadbalancing:eu-north-1:111111111111:targetgroup/streams/0123456789abcdef"
-        blue_green                   = true
-        green_target_group_arn       = "arn:aws:elasticloadbalancing:eu-north-1:111111111111:targetgroup/streams-green/0123456789abcdef"
-        production_listener_rule_arn = "arn:aws:elasticloadbalancing:eu-north-1:111111111111:listener-rule/app/mock/0123456789abcdef/0123456789abcdef/streams"
-        preview_listener_rule_arn    = "arn:aws:elasticloadbalancing:eu-north-1:111111111111:listener-rule/app/mock/0123456789abcdef/fedcba9876543210/streams"
-        image_repository             = "meridian-streams"
-        listener_rule_arns           = ["arn:aws:elasticloadbalancing:eu-north-1:111111111111:listener-rule/app/mock/0123456789abcdef/0123456789abcdef/streams"]
-        database_secret_arn          = "arn:aws:secretsmanager:eu-north-1:111111111111:secret:meridian-prod-dk/db/streams-AbCdEf"
-        cpu                          = 256
-        memory                       = 512
-        desired_count                = 2
-        max_count                    = 6
-      }
-    }
+    services                = var.bg_services
   }
 
   assert {
@@ -273,5 +276,107 @@ run "blue_green" {
       && jsonencode(output.blue_green.streams.capacity) == jsonencode({ max = 6, min = 2 })
     )
     error_message = "the published target has exactly EcsTarget's fields, under buildkite/lib.sh's ecs_target_parameter name."
+  }
+}
+
+# The deploy role: what `meridian-deploy ecs` and the production step call, on this module's
+# blue-green services only. The same stack as blue_green, with the Buildkite deploy role trusted.
+run "deploy_role_may_do_what_meridian_deploy_ecs_does" {
+  command = apply
+  # Its own state: the roles must be created here, with the overridden ARNs below.
+  state_key = "deploy_role"
+
+  variables {
+    preview_url             = "https://dk.api.meridian.example:8443"
+    deploy_parameter_prefix = "/meridian/prod/dk/ecs-deploy"
+    deploy_principal_arns   = ["arn:aws:iam::222222222222:role/meridian-buildkite-deploy"]
+    services                = var.bg_services
+  }
+
+  # Distinct role ARNs (the mock gives every role the same one); the other resources' ARNs are
+  # compared with the resources themselves.
+  override_resource {
+    target = aws_iam_role.task
+    values = { arn = "arn:aws:iam::111111111111:role/meridian-prod-dk-streams-task" }
+  }
+  override_resource {
+    target = aws_iam_role.execution
+    values = { arn = "arn:aws:iam::111111111111:role/meridian-prod-dk-streams-execution" }
+  }
+
+  assert {
+    condition = (
+      output.deploy_role_arn != null
+      && one(data.aws_iam_policy_document.deploy_assume[0].statement).actions == toset(["sts:AssumeRole"])
+      && one(one(data.aws_iam_policy_document.deploy_assume[0].statement).principals).type == "AWS"
+      && one(one(data.aws_iam_policy_document.deploy_assume[0].statement).principals).identifiers == toset(var.deploy_principal_arns)
+      && aws_iam_role_policy.deploy[0].role == aws_iam_role.deploy[0].id
+      && output.deploy_policy_json == data.aws_iam_policy_document.deploy[0].json
+      && length(aws_ecs_service.service) == 2 && length(aws_appautoscaling_target.service) == 2
+    )
+    error_message = "the deploy role is assumed by deploy_principal_arns only and carries the deploy policy (also output as JSON)."
+  }
+
+  assert {
+    condition = jsonencode({
+      for st in data.aws_iam_policy_document.deploy[0].statement : st.sid => {
+        actions   = sort(tolist(st.actions))
+        resources = sort(tolist(st.resources))
+      }
+      }) == jsonencode({
+      ReadWhatIsDeployed = {
+        actions   = ["application-autoscaling:DescribeScalableTargets", "ecs:DescribeTaskDefinition", "elasticloadbalancing:DescribeRules", "elasticloadbalancing:DescribeTargetHealth"]
+        resources = ["*"]
+      }
+      RegisterNewRevisions = {
+        actions   = ["ecs:RegisterTaskDefinition"]
+        resources = ["*"]
+      }
+      PassOnlyTheServicesRoles = {
+        actions   = ["iam:PassRole"]
+        resources = ["arn:aws:iam::111111111111:role/meridian-prod-dk-streams-execution", "arn:aws:iam::111111111111:role/meridian-prod-dk-streams-task"]
+      }
+      MoveTasksBetweenColours = {
+        actions   = ["ecs:CreateService", "ecs:DescribeServices", "ecs:UpdateService"]
+        resources = sort([aws_ecs_service.service["streams"].id, aws_ecs_service.service["streams-green"].id])
+      }
+      SwitchListenerRules = {
+        actions   = ["elasticloadbalancing:ModifyRule"]
+        resources = sort([var.services.streams.production_listener_rule_arn, var.services.streams.preview_listener_rule_arn])
+      }
+      MoveAutoscalingRanges = {
+        actions   = ["application-autoscaling:RegisterScalableTarget"]
+        resources = sort([aws_appautoscaling_target.service["streams"].arn, aws_appautoscaling_target.service["streams-green"].arn])
+      }
+      ReadPublishedTargets = {
+        actions   = ["ssm:GetParameter"]
+        resources = [aws_ssm_parameter.deploy_target["streams"].arn]
+      }
+    })
+    error_message = "the deploy policy grants exactly the calls of meridian-deploy ecs and the production step, scoped to this country's blue-green services, rules, scalable targets, parameters and roles; \"*\" only where AWS has no resource-level permission."
+  }
+
+  assert {
+    condition = (
+      alltrue([for st in data.aws_iam_policy_document.deploy[0].statement : alltrue([for a in st.actions : !strcontains(a, "*")])])
+      && jsonencode([for c in one([for st in data.aws_iam_policy_document.deploy[0].statement : st if st.sid == "PassOnlyTheServicesRoles"]).condition : [c.test, c.variable, c.values]]) == jsonencode([["StringEquals", "iam:PassedToService", ["ecs-tasks.amazonaws.com"]]])
+      && !contains(flatten([for st in data.aws_iam_policy_document.deploy[0].statement : st.actions]), "elasticloadbalancing:ModifyListener")
+    )
+    error_message = "no wildcard action; the task and execution roles are passed to ECS tasks only; listeners are never modified (the command moves rules)."
+  }
+}
+
+run "no_deploy_principals_no_deploy_role" {
+  command = plan
+
+  variables {
+    preview_url             = "https://dk.api.meridian.example:8443"
+    deploy_parameter_prefix = "/meridian/prod/dk/ecs-deploy"
+    services                = var.bg_services
+  }
+
+  assert {
+    condition     = length(aws_iam_role.deploy) == 0 && length(data.aws_iam_policy_document.deploy) == 1
+    error_message = "without deploy_principal_arns there is no deploy role, only the policy to attach elsewhere."
   }
 }

@@ -208,6 +208,25 @@ run "dk_ecs_every_service_verifies_tokens" {
     condition     = output.operator_role_arn == null && output.rollout_role_arn == null
     error_message = "an ECS country runs no operator: no operator role."
   }
+
+  assert {
+    condition     = output.ecs_deploy_role_arn == null && module.ecs[0].deploy_policy_json != null
+    error_message = "without deploy_principal_arns no deploy role is created (the policy is still output)."
+  }
+}
+
+run "dk_deploy_role_for_the_pipeline" {
+  command = apply
+
+  variables {
+    country               = "dk"
+    deploy_principal_arns = ["arn:aws:iam::333333333333:role/meridian-buildkite-deploy"]
+  }
+
+  assert {
+    condition     = output.ecs_deploy_role_arn != null && output.ecs_deploy_role_arn == module.ecs[0].deploy_role_arn
+    error_message = "an ECS country with deploy_principal_arns gets the role meridian-deploy ecs runs as (modules/ecs deploy_role_arn)."
+  }
 }
 
 run "se_eks_every_service_verifies_tokens" {
