@@ -31,7 +31,7 @@ image_ref() { # image_ref NAME -> registry/<prefix>NAME:SHA (prefix: buildkite/i
 }
 
 # True when the binary's crate exists in the workspace. Image matrix entries for services that
-# are planned (playlists) but not written yet are announced, not built.
+# are planned but not written yet are announced, not built.
 in_workspace() {
   case "$1" in
     meridian) [[ -f "$MERIDIAN_ROOT/services/platform/Cargo.toml" ]] ;;

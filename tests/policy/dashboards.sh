@@ -23,7 +23,8 @@
 #     409 at the limit, a heartbeat, a stop, 400/401/403s, an admin limit change; a signed and an
 #     unsigned call decision, the calls admin API and a routing change that bumps the snapshot
 #     version; learning item reads, a 404 and a 403; attendance's visits page, a sign-in, sign-out,
-#     delete and stream ticket, a 403);
+#     delete and stream ticket, a 403; playlists' commands incl. a 412, a share link opened,
+#     revoked (then 404), the analytics, a 403);
 #  5. for EVERY target of every panel (template variables substituted: constants by their value,
 #     multi-value query variables by their "All" regex, $__rate_interval = 1m, $__interval = 15s,
 #     $__range = 1h) queries /api/v1/query: it must succeed and return at least one series, and
@@ -465,10 +466,11 @@ ok "meridian serve ready on $base after $((SECONDS - started))s (throwaway Postg
 
 # ---------------------------------------------------------------- 4. load
 load() {
-  local alice bob ops oak codes="" sid body pbx sign i att
+  local alice bob ops oak data codes="" sid body pbx sign i att pl share
   alice="$("$meridian" token --sub alice)"
   oak="$("$meridian" token --sub oak-staff --scope attendance:site-oak-primary --scope attendance:read)"
   bob="$("$meridian" token --sub bob)"
+  data="$("$meridian" token --sub data-team --scope playlists:analytics)"
   ops="$("$meridian" token --sub ops --scope streams:admin --scope calls:admin --ttl 15m)"
   c() { codes+="$(curl -s -o "$work/body" -w '%{http_code}' "$@") "; }
   json=(-H 'content-type: application/json')
@@ -519,6 +521,26 @@ load() {
     c -X DELETE "$base/attendance/v1/sites/oak-primary/attendance/$att" -H "authorization: Bearer $oak" # 204
     c -X POST "$base/attendance/v1/sites/oak-primary/stream-tickets" -H "authorization: Bearer $oak" # 201
     c "$base/attendance/v1/sites/elm-nursery/attendance" -H "authorization: Bearer $oak"       # 403
+    # playlists: a playlist created (idempotently), a lesson added, a stale reorder (412), what
+    # next, a share link opened, revoked and opened again (404), the playlist deleted, the
+    # removal analytics, another learner (403).
+    c -X POST "$base/playlists/v1/users/alice/playlists" -H "authorization: Bearer $alice" "${json[@]}" \
+      -H "Idempotency-Key: dash-$i-$RANDOM" -d '{"name":"dashboard"}'                     # 201
+    pl="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$work/body" 2>/dev/null || true)"
+    c -X POST "$base/playlists/v1/users/alice/playlists/$pl/lessons" -H "authorization: Bearer $alice" \
+      "${json[@]}" -d '{"lesson_id":"drums-funk-1"}'                                       # 201
+    c -X PUT "$base/playlists/v1/users/alice/playlists/$pl/lessons/drums-funk-1/position" \
+      -H "authorization: Bearer $alice" -H 'If-Match: "1"' "${json[@]}" -d '{"position":0}' # 412
+    c "$base/playlists/v1/users/alice/playlists/$pl/next" -H "authorization: Bearer $alice"  # 200
+    c -X POST "$base/playlists/v1/users/alice/playlists/$pl/shares" -H "authorization: Bearer $alice" \
+      "${json[@]}" -d '{"channel":"whatsapp"}'                                             # 201
+    share="$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["id"], d["token"])' "$work/body" 2>/dev/null || true)"
+    c "$base/playlists/v1/shared/${share#* }"                                               # 200
+    c -X DELETE "$base/playlists/v1/users/alice/playlists/$pl/shares/${share%% *}" -H "authorization: Bearer $alice" # 204
+    c "$base/playlists/v1/shared/${share#* }"                                               # 404
+    c -X DELETE "$base/playlists/v1/users/alice/playlists/$pl" -H "authorization: Bearer $alice" # 204
+    c "$base/playlists/v1/analytics/removals" -H "authorization: Bearer $data"               # 200
+    c "$base/playlists/v1/users/alice/playlists" -H "authorization: Bearer $bob"              # 403
     # Stop the other two streams so the next round starts from zero again.
     c "$base/streams/v1/users/alice/sessions" -H "authorization: Bearer $alice"
     for sid in $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); [print(s["session_id"]) for s in d["items"]]' "$work/body" 2>/dev/null); do
@@ -527,10 +549,10 @@ load() {
     sleep 1
   done
   echo "status codes: $codes"
-  want="401 403 201 200 201 201 409 400 200 200 204 403 200 200 401 200 200 200 200 404 403 200 201 200 204 201 403 200 204 204 "
+  want="401 403 201 200 201 201 409 400 200 200 204 403 200 200 401 200 200 200 200 404 403 200 201 200 204 201 403 201 201 412 200 201 200 204 404 204 200 403 200 204 204 "
   [[ "$codes" == "$want$want" ]] || { echo "expected:     $want$want"; return 1; }
 }
-check "load: stream starts/stops incl. a replay and a 409, 400/401/403s, calls decisions, a routing change, learning reads, attendance sign-ins" load
+check "load: stream starts/stops incl. a replay and a 409, 400/401/403s, calls decisions, a routing change, learning reads, attendance sign-ins, playlist commands and shares" load
 
 # ---------------------------------------------------------------- 5. every panel against Prometheus
 check "Prometheus scrapes meridian serve and the operator fixture (up == 1 for both jobs)" \

@@ -270,7 +270,7 @@ check "slo-gate.sh prints one slo-gate command per service in slo.yaml" slo_gate
 expect_fail "slo.yaml service without p99_ms" "service streams: p99_ms: missing" \
   bash buildkite/slo-gate.sh --print --file "$FIX/slo-missing-p99.yaml" http://127.0.0.1:8080
 check "slo.yaml lists exactly the services that exist" slo_lists_existing_services buildkite/slo.yaml
-expect_fail "slo.yaml listing a service without a crate" "playlists: no service crate" \
+expect_fail "slo.yaml listing a service without a crate" "billing: no service crate" \
   slo_lists_existing_services "$FIX/slo-unbuilt-service.yaml"
 expect_fail "slo.yaml leaving out a service that exists" "calls: has a service crate but is not gated" \
   slo_lists_existing_services "$FIX/slo-missing-service.yaml"

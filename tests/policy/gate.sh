@@ -4,7 +4,8 @@
 # (calls' hospital switchboard +46101110099, which the gated decision calls). Every service is
 # gated on its hot route from buildkite/slo.yaml: streams on a start + stop cycle, calls on a
 # signed decision, learning on an item read, attendance on /visits and a sign-in cycle at its
-# probe site. The gate must pass on the healthy platform, and fail naming the service
+# probe site, playlists on a create/add/next/delete cycle as the user slo-probe. The gate must
+# pass on the healthy platform, and fail naming the service
 # when a slow route is injected (FAULT_DELAY_MS on the streams routes), when its token is
 # refused (streams, with the 401/403s) and when its webhook signature is refused (calls).
 #
@@ -88,21 +89,22 @@ passed=0 failed=0
 serve
 # The slo-probe identity's token, minted with the key serve has just created (and trusts).
 (umask 077 && "$meridian" token --sub slo-probe --scope streams:sessions --scope attendance:read \
-  --scope attendance:site-slo-probe --ttl 1h >"$token_file") ||
+  --scope attendance:site-slo-probe --scope playlists:user-slo-probe --ttl 1h >"$token_file") ||
   die "meridian token failed"
 [[ -s "$token_file" ]] || die "meridian token printed nothing"
 if run_gate; then passed=$((passed + 1)); echo "gate: ok: passes against a healthy platform"
 else failed=$((failed + 1)); echo "gate: FAIL: breached against a healthy platform"; fi
 
-# A token the platform does not accept (not signed by its key): streams, learning and attendance
-# answer 401 to every probe, and the gate must fail on them rather than count refusals as answers.
+# A token the platform does not accept (not signed by its key): streams, learning, attendance
+# and playlists answer 401 to every probe, and the gate must fail on them rather than count
+# refusals as answers.
 (umask 077 && printf 'not.a.token\n' >"$work/refused.token")
 if out=$(run_gate "$work/refused.token" 2>&1); then
   failed=$((failed + 1)); echo "$out"; echo "gate: FAIL: passed with a token the platform refuses"
-elif grep -q 'for: \*\*streams learning attendance\*\*' <<<"$out" && grep -q '401/403' <<<"$out"; then
-  passed=$((passed + 1)); echo "gate: ok: fails with a refused token, naming streams, learning and attendance and the 401/403s"
+elif grep -q 'for: \*\*streams learning attendance playlists\*\*' <<<"$out" && grep -q '401/403' <<<"$out"; then
+  passed=$((passed + 1)); echo "gate: ok: fails with a refused token, naming streams, learning, attendance and playlists and the 401/403s"
 else
-  failed=$((failed + 1)); echo "$out"; echo "gate: FAIL: failed, but without naming streams, learning and attendance and the 401/403s"
+  failed=$((failed + 1)); echo "$out"; echo "gate: FAIL: failed, but without naming streams, learning, attendance and playlists and the 401/403s"
 fi
 
 # A webhook secret the platform does not have for `slo-probe`: calls refuses every signed

@@ -466,7 +466,7 @@ services:
         let f = SloFile::load(Path::new(path)).unwrap();
         assert_eq!(
             f.names(),
-            vec!["streams", "calls", "learning", "attendance"]
+            vec!["streams", "calls", "learning", "attendance", "playlists"]
         );
         for s in &f.services {
             assert!(

@@ -3,7 +3,8 @@
 //!
 //! Callers (docs/security.md):
 //! - a learner: a token whose `sub` is the `{user_id}` of the path, on their own playlists,
-//!   sessions and share links only;
+//!   sessions and share links only (or a token with `playlists:user-<user_id>`: one user's
+//!   rights for a service client, the SLO probe's `playlists:user-slo-probe`);
 //! - `playlists:admin`: any user's routes (support tooling);
 //! - `playlists:analytics`: the analytics routes (the data team's dashboards);
 //! - public: the catalogue (content, no user data) and a shared playlist's read-only view
@@ -51,8 +52,12 @@ use crate::{
 pub const SCOPE_ADMIN: &str = "playlists:admin";
 /// The analytics routes.
 pub const SCOPE_ANALYTICS: &str = "playlists:analytics";
+/// `playlists:user-<user id>`: acts as that one user (the SLO probe's `playlists:user-slo-probe`:
+/// a client-credentials token's `sub` is the client's id, not a user id).
+pub const USER_SCOPE_PREFIX: &str = "playlists:user-";
 
-const OWNER: Option<&str> = Some("the user in the path (sub = user_id)");
+const OWNER: Option<&str> =
+    Some("the user in the path (sub = user_id, or scope playlists:user-<user_id>)");
 const ADMIN: &[&str] = &[SCOPE_ADMIN];
 const ANALYTICS: &[&str] = &[SCOPE_ANALYTICS, SCOPE_ADMIN];
 
@@ -636,7 +641,9 @@ fn refused(r: Refusal) -> ApiError {
 }
 
 fn check_user(caller: &Caller, user: &str) -> ApiResult<()> {
-    caller.require_user(user, ADMIN)?;
+    if !caller.has_scope(&format!("{USER_SCOPE_PREFIX}{user}")) {
+        caller.require_user(user, ADMIN)?;
+    }
     let mut v = Validator::new();
     check_id(&mut v, user, "user_id");
     v.finish()
@@ -945,7 +952,8 @@ async fn remove_lesson(
                      "lesson": lesson_id, "query": query});
     let mut cmd = begin!(&st, &user_id, key, req);
     let p = cmd.playlist(playlist_id, if_match).await?;
-    let e = domain::decide_remove(&p, &lesson_id, reason, query.note.as_deref()).map_err(refused)?;
+    let e =
+        domain::decide_remove(&p, &lesson_id, reason, query.note.as_deref()).map_err(refused)?;
     cmd.record(e).await?;
     let view = view_after(&mut cmd, playlist_id).await?;
     cmd.finish(&view).await

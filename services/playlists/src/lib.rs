@@ -153,15 +153,16 @@ pub async fn load_sample_data(pool: &PgPool) -> Result<(), sqlx::Error> {
         )
         .await?;
     }
-    // drums-funk-1 mastered, drums-rock-1 improving, keys-jazz-1 falling, drums-pop-2 just played.
+    // drums-funk-1 mastered, drums-rock-1 improving (twice yesterday, once today), keys-jazz-1
+    // falling, drums-pop-2 just played: "next" is drums-rock-1.
     let history: [(&str, f32, i64); 9] = [
-        ("drums-funk-1", 0.93, 170),
-        ("drums-funk-1", 0.95, 160),
-        ("drums-funk-1", 0.97, 150),
-        ("drums-rock-1", 0.52, 140),
-        ("drums-rock-1", 0.61, 120),
+        ("drums-funk-1", 0.93, 1700),
+        ("drums-funk-1", 0.95, 1690),
+        ("drums-funk-1", 0.97, 1680),
+        ("drums-rock-1", 0.52, 1600),
+        ("drums-rock-1", 0.61, 1590),
         ("drums-rock-1", 0.74, 100),
-        ("keys-jazz-1", 0.70, 80),
+        ("keys-jazz-1", 0.70, 1500),
         ("keys-jazz-1", 0.55, 60),
         ("drums-pop-2", 0.80, 20),
     ];

@@ -21,6 +21,10 @@ struct Route {
 fn others() -> Vec<String> {
     vec![
         other_learner(),
+        bearer(
+            "slo-probe-client",
+            &["playlists:user-bo", "playlists:user-"],
+        ),
         bearer("someone", &[]),
         bearer(
             "svc",
@@ -236,6 +240,30 @@ async fn every_route_refuses_missing_and_bad_tokens_and_the_wrong_caller() {
             assert!(s.is_success(), "{what}: an allowed caller got {s}: {p}");
         }
     }
+}
+
+#[tokio::test]
+async fn a_user_scope_acts_for_that_one_user() {
+    let h = harness().await;
+    let probe = bearer("1example-client-id", &["playlists:user-slo-probe"]);
+    let (s, b) = h
+        .send(
+            Method::POST,
+            "/playlists/v1/users/slo-probe/playlists",
+            Some(&probe),
+            Some(json!({"name": "gate"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, _) = h
+        .send(
+            Method::GET,
+            &format!("/playlists/v1/users/{USER}/playlists"),
+            Some(&probe),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]

@@ -415,7 +415,11 @@ async fn one_default_per_user_and_deleting_it_hands_it_on() {
         .send(Method::DELETE, &base(&c), Some(&learner()), None)
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
-    assert_eq!(defaults(&h).await, std::slice::from_ref(&a), "the oldest remaining");
+    assert_eq!(
+        defaults(&h).await,
+        std::slice::from_ref(&a),
+        "the oldest remaining"
+    );
     // The list pages by cursor.
     let (s, page) = h
         .send(

@@ -68,10 +68,14 @@ variable "scopes" {
     "calls:admin"         = "Change call routing (PBX flows, subscribers), read the snapshot and audit"
     "learning:admin"      = "Administer learning records"
     "learning:read"       = "Read any learner's learning records (support tooling, the SLO probe); no writes"
-    "playlists:analytics" = "Read playlist analytics"
-    "attendance:admin"    = "Administer attendance"
-    "attendance:ingest"   = "Ingest page visits (the visits producer); no reads"
-    "attendance:read"     = "Read visits and visitors (dashboards, the SLO probe); no writes"
+    "playlists:analytics" = "Read playlist analytics (removal reasons, shares, retention; counters only)"
+    "playlists:admin"     = "Act on any learner's playlists (support tooling)"
+    # One user's rights for a service client (a client-credentials token's sub is the client id):
+    # only the SLO probe's user is one here.
+    "playlists:user-slo-probe" = "Act as the playlists user slo-probe (the SLO probe's own playlists only)"
+    "attendance:admin"         = "Administer attendance"
+    "attendance:ingest"        = "Ingest page visits (the visits producer); no reads"
+    "attendance:read"          = "Read visits and visitors (dashboards, the SLO probe); no writes"
     # Staff of one site hold attendance:site-<site id>; Cognito scopes are fixed, so only the SLO
     # probe's site is one here (staff tokens come from the schools' OIDC issuer, docs/attendance.md).
     "attendance:site-slo-probe" = "Staff of the SLO probe's attendance site (sign-in, sign-out, delete there only)"
@@ -97,13 +101,13 @@ variable "clients" {
     # The playback service calls the streams guard for its viewers.
     playback = { scopes = ["streams:sessions"] }
     # Operators' and admin tooling's client: every admin scope.
-    admin = { scopes = ["streams:admin", "calls:admin", "learning:admin", "playlists:analytics", "attendance:admin"] }
+    admin = { scopes = ["streams:admin", "calls:admin", "learning:admin", "playlists:analytics", "playlists:admin", "attendance:admin"] }
     # The visits producer (the consumer of the page-visit topic) posts visits to attendance.
     visits-producer = { scopes = ["attendance:ingest"] }
     # The delivery pipeline's SLO probe (Buildkite slo-gate, operator analysis) exercises the guard,
-    # learning's item route (learning:read puts it in learning's AUTH_AUDIENCE) and attendance's
-    # /visits and a sign-in cycle at its own site.
-    slo-probe = { scopes = ["streams:sessions", "learning:read", "attendance:read", "attendance:site-slo-probe"] }
+    # learning's item route (learning:read puts it in learning's AUTH_AUDIENCE), attendance's
+    # /visits and a sign-in cycle at its own site, and a playlist cycle as the user slo-probe.
+    slo-probe = { scopes = ["streams:sessions", "learning:read", "attendance:read", "attendance:site-slo-probe", "playlists:user-slo-probe"] }
   }
 
   validation {

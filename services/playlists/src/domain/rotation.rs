@@ -4,7 +4,8 @@
 //! 1. **Skip mastered**: at least `window` sessions on the lesson and the mean accuracy of the
 //!    most recent `window` at or above `threshold`.
 //! 2. **Avoid** the lesson the user just played (their latest session, on any lesson) and the
-//!    most-repeated lesson(s) today (UTC day of the clock), when that maximum is 2 or more.
+//!    most-repeated lesson(s) today (UTC day of the clock) among those not mastered, when that
+//!    maximum is 2 or more.
 //! 3. Among the rest, **prefer "struggling but improving"**: at least 2 sessions, the latest
 //!    below the threshold and above the mean of the (up to `window`) sessions before it; the
 //!    largest rise first.
@@ -110,14 +111,25 @@ pub fn next(lessons: &[String], sessions: &[Session], now: DateTime<Utc>, rule: 
             }
         })
         .collect();
-    let max_today = stats.iter().map(|s| s.today).max().unwrap_or(0);
+    let w = rule.window.max(1);
+    // A tolerance for f32 means (three sessions at exactly the threshold are mastered).
+    let mastered: Vec<bool> = stats
+        .iter()
+        .map(|s| s.recent.len() >= w && mean(&s.recent[..w]) >= rule.threshold - 1e-6)
+        .collect();
+    // The most plays today among the lessons still in the running.
+    let max_today = stats
+        .iter()
+        .zip(&mastered)
+        .filter(|(_, m)| !**m)
+        .map(|(s, _)| s.today)
+        .max()
+        .unwrap_or(0);
     let mut skipped = Vec::new();
     let mut open = Vec::new();
     let mut avoided = Vec::new();
     for (i, (l, s)) in lessons.iter().zip(&stats).enumerate() {
-        let w = rule.window.max(1);
-        // A tolerance for f32 means (three sessions at exactly the threshold are mastered).
-        if s.recent.len() >= w && mean(&s.recent[..w]) >= rule.threshold - 1e-6 {
+        if mastered[i] {
             skipped.push((i, Skip::Mastered));
         } else if Some(l.as_str()) == just_played {
             skipped.push((i, Skip::JustPlayed));

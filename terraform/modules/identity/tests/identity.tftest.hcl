@@ -26,7 +26,7 @@ run "cognito_issuer_per_country" {
   }
 
   assert {
-    condition     = aws_cognito_resource_server.this[0].identifier == "meridian" && toset([for s in aws_cognito_resource_server.this[0].scope : s.scope_name]) == toset(["streams:sessions", "streams:admin", "calls:admin", "learning:admin", "learning:read", "playlists:analytics", "attendance:admin", "attendance:ingest", "attendance:read", "attendance:site-slo-probe"])
+    condition     = aws_cognito_resource_server.this[0].identifier == "meridian" && toset([for s in aws_cognito_resource_server.this[0].scope : s.scope_name]) == toset(["streams:sessions", "streams:admin", "calls:admin", "learning:admin", "learning:read", "playlists:analytics", "playlists:admin", "playlists:user-slo-probe", "attendance:admin", "attendance:ingest", "attendance:read", "attendance:site-slo-probe"])
     error_message = "the resource server carries exactly the contract's scopes."
   }
 
@@ -40,7 +40,7 @@ run "cognito_issuer_per_country" {
   }
 
   assert {
-    condition     = aws_cognito_user_pool_client.this["playback"].allowed_oauth_scopes == toset(["meridian/streams:sessions"]) && aws_cognito_user_pool_client.this["slo-probe"].allowed_oauth_scopes == toset(["meridian/streams:sessions", "meridian/learning:read", "meridian/attendance:read", "meridian/attendance:site-slo-probe"])
+    condition     = aws_cognito_user_pool_client.this["playback"].allowed_oauth_scopes == toset(["meridian/streams:sessions"]) && aws_cognito_user_pool_client.this["slo-probe"].allowed_oauth_scopes == toset(["meridian/streams:sessions", "meridian/learning:read", "meridian/attendance:read", "meridian/attendance:site-slo-probe", "meridian/playlists:user-slo-probe"])
     error_message = "the playback service acts for users on streams only; the SLO probe also reads learning."
   }
 

@@ -61,7 +61,7 @@ run "prometheus_mode_renders_dashboards_and_recording_rules" {
   }
 
   assert {
-    condition     = toset(keys(output.dashboard_manifests)) == toset(["grafana-dashboard-meridian-attendance", "grafana-dashboard-meridian-calls", "grafana-dashboard-meridian-delivery", "grafana-dashboard-meridian-learning", "grafana-dashboard-meridian-streams"])
+    condition     = toset(keys(output.dashboard_manifests)) == toset(["grafana-dashboard-meridian-attendance", "grafana-dashboard-meridian-calls", "grafana-dashboard-meridian-delivery", "grafana-dashboard-meridian-learning", "grafana-dashboard-meridian-playlists", "grafana-dashboard-meridian-streams"])
     error_message = "one dashboard ConfigMap per runbooks/dashboards/*.json (calls, delivery, learning, streams)"
   }
 
