@@ -12,8 +12,15 @@
 //!    environment, sizes stay what Terraform registered);
 //! 3. the idle colour's ECS service is created or updated onto it with `previewReplicas`, and the
 //!    preview (test) listener rule is pointed at the idle colour's target group;
-//! 4. the command waits, bounded by `progressDeadlineSeconds`, until that target group has as
-//!    many healthy targets as the preview wants;
+//! 4. the command waits, bounded by `progressDeadlineSeconds`, until the rollout is the new
+//!    revision's: the idle service's PRIMARY deployment (DescribeServices) runs the new task
+//!    definition with at least the preview's count of running tasks, and every healthy target in
+//!    its target group is one of the service's running tasks of that revision (matched by the
+//!    task's ENI IP, DescribeTasks), at least the preview's count of them. A deployment of the new
+//!    revision that ECS marks `FAILED`, or a PRIMARY deployment on another revision (ECS's
+//!    deployment circuit breaker rolled back, or something else changed the service), ends the
+//!    wait at once and rolls back per policy: old tasks (rolled back, or left by a `Freeze`) are
+//!    never analysed as the new image;
 //! 5. the preview is analysed with the operator's probe (`operator/probe`, the library the SLO
 //!    gate uses): `analysis.count` measurements every `analysis.interval` after
 //!    `analysis.initialDelay`, at most `analysis.failureLimit` failures;
@@ -26,16 +33,22 @@
 //!    idle colour back to its minimum);
 //! 7. a breach beyond the failure limit, before or after the switch, rolls back per
 //!    `rollbackPolicy`: `Revert` puts the production rule back on the old colour and scales the
-//!    new one to 0; `Freeze` puts the rule back and scales nothing.
+//!    new one (and pins its range) to 0; `Freeze` puts the rule back and scales nothing. A
+//!    missed progress deadline with `Revert` scales and pins the preview to 0 as well.
 //!
 //! Each step's effect is read back through the APIs, never assumed, so a rerun after a crash
 //! picks up from what AWS says (the production rule is the one source of the active colour).
+//! A rerun whose image the active colour already runs finishes an interrupted cycle at once
+//! (no second verification, no scale-down delay): the active colour gets production's range,
+//! the idle colour is pinned and scaled to 0 — whatever it runs, a preview a stopped run or a
+//! `Freeze` left included.
 
 use std::time::{Duration, Instant};
 
 use aws_sdk_applicationautoscaling::types::{ScalableDimension, ServiceNamespace};
 use aws_sdk_ecs::types::{
-    ContainerDefinition, LaunchType, LoadBalancer, NetworkConfiguration, TaskDefinition,
+    ContainerDefinition, DeploymentRolloutState, DesiredStatus, LaunchType, LoadBalancer,
+    NetworkConfiguration, TaskDefinition,
 };
 use aws_sdk_elasticloadbalancingv2::types::{Action, ActionTypeEnum, TargetHealthStateEnum};
 use operator::crd::{Colour, ReleaseSpec, RollbackPolicy};
@@ -114,11 +127,15 @@ pub enum Outcome {
         active: Colour,
         task_definition: String,
     },
-    /// The active colour already runs `spec.image`: nothing was changed.
-    AlreadyActive { active: Colour },
-    /// The analysis or the verification failed: production is back on (or never left) the old
-    /// colour. `scaled_down` says whether the new colour was scaled to 0 (`Revert`) or left
-    /// running for a human (`Freeze`).
+    /// The active colour already runs `spec.image`. `finished`: a cycle had been interrupted
+    /// after the production switch, and this run finished it at once (the active colour given
+    /// production's range, the idle one scaled and pinned to 0; no verification, no scale-down
+    /// delay); `false`: nothing needed changing.
+    AlreadyActive { active: Colour, finished: bool },
+    /// The analysis or the verification failed, or ECS did not roll the new task definition out
+    /// on the idle colour (a failed deployment, its circuit breaker's rollback): production is
+    /// back on (or never left) the old colour. `scaled_down` says whether the new colour was
+    /// scaled to 0 (`Revert`) or left running for a human (`Freeze`).
     RolledBack {
         active: Colour,
         reason: String,
@@ -275,9 +292,21 @@ pub async fn deploy(
         .map_err(aws("DescribeTaskDefinition"))?
         .task_definition
         .ok_or_else(|| Error::State(format!("{base_arn} has no definition")))?;
+    // Terraform gives each colour an autoscaling range; the active one's is production's.
+    let terraform_range = match target.capacity {
+        Some(c) if c.min >= 0 && c.max >= c.min => Some((c.min, c.max)),
+        Some(c) => {
+            return Err(Error::Spec(format!(
+                "the target's capacity {}-{} is not a range",
+                c.min, c.max
+            )));
+        }
+        None => None,
+    };
     if container(&base, &spec.service)?.image() == Some(spec.image.as_str()) {
         tracing::info!(%active, image = %spec.image, "the active colour already runs the image");
-        return Ok(Outcome::AlreadyActive { active });
+        let finished = finish_cycle(clients, target, active, terraform_range).await?;
+        return Ok(Outcome::AlreadyActive { active, finished });
     }
 
     let task_definition = register_with_image(clients, &base, &spec.service, &spec.image).await?;
@@ -294,16 +323,9 @@ pub async fn deploy(
         spec,
     )
     .await?;
-    // Terraform gives each colour an autoscaling range; the active one's is production's. While
-    // analysed, the preview is pinned at its count so target tracking cannot move it.
-    let production_range = match target.capacity {
-        Some(c) if c.min >= 0 && c.max >= c.min => Some((c.min, c.max)),
-        Some(c) => {
-            return Err(Error::Spec(format!(
-                "the target's capacity {}-{} is not a range",
-                c.min, c.max
-            )));
-        }
+    // While analysed, the preview is pinned at its count so target tracking cannot move it.
+    let production_range = match terraform_range {
+        Some(r) => Some(r),
         None => capacity(clients, target, active).await?,
     };
     if production_range.is_some() {
@@ -315,10 +337,12 @@ pub async fn deploy(
         target.target_groups.get(preview),
     )
     .await?;
-    tracing::info!(%preview, count = preview_count, "preview service deployed; waiting for healthy targets");
-    if let Err(e) = wait_healthy(
+    tracing::info!(%preview, count = preview_count, "preview service deployed; waiting for its rollout");
+    match wait_rolled_out(
         clients,
-        target.target_groups.get(preview),
+        target,
+        preview,
+        &task_definition,
         preview_count,
         deadline,
         spec,
@@ -326,11 +350,27 @@ pub async fn deploy(
     )
     .await
     {
-        // The preview never took traffic: per policy, stop paying for its tasks.
-        if spec.rollback_policy == RollbackPolicy::Revert {
-            scale(clients, target, preview, 0).await?;
+        Ok(Ok(())) => {}
+        // ECS itself gave up on the new revision (its circuit breaker, or another deployment):
+        // whatever the preview's target group holds now is not the image to analyse.
+        Ok(Err(reason)) => {
+            tracing::warn!(
+                %reason,
+                "the new revision did not roll out; production stays on the active colour"
+            );
+            return roll_back(clients, target, spec, active, preview, reason).await;
         }
-        return Err(e);
+        Err(e) => {
+            // The preview never took traffic: per policy, stop paying for its tasks, and pin
+            // its range at 0 (else target tracking brings it back to the preview count).
+            if spec.rollback_policy == RollbackPolicy::Revert {
+                if production_range.is_some() {
+                    set_capacity(clients, target, preview, 0, 0).await?;
+                }
+                scale(clients, target, preview, 0).await?;
+            }
+            return Err(e);
+        }
     }
 
     // Analysis of the preview, before any production traffic reaches it.
@@ -678,43 +718,251 @@ async fn set_capacity(
     Ok(())
 }
 
-/// Waits until `target_group` has at least `want` healthy targets, polling every
-/// `timing.health_poll`, until the release's progress deadline.
-async fn wait_healthy(
+/// Finishes a cycle that an interrupted run left after its production switch, once the active
+/// colour runs the image: the active colour gets production's range (`terraform_range`, else its
+/// own; a State error where the colours' ranges leave that in doubt), the idle colour is pinned
+/// at 0 and scaled to 0 (whatever it runs: an abandoned preview too). Done at once: the
+/// interrupted run's verification and scale-down delay are not repeated. Returns whether
+/// anything had to change.
+async fn finish_cycle(
     clients: &Clients,
-    target_group: &str,
+    target: &EcsTarget,
+    active: Colour,
+    terraform_range: Option<(i32, i32)>,
+) -> Result<bool, Error> {
+    let idle = active.other();
+    let idle_service = describe_service(clients, target, target.services.get(idle)).await?;
+    let active_range = capacity(clients, target, active).await?;
+    let idle_range = capacity(clients, target, idle).await?;
+    let production_range = match (terraform_range, active_range, idle_range) {
+        (Some(r), _, _) => Some(r),
+        // Without Terraform's range: the active colour's, unless the idle colour holds another
+        // non-zero one. Then either this run's switch was interrupted before the ranges moved
+        // (the idle one has production's) or a preview was left pinned (the active one has it):
+        // the API cannot tell which.
+        (None, Some(a), Some(i)) if i != (0, 0) && i != a => {
+            return Err(Error::State(format!(
+                "cannot tell production's autoscaling range: the active colour {active} has \
+                 {}-{}, the idle colour {idle} {}-{}; give the target a capacity",
+                a.0, a.1, i.0, i.1
+            )));
+        }
+        (None, Some(a), _) => Some(a),
+        (None, None, Some(i)) if i != (0, 0) => Some(i),
+        (None, None, _) => None,
+    };
+    let mut finished = false;
+    if let Some((min, max)) = production_range
+        && active_range != Some((min, max))
+    {
+        tracing::info!(%active, min, max, "finishing an interrupted cycle: production's range");
+        set_capacity(clients, target, active, min, max).await?;
+        finished = true;
+    }
+    if let Some(service) = idle_service {
+        if production_range.is_some() && idle_range != Some((0, 0)) {
+            tracing::info!(%idle, "finishing an interrupted cycle: idle colour pinned at 0");
+            set_capacity(clients, target, idle, 0, 0).await?;
+            finished = true;
+        }
+        if service.desired_count() != 0 {
+            tracing::info!(
+                %idle,
+                desired = service.desired_count(),
+                "finishing an interrupted cycle: idle colour scaled to 0"
+            );
+            scale(clients, target, idle, 0).await?;
+            finished = true;
+        }
+    }
+    Ok(finished)
+}
+
+/// Where the preview's rollout of the new task definition stands, as ECS and the target group
+/// say it.
+enum Rollout {
+    /// ECS's PRIMARY deployment runs the new revision with the preview count, and every healthy
+    /// target in the preview's target group is one of its tasks (at least the preview count).
+    Ready,
+    /// Not yet; why.
+    Waiting(String),
+    /// ECS will not get there: the deployment failed, or the PRIMARY deployment runs another
+    /// revision (the circuit breaker rolled back, or something else changed the service).
+    Failed(String),
+}
+
+/// Waits until the preview has rolled out `task_definition` ([`Rollout::Ready`]), polling every
+/// `timing.health_poll`, until the release's progress deadline. `Ok(Err(why))`: ECS gave up on
+/// the new revision, so nothing in the target group is worth analysing.
+#[allow(clippy::too_many_arguments)]
+async fn wait_rolled_out(
+    clients: &Clients,
+    target: &EcsTarget,
+    preview: Colour,
+    task_definition: &str,
     want: i32,
     deadline: Instant,
     spec: &ReleaseSpec,
     timing: Timing,
-) -> Result<(), Error> {
-    let want = usize::try_from(want.max(1)).unwrap_or(1);
+) -> Result<Result<(), String>, Error> {
+    let want = want.max(1);
     loop {
-        let out = clients
-            .elb
-            .describe_target_health()
-            .target_group_arn(target_group)
-            .send()
-            .await
-            .map_err(aws("DescribeTargetHealth"))?;
-        let healthy = out
-            .target_health_descriptions()
-            .iter()
-            .filter(|d| {
-                d.target_health().and_then(|h| h.state()) == Some(&TargetHealthStateEnum::Healthy)
-            })
-            .count();
-        if healthy >= want {
-            return Ok(());
-        }
-        if Instant::now() + timing.health_poll > deadline {
-            return Err(Error::Deadline {
-                what: format!("{want} healthy targets in {target_group} (have {healthy})"),
-                seconds: spec.progress_deadline_seconds,
-            });
+        match rollout(clients, target, preview, task_definition, want).await? {
+            Rollout::Ready => return Ok(Ok(())),
+            Rollout::Failed(why) => return Ok(Err(why)),
+            Rollout::Waiting(why) => {
+                if Instant::now() + timing.health_poll > deadline {
+                    return Err(Error::Deadline {
+                        what: format!(
+                            "{want} healthy tasks of {task_definition} behind {} ({why})",
+                            target.target_groups.get(preview)
+                        ),
+                        seconds: spec.progress_deadline_seconds,
+                    });
+                }
+                tracing::debug!(%why, "waiting for the preview's rollout");
+            }
         }
         tokio::time::sleep(timing.health_poll).await;
     }
+}
+
+/// One look at the preview's rollout: DescribeServices' deployments, then (once the PRIMARY one
+/// runs enough tasks) the target group's healthy targets matched to the service's running tasks
+/// by their IP (Fargate's awsvpc tasks register as `ip` targets).
+async fn rollout(
+    clients: &Clients,
+    target: &EcsTarget,
+    preview: Colour,
+    task_definition: &str,
+    want: i32,
+) -> Result<Rollout, Error> {
+    let name = target.services.get(preview);
+    let service = describe_service(clients, target, name)
+        .await?
+        .ok_or_else(|| Error::State(format!("the preview's service {name} no longer exists")))?;
+    let deployments = service.deployments();
+    if let Some(d) = deployments.iter().find(|d| {
+        d.task_definition() == Some(task_definition)
+            && d.rollout_state() == Some(&DeploymentRolloutState::Failed)
+    }) {
+        return Ok(Rollout::Failed(format!(
+            "ECS's deployment {} of {task_definition} on {name} failed: {}",
+            d.id().unwrap_or("?"),
+            d.rollout_state_reason().unwrap_or("no reason given")
+        )));
+    }
+    let Some(primary) = deployments.iter().find(|d| d.status() == Some("PRIMARY")) else {
+        return Ok(Rollout::Waiting(format!(
+            "{name} has no PRIMARY deployment"
+        )));
+    };
+    if primary.task_definition() != Some(task_definition) {
+        return Ok(Rollout::Failed(format!(
+            "{name}'s PRIMARY deployment runs {}, not {task_definition}: ECS's circuit breaker \
+             rolled the new revision back, or something else changed the service",
+            primary.task_definition().unwrap_or("no task definition")
+        )));
+    }
+    if primary.running_count() < want {
+        return Ok(Rollout::Waiting(format!(
+            "{} of {want} tasks of the new revision running",
+            primary.running_count()
+        )));
+    }
+
+    let target_group = target.target_groups.get(preview);
+    let health = clients
+        .elb
+        .describe_target_health()
+        .target_group_arn(target_group)
+        .send()
+        .await
+        .map_err(aws("DescribeTargetHealth"))?;
+    let healthy: Vec<&str> = health
+        .target_health_descriptions()
+        .iter()
+        .filter(|d| {
+            d.target_health().and_then(|h| h.state()) == Some(&TargetHealthStateEnum::Healthy)
+        })
+        .filter_map(|d| d.target().and_then(|t| t.id()))
+        .collect();
+    let new_tasks = task_ips(clients, target, name, task_definition).await?;
+    let (new, other): (Vec<&str>, Vec<&str>) =
+        healthy.iter().partition(|ip| new_tasks.contains(**ip));
+    if !other.is_empty() {
+        return Ok(Rollout::Waiting(format!(
+            "healthy targets that are not tasks of the new revision: {}",
+            other.join(", ")
+        )));
+    }
+    let want = usize::try_from(want).unwrap_or(1);
+    if new.len() < want {
+        return Ok(Rollout::Waiting(format!(
+            "{} of {want} healthy targets",
+            new.len()
+        )));
+    }
+    Ok(Rollout::Ready)
+}
+
+/// The private IPs of the service's running tasks of `task_definition`.
+async fn task_ips(
+    clients: &Clients,
+    target: &EcsTarget,
+    service: &str,
+    task_definition: &str,
+) -> Result<std::collections::HashSet<String>, Error> {
+    let mut arns = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let out = clients
+            .ecs
+            .list_tasks()
+            .cluster(&target.cluster)
+            .service_name(service)
+            .desired_status(DesiredStatus::Running)
+            .set_next_token(next.take())
+            .send()
+            .await
+            .map_err(aws("ListTasks"))?;
+        arns.extend(out.task_arns().iter().cloned());
+        match out.next_token() {
+            Some(t) if !t.is_empty() => next = Some(t.to_owned()),
+            _ => break,
+        }
+    }
+    let mut ips = std::collections::HashSet::new();
+    // DescribeTasks takes at most 100 tasks a call.
+    for chunk in arns.chunks(100) {
+        let out = clients
+            .ecs
+            .describe_tasks()
+            .cluster(&target.cluster)
+            .set_tasks(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(aws("DescribeTasks"))?;
+        for task in out.tasks() {
+            if task.task_definition_arn() != Some(task_definition) {
+                continue;
+            }
+            let eni = task
+                .attachments()
+                .iter()
+                .filter(|a| a.r#type() == Some("ElasticNetworkInterface"))
+                .flat_map(aws_sdk_ecs::types::Attachment::details)
+                .filter(|kv| kv.name() == Some("privateIPv4Address"))
+                .filter_map(|kv| kv.value());
+            let containers = task
+                .containers()
+                .iter()
+                .flat_map(aws_sdk_ecs::types::Container::network_interfaces)
+                .filter_map(|n| n.private_ipv4_address());
+            ips.extend(eni.chain(containers).map(str::to_owned));
+        }
+    }
+    Ok(ips)
 }
 
 /// One probe measurement of the colour behind the preview rule. `Err` carries why it failed

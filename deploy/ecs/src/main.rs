@@ -119,9 +119,9 @@ fn summary(outcome: &Outcome) -> serde_json::Value {
         } => serde_json::json!({
             "outcome": "promoted", "active": active.as_str(), "taskDefinition": task_definition,
         }),
-        Outcome::AlreadyActive { active } => {
-            serde_json::json!({ "outcome": "already-active", "active": active.as_str() })
-        }
+        Outcome::AlreadyActive { active, finished } => serde_json::json!({
+            "outcome": "already-active", "active": active.as_str(), "finishedInterruptedCycle": finished,
+        }),
         Outcome::RolledBack {
             active,
             reason,
