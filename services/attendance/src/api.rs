@@ -1061,7 +1061,13 @@ pub fn routes(state: AppState) -> ApiRouter {
             "/attendance/v1/sites/{site_id}/attendance/stream",
             get_with(stream, |op| {
                 public(
-                    op.summary("The site's live attendance feed (Server-Sent Events)"),
+                    op.summary("The site's live attendance feed (Server-Sent Events)")
+                        .description(
+                            "401 for an unknown or expired ticket, 403 for another site's; \
+                             503 while this replica serves ATTENDANCE_MAX_SUBSCRIBERS streams. \
+                             The server ends the stream ATTENDANCE_STREAM_MAX_SECS after it \
+                             opened; reconnecting needs a ticket that is still valid.",
+                        ),
                     "authorised by a stream ticket (?ticket=) of this site, which only staff of \
                      the site or an admin can get",
                 )
