@@ -17,6 +17,7 @@ module "stack" {
   environment           = "prod"
   profile               = var.profile
   certificate_arn       = var.certificate_arn
+  api_hostname          = var.api_hostname
   image_registry        = var.image_registry
   image_tag             = var.image_tag
   alert_email_addresses = var.alert_email_addresses

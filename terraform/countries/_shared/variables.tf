@@ -14,6 +14,12 @@ variable "profile" {
   default     = null
 }
 
+variable "api_hostname" {
+  description = "The country's API hostname (e.g. dk.api.meridian.example): certificate_arn covers it and its DNS alias points at alb_dns_name. ECS countries reach the blue-green test listener by it (https://<api_hostname>:8443, the preview_url in every service's deploy target). null = the ALB's DNS name, which the certificate does not cover, so `meridian-deploy ecs`'s TLS-verifying probe fails."
+  type        = string
+  default     = null
+}
+
 variable "certificate_arn" {
   description = "ACM certificate of the country's API hostname (e.g. se.api.meridian.example)."
   type        = string

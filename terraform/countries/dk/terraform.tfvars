@@ -9,3 +9,6 @@ telephony_source_cidrs = ["192.0.2.0/28"]
 # Who may release this country's ECS services: the Buildkite deploy agents' role (placeholder as
 # above), allowed to assume the ecs-deploy role (output ecs_deploy_role_arn).
 deploy_principal_arns = ["arn:aws:iam::333333333333:role/meridian-buildkite-deploy"]
+# The API hostname certificate_arn covers (placeholder): the test listener the deploy probes is
+# https://<api_hostname>:8443.
+api_hostname = "dk.api.meridian.example"

@@ -392,7 +392,7 @@ resource "aws_iam_role_policy" "cluster_autoscaler" {
 locals {
   operator = var.operator != null
   # arn:<partition>:rds:<region>:<account> of the country's Aurora cluster, and the snapshots the
-  # operator takes of it: meridian-<service>-<hash> (snapshot.rs PREFIX "meridian-").
+  # operator takes of it: meridian-<service>-<spec hash>-<stamp> (snapshot.rs PREFIX "meridian-").
   operator_rds_prefix   = local.operator ? join(":", slice(split(":", var.operator.aurora_cluster_arn), 0, 5)) : null
   operator_snapshot_arn = local.operator ? "${local.operator_rds_prefix}:cluster-snapshot:meridian-*" : null
   oidc_issuer_host      = replace(aws_eks_cluster.this.identity[0].oidc[0].issuer, "https://", "")
@@ -428,7 +428,7 @@ resource "aws_iam_role" "operator" {
   tags               = var.tags
 }
 
-# Snapshot before migrate: a manual cluster snapshot meridian-<service>-<hash> of the country's
+# Snapshot before migrate: a manual cluster snapshot meridian-<service>-... of the country's
 # Aurora cluster before each migration Job, waited for, older ones pruned. Resource-level
 # permissions as the Service Authorization Reference (Amazon RDS) lists them:
 #  - CreateDBClusterSnapshot needs both the cluster and the new snapshot; with Tags in the

@@ -157,6 +157,8 @@ module "alb" {
   # reachable from the same networks as the admin ALB (operators, the pipeline's agents).
   blue_green            = local.ecs
   preview_ingress_cidrs = local.ecs ? var.admin_ingress_cidrs : []
+  # The test listener by the name the certificate covers (else the probe's TLS check fails).
+  preview_hostname = local.ecs ? var.api_hostname : null
   services = {
     for name, s in local.services : name => {
       path_pattern        = s.path_pattern

@@ -15,6 +15,17 @@ variable "profile" {
   default     = null
 }
 
+variable "api_hostname" {
+  description = "The country's API hostname (e.g. dk.api.meridian.example): certificate_arn covers it and its DNS alias points at alb_dns_name. ECS countries reach the blue-green test listener by it (https://<api_hostname>:8443, the preview_url in every service's deploy target). null = the ALB's DNS name, which the certificate does not cover, so `meridian-deploy ecs`'s TLS-verifying probe fails."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.api_hostname == null || can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]{2,63}$", coalesce(var.api_hostname, "x.example")))
+    error_message = "api_hostname must be a lower-case DNS name (e.g. dk.api.meridian.example), no scheme or port."
+  }
+}
+
 variable "certificate_arn" {
   description = "ACM certificate of the country's API hostname (e.g. se.api.meridian.example)."
   type        = string

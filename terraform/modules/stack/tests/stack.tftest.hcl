@@ -229,6 +229,34 @@ run "dk_deploy_role_for_the_pipeline" {
   }
 }
 
+run "dk_preview_reached_by_the_api_hostname" {
+  command = apply
+
+  variables {
+    country      = "dk"
+    api_hostname = "dk.api.meridian.example"
+  }
+
+  assert {
+    condition = (
+      module.alb.preview_url == "https://dk.api.meridian.example:8443"
+      && alltrue([for s, t in module.ecs[0].blue_green : t.preview_url == "https://dk.api.meridian.example:8443"])
+    )
+    error_message = "the test listener is published as https://<api_hostname>:<preview_port>, the name the certificate covers."
+  }
+}
+
+run "api_hostname_is_a_dns_name" {
+  command = plan
+
+  variables {
+    country      = "dk"
+    api_hostname = "https://dk.api.meridian.example"
+  }
+
+  expect_failures = [var.api_hostname]
+}
+
 run "se_eks_every_service_verifies_tokens" {
   command = apply
 
