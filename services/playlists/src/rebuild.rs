@@ -53,6 +53,8 @@ struct SessionRow {
 #[derive(Default)]
 pub struct Fold {
     playlists: HashMap<Uuid, Playlist>,
+    /// Each user's default playlist (a user's playlists are not scanned per event).
+    defaults: HashMap<String, Uuid>,
     shares: HashMap<Uuid, ShareRow>,
     sessions: Vec<SessionRow>,
     removals: HashMap<(NaiveDate, String, Reason), i64>,
@@ -73,16 +75,25 @@ impl Fold {
             | Event::LessonRemoved { .. }
             | Event::PlaylistDeleted { .. } => {
                 let id = s.event.aggregate();
-                if let Event::PlaylistCreated { default: true, .. } = s.event {
-                    for p in self.playlists.values_mut() {
-                        if p.user_id == s.user_id {
-                            p.is_default = false;
-                        }
-                    }
+                if let Event::PlaylistCreated { default: true, .. } = s.event
+                    && let Some(old) = self.defaults.get(&s.user_id)
+                    && let Some(p) = self.playlists.get_mut(old)
+                {
+                    p.is_default = false;
                 }
                 let before = self.playlists.remove(&id);
-                if let Some(p) = domain::apply(before, &s.user_id, at, &s.event) {
-                    self.playlists.insert(id, p);
+                match domain::apply(before, &s.user_id, at, &s.event) {
+                    Some(p) => {
+                        if p.is_default {
+                            self.defaults.insert(s.user_id.clone(), id);
+                        }
+                        self.playlists.insert(id, p);
+                    }
+                    None => {
+                        if self.defaults.get(&s.user_id) == Some(&id) {
+                            self.defaults.remove(&s.user_id);
+                        }
+                    }
                 }
                 if let Event::PlaylistDeleted {
                     next_default: Some(next),
@@ -91,6 +102,7 @@ impl Fold {
                     && let Some(p) = self.playlists.get_mut(&next)
                 {
                     p.is_default = true;
+                    self.defaults.insert(s.user_id.clone(), next);
                 }
                 if let Event::LessonRemoved {
                     lesson_id, reason, ..
