@@ -234,12 +234,21 @@ pub struct PlaylistView {
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct ShareCreated {
     pub id: Uuid,
-    pub token: String,
-    /// The public view: `GET` it without a token.
-    pub path: String,
+    /// The link's token; `null` in a replay (an Idempotency-Key retry): the token is shown
+    /// once and never stored, so a lost answer means revoking the link and creating another.
+    pub token: Option<String>,
+    /// The public view: `GET` it without a token (`null` in a replay, like the token).
+    pub path: Option<String>,
     pub channel: Channel,
     pub expires_at: Option<DateTime<Utc>>,
+    /// Present in a replay only: why the token is missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
+
+/// What a replay of a share creation says instead of the token.
+pub const TOKEN_SHOWN_ONCE: &str = "the token is shown once (only its SHA-256 is stored): \
+     revoke this share and create another to get a new link";
 
 /// A share link, without its token.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
@@ -571,13 +580,23 @@ impl Command {
     }
 
     /// Remembers the answer under the key and commits.
-    async fn finish<T: Serialize, const S: u16>(mut self, body: &T) -> ApiResult<Answer<T, S>> {
+    async fn finish<T: Serialize, const S: u16>(self, body: &T) -> ApiResult<Answer<T, S>> {
+        self.finish_remembering(body, body).await
+    }
+
+    /// Commits answering `body`, remembering `remembered` under the key instead (an answer
+    /// with a secret in it, e.g. a share token, is remembered without it).
+    async fn finish_remembering<T: Serialize, R: Serialize, const S: u16>(
+        mut self,
+        body: &T,
+        remembered: &R,
+    ) -> ApiResult<Answer<T, S>> {
         let body = serde_json::to_value(body).map_err(|e| ApiError::internal(&e))?;
         if let Some((k, fp)) = self.key.take() {
             let r = store::Remembered {
                 fingerprint: fp,
                 status: S,
-                body: body.clone(),
+                body: serde_json::to_value(remembered).map_err(|e| ApiError::internal(&e))?,
             };
             store::remember(&mut self.tx, &self.user, &k, &r, self.now).await?;
         }
@@ -1116,15 +1135,26 @@ async fn create_share(
     .await?;
     let out = ShareCreated {
         id: share_id,
-        path: format!(
+        path: Some(format!(
             "/playlists/v1/shared/{token}?utm_source={}",
             body.channel.as_str()
-        ),
-        token,
+        )),
+        token: Some(token),
         channel: body.channel,
         expires_at: body.expires_at,
+        detail: None,
     };
-    c.finish(&out).await
+    // The token is not remembered for a replay (it would sit in plain text in
+    // playlists.idempotency): a retry gets the share's id without it.
+    let remembered = ShareCreated {
+        id: share_id,
+        token: None,
+        path: None,
+        channel: body.channel,
+        expires_at: body.expires_at,
+        detail: Some(TOKEN_SHOWN_ONCE.to_owned()),
+    };
+    c.finish_remembering(&out, &remembered).await
 }
 
 async fn list_shares(

@@ -173,3 +173,91 @@ async fn revoked_is_404_expired_is_410_unknown_is_404() {
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+/// Rows of any table of the service's schema with `needle` in any column (as text).
+async fn rows_containing(h: &common::H, needle: &str) -> Vec<String> {
+    let cols: Vec<(String, String)> = sqlx::query_as(
+        "SELECT table_name::text, column_name::text FROM information_schema.columns
+         WHERE table_schema = 'playlists' ORDER BY table_name, ordinal_position",
+    )
+    .fetch_all(&h.pool)
+    .await
+    .expect("columns");
+    assert!(cols.iter().any(|(t, _)| t == "idempotency"));
+    assert!(cols.iter().any(|(t, _)| t == "events"));
+    let mut found = Vec::new();
+    for (table, column) in cols {
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            r#"SELECT count(*) FROM playlists."{table}" WHERE "{column}"::text LIKE '%' || $1 || '%'"#
+        )))
+        .bind(needle)
+        .fetch_one(&h.pool)
+        .await
+        .expect("search");
+        if n > 0 {
+            found.push(format!("{table}.{column}"));
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn a_share_created_with_an_idempotency_key_stores_no_token_and_a_replay_shows_none() {
+    let h = harness().await;
+    let p = h.playlist(USER, "Keyed").await;
+    let path = format!("/playlists/v1/users/{USER}/playlists/{p}/shares");
+    let body = json!({"channel": "twitter"});
+    let key = [("idempotency-key", "share-1")];
+    let first = h
+        .req(
+            Method::POST,
+            &path,
+            Some(&learner()),
+            Some(body.clone()),
+            &key,
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    let token = first.body["token"].as_str().expect("token").to_owned();
+    assert!(first.body["path"].as_str().expect("path").contains(&token));
+    assert!(first.body.get("detail").is_none(), "{}", first.body);
+    assert_eq!(h.count("idempotency").await, 1, "the answer is remembered");
+    // Neither the token nor the path (which carries it) is stored anywhere.
+    assert_eq!(rows_containing(&h, &token).await, Vec::<String>::new());
+    let events = h.events().await;
+    let again = h
+        .req(Method::POST, &path, Some(&learner()), Some(body), &key)
+        .await;
+    assert_eq!(again.status, StatusCode::CREATED, "{}", again.body);
+    assert_eq!(
+        again
+            .headers
+            .get("idempotent-replayed")
+            .map(reqwest::header::HeaderValue::as_bytes),
+        Some(&b"true"[..])
+    );
+    assert_eq!(again.body["id"], first.body["id"], "the same share");
+    assert_eq!(again.body["channel"], "twitter");
+    assert_eq!(again.body["token"], json!(null));
+    assert_eq!(again.body["path"], json!(null));
+    assert!(
+        again.body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("shown once") && d.contains("revoke")),
+        "{}",
+        again.body
+    );
+    assert!(!again.body.to_string().contains(&token));
+    assert_eq!(h.events().await, events, "a replay appends nothing");
+    assert_eq!(h.count("shares").await, 1);
+    // The link itself still works.
+    let (s, _) = h
+        .send(
+            Method::GET,
+            &format!("/playlists/v1/shared/{token}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+}
