@@ -793,15 +793,14 @@ async fn list_playlists(
     )))
 }
 
-/// The user's playlist, read outside a command.
+/// The user's playlist, read outside a command (no lock: a plain read).
 async fn read_playlist(st: &AppState, user: &str, id: Uuid) -> ApiResult<(Playlist, PlaylistView)> {
-    let mut conn = st.pool.begin().await?;
-    let p = store::playlist(&mut conn, id)
+    let mut conn = st.pool.acquire().await?;
+    let p = store::playlist_unlocked(&mut conn, id)
         .await?
         .filter(|p| p.user_id == user)
         .ok_or_else(|| playlist_missing(id))?;
     let v = view(&mut conn, &p).await?;
-    conn.commit().await?;
     Ok((p, v))
 }
 
@@ -1239,11 +1238,16 @@ async fn open_shared(
         return Err(ApiError::gone("this share link has expired"));
     }
     let channel = Channel::parse(&share.channel).unwrap_or(Channel::CopyLink);
-    let mut tx = store::begin_user(&st.pool, &share.user_id).await?;
-    let p = store::playlist(&mut tx, share.playlist_id)
+    // An anonymous open takes no lock of the owner's (a public link must not queue behind,
+    // nor block, the owner's commands): a plain read of the view, then one short transaction
+    // of single-statement writes (the event, the share's opens, the day's counter).
+    let mut conn = st.pool.acquire().await?;
+    let p = store::playlist_unlocked(&mut conn, share.playlist_id)
         .await?
         .ok_or_else(gone)?;
-    let v = view(&mut tx, &p).await?;
+    let v = view(&mut conn, &p).await?;
+    drop(conn);
+    let mut tx = st.pool.begin().await?;
     metrics::counter!("playlists_events_total", "type" => "share_opened").increment(1);
     store::record(
         &mut tx,

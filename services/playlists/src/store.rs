@@ -4,7 +4,9 @@
 //! reads the read model, appends its event ([`append`]), projects it ([`apply`]) and records
 //! the answer for its Idempotency-Key ([`remember`]). The lock serialises one user's commands:
 //! the version check, the default flag and the cohort counters are plain reads under it, and
-//! one user's event ids are assigned in commit order.
+//! one user's event ids are assigned in commit order. The one write outside it is an anonymous
+//! open of a share link (`share_opened`: single-statement counter updates, no row read for
+//! update), which commutes with every other event, so its place in the log does not matter.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use schemars::JsonSchema;
@@ -230,6 +232,47 @@ pub async fn playlist(conn: &mut PgConnection, id: Uuid) -> Result<Option<Playli
         created_at: r.get("created_at"),
         updated_at: r.get("updated_at"),
         items,
+    }))
+}
+
+/// The playlist read model of `id` (any user's) for a read: one plain statement, no row lock
+/// (a read never waits for a command, nor a command for a read).
+pub async fn playlist_unlocked(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<Playlist>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT p.id, p.user_id, p.name, p.is_default, p.version, p.created_at, p.updated_at,
+                coalesce(array_agg(i.lesson_id ORDER BY i.position)
+                           FILTER (WHERE i.lesson_id IS NOT NULL), '{}') AS lessons,
+                coalesce(array_agg(i.added_at ORDER BY i.position)
+                           FILTER (WHERE i.lesson_id IS NOT NULL), '{}') AS added
+         FROM playlists.playlists p
+         LEFT JOIN playlists.playlist_items i ON i.playlist_id = p.id
+         WHERE p.id = $1 GROUP BY p.id",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    let lessons: Vec<String> = r.get("lessons");
+    let added: Vec<DateTime<Utc>> = r.get("added");
+    Ok(Some(Playlist {
+        id: r.get("id"),
+        user_id: r.get("user_id"),
+        name: r.get("name"),
+        is_default: r.get("is_default"),
+        version: r.get("version"),
+        created_at: r.get("created_at"),
+        updated_at: r.get("updated_at"),
+        items: lessons
+            .into_iter()
+            .zip(added)
+            .map(|(lesson_id, added_at)| Item {
+                lesson_id,
+                added_at,
+            })
+            .collect(),
     }))
 }
 
