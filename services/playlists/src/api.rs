@@ -158,7 +158,8 @@ pub struct RemoveQuery {
 pub struct ShareBody {
     /// Where the link will be posted (recorded on the share event, like a utm_source).
     pub channel: Channel,
-    /// RFC 3339; no expiry by default. In the future, within PLAYLISTS_SHARE_MAX_DAYS.
+    /// RFC 3339 (years 1970..=9999); no expiry by default. In the future, within
+    /// PLAYLISTS_SHARE_MAX_DAYS.
     pub expires_at: Option<DateTime<Utc>>,
 }
 
@@ -171,7 +172,8 @@ pub struct SessionBody {
     pub accuracy: f32,
     /// 1..=86400.
     pub duration_secs: u32,
-    /// RFC 3339, when it was played; now by default. At most 5 minutes ahead, 30 days back.
+    /// RFC 3339 (years 1970..=9999), when it was played; now by default. At most 5 minutes
+    /// ahead, 30 days back.
     pub at: Option<DateTime<Utc>>,
 }
 
@@ -189,9 +191,9 @@ pub struct LessonQuery {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RangeQuery {
-    /// `YYYY-MM-DD`; 90 days before `to` by default.
+    /// `YYYY-MM-DD` (years 1970..=9999); 90 days before `to` by default.
     pub from: Option<NaiveDate>,
-    /// `YYYY-MM-DD`; today by default.
+    /// `YYYY-MM-DD` (years 1970..=9999); today by default.
     pub to: Option<NaiveDate>,
 }
 
@@ -659,6 +661,18 @@ fn refused(r: Refusal) -> ApiError {
     }
 }
 
+/// A cursor is opaque but not signed: its time must pass the same year bounds as any input
+/// (a forged extreme time reached PostgreSQL and answered 500).
+fn check_cursor_time(after: Option<&(DateTime<Utc>, Uuid)>) -> ApiResult<()> {
+    match after {
+        Some((t, _)) if !domain::time_in_years(*t) => Err(ApiError::field(
+            "cursor",
+            format!("its time {}", domain::years_message()),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn check_user(caller: &Caller, user: &str) -> ApiResult<()> {
     if !caller.has_scope(&format!("{USER_SCOPE_PREFIX}{user}")) {
         caller.require_user(user, ADMIN)?;
@@ -784,6 +798,7 @@ async fn list_playlists(
 ) -> ApiResult<Json<Page<store::PlaylistSummary>>> {
     check_user(&caller, &user_id)?;
     let req = q.resolve::<(DateTime<Utc>, Uuid)>()?;
+    check_cursor_time(req.after.as_ref())?;
     let rows =
         store::list_playlists(&st.pool, &user_id, req.after.as_ref(), req.fetch_limit()).await?;
     Ok(Json(Page::from_rows(
@@ -1029,6 +1044,9 @@ async fn record_session(
     check_user(&caller, &user_id)?;
     let now = st.clock.now();
     let at = body.at.unwrap_or(now);
+    if !domain::time_in_years(at) {
+        return Err(ApiError::field("at", domain::years_message()));
+    }
     let mut v = Validator::new();
     check_id(&mut v, &body.lesson_id, "lesson_id");
     v.check(
@@ -1078,6 +1096,7 @@ async fn list_sessions(
 ) -> ApiResult<Json<Page<store::Session>>> {
     check_user(&caller, &user_id)?;
     let req = q.resolve::<(DateTime<Utc>, Uuid)>()?;
+    check_cursor_time(req.after.as_ref())?;
     let rows = store::sessions(&st.pool, &user_id, req.after.as_ref(), req.fetch_limit()).await?;
     Ok(Json(Page::from_rows(
         rows,
@@ -1105,6 +1124,9 @@ async fn create_share(
     check_user(&caller, &user_id)?;
     let now = st.clock.now();
     if let Some(e) = body.expires_at {
+        if !domain::time_in_years(e) {
+            return Err(ApiError::field("expires_at", domain::years_message()));
+        }
         let max = now + Duration::days(st.settings.share_max_days);
         if e <= now || e > max {
             return Err(ApiError::field(
@@ -1167,6 +1189,7 @@ async fn list_shares(
 ) -> ApiResult<Json<Page<ShareView>>> {
     check_user(&caller, &user_id)?;
     let req = q.resolve::<(DateTime<Utc>, Uuid)>()?;
+    check_cursor_time(req.after.as_ref())?;
     read_playlist(&st, &user_id, playlist_id).await?;
     let rows =
         store::shares_of(&st.pool, playlist_id, req.after.as_ref(), req.fetch_limit()).await?;
@@ -1285,8 +1308,20 @@ fn range(
     from: Option<NaiveDate>,
     to: Option<NaiveDate>,
 ) -> ApiResult<(NaiveDate, NaiveDate)> {
+    let mut v = Validator::new();
+    for (field, d) in [("from", from), ("to", to)] {
+        if let Some(d) = d {
+            v.check(domain::day_in_years(d), field, domain::years_message());
+        }
+    }
+    v.finish()?;
     let to = to.unwrap_or_else(|| st.clock.now().date_naive());
-    let from = from.unwrap_or(to - Duration::days(90));
+    let from = match from {
+        Some(f) => f,
+        None => to
+            .checked_sub_signed(Duration::days(90))
+            .ok_or_else(|| ApiError::field("to", domain::years_message()))?,
+    };
     if from > to {
         return Err(ApiError::field("from", "is after to"));
     }
