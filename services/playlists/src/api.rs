@@ -1270,7 +1270,7 @@ async fn open_shared(
         .ok_or_else(gone)?;
     let v = view(&mut conn, &p).await?;
     drop(conn);
-    let mut tx = st.pool.begin().await?;
+    let mut tx = store::begin_writer(&st.pool).await?;
     metrics::counter!("playlists_events_total", "type" => "share_opened").increment(1);
     store::record(
         &mut tx,

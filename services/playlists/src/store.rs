@@ -99,12 +99,30 @@ pub async fn lessons_by_id(
 
 // ---- commands -------------------------------------------------------------------------------
 
-/// Opens a command's transaction: the user's advisory lock held until commit.
+/// The rebuild's advisory lock (the two-key form: a lock space of its own, never a user's
+/// one-key lock): every writer of the log holds it shared ([`begin_writer`]), a rebuild holds
+/// it exclusive, so a rebuild waits for the commands in flight and new ones wait for it,
+/// instead of deadlocking on the tables each holds.
+pub const REBUILD_KEY: (i32, i32) = (0x706c_6179, 1);
+
+/// Opens a transaction that writes to the log: the rebuild lock held shared until commit.
+pub async fn begin_writer(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock_shared($1, $2)")
+        .bind(REBUILD_KEY.0)
+        .bind(REBUILD_KEY.1)
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
+/// Opens a command's transaction: the rebuild lock (shared), then the user's advisory lock,
+/// held until commit.
 pub async fn begin_user(
     pool: &PgPool,
     user: &str,
 ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = begin_writer(pool).await?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('playlists:' || $1, 0))")
         .bind(user)
         .execute(&mut *tx)
