@@ -527,6 +527,8 @@ struct Command {
     user: String,
     key: Option<(String, Vec<u8>)>,
     now: DateTime<Utc>,
+    /// The types of the events recorded, counted in `playlists_events_total` once committed.
+    recorded: Vec<&'static str>,
 }
 
 enum Begun {
@@ -562,12 +564,14 @@ impl Command {
             user: user.to_owned(),
             key,
             now: st.clock.now(),
+            recorded: Vec::new(),
         }))
     }
 
     async fn record(&mut self, event: Event) -> ApiResult<()> {
-        metrics::counter!("playlists_events_total", "type" => event.kind()).increment(1);
+        let kind = event.kind();
         store::record(&mut self.tx, &self.user, self.now, event).await?;
+        self.recorded.push(kind);
         Ok(())
     }
 
@@ -603,6 +607,10 @@ impl Command {
             store::remember(&mut self.tx, &self.user, &k, &r, self.now).await?;
         }
         self.tx.commit().await?;
+        // Counted only once they are in the log (a rolled-back command appended nothing).
+        for kind in self.recorded {
+            metrics::counter!("playlists_events_total", "type" => kind).increment(1);
+        }
         Ok(Answer {
             status: StatusCode::from_u16(S).unwrap_or(StatusCode::OK),
             body,
@@ -1271,7 +1279,6 @@ async fn open_shared(
     let v = view(&mut conn, &p).await?;
     drop(conn);
     let mut tx = store::begin_writer(&st.pool).await?;
-    metrics::counter!("playlists_events_total", "type" => "share_opened").increment(1);
     store::record(
         &mut tx,
         &share.user_id,
@@ -1284,6 +1291,7 @@ async fn open_shared(
     )
     .await?;
     tx.commit().await?;
+    metrics::counter!("playlists_events_total", "type" => "share_opened").increment(1);
     Ok(Json(SharedView {
         name: v.name,
         lessons: v
