@@ -158,7 +158,8 @@ pub struct RemoveQuery {
 pub struct ShareBody {
     /// Where the link will be posted (recorded on the share event, like a utm_source).
     pub channel: Channel,
-    /// RFC 3339; no expiry by default. In the future, within PLAYLISTS_SHARE_MAX_DAYS.
+    /// RFC 3339 (years 1970..=9999); no expiry by default. In the future, within
+    /// PLAYLISTS_SHARE_MAX_DAYS.
     pub expires_at: Option<DateTime<Utc>>,
 }
 
@@ -171,7 +172,8 @@ pub struct SessionBody {
     pub accuracy: f32,
     /// 1..=86400.
     pub duration_secs: u32,
-    /// RFC 3339, when it was played; now by default. At most 5 minutes ahead, 30 days back.
+    /// RFC 3339 (years 1970..=9999), when it was played; now by default. At most 5 minutes
+    /// ahead, 30 days back.
     pub at: Option<DateTime<Utc>>,
 }
 
@@ -189,9 +191,9 @@ pub struct LessonQuery {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RangeQuery {
-    /// `YYYY-MM-DD`; 90 days before `to` by default.
+    /// `YYYY-MM-DD` (years 1970..=9999); 90 days before `to` by default.
     pub from: Option<NaiveDate>,
-    /// `YYYY-MM-DD`; today by default.
+    /// `YYYY-MM-DD` (years 1970..=9999); today by default.
     pub to: Option<NaiveDate>,
 }
 
@@ -234,12 +236,21 @@ pub struct PlaylistView {
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct ShareCreated {
     pub id: Uuid,
-    pub token: String,
-    /// The public view: `GET` it without a token.
-    pub path: String,
+    /// The link's token; `null` in a replay (an Idempotency-Key retry): the token is shown
+    /// once and never stored, so a lost answer means revoking the link and creating another.
+    pub token: Option<String>,
+    /// The public view: `GET` it without a token (`null` in a replay, like the token).
+    pub path: Option<String>,
     pub channel: Channel,
     pub expires_at: Option<DateTime<Utc>>,
+    /// Present in a replay only: why the token is missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
+
+/// What a replay of a share creation says instead of the token.
+pub const TOKEN_SHOWN_ONCE: &str = "the token is shown once (only its SHA-256 is stored): \
+     revoke this share and create another to get a new link";
 
 /// A share link, without its token.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
@@ -516,6 +527,8 @@ struct Command {
     user: String,
     key: Option<(String, Vec<u8>)>,
     now: DateTime<Utc>,
+    /// The types of the events recorded, counted in `playlists_events_total` once committed.
+    recorded: Vec<&'static str>,
 }
 
 enum Begun {
@@ -551,12 +564,14 @@ impl Command {
             user: user.to_owned(),
             key,
             now: st.clock.now(),
+            recorded: Vec::new(),
         }))
     }
 
     async fn record(&mut self, event: Event) -> ApiResult<()> {
-        metrics::counter!("playlists_events_total", "type" => event.kind()).increment(1);
+        let kind = event.kind();
         store::record(&mut self.tx, &self.user, self.now, event).await?;
+        self.recorded.push(kind);
         Ok(())
     }
 
@@ -571,17 +586,31 @@ impl Command {
     }
 
     /// Remembers the answer under the key and commits.
-    async fn finish<T: Serialize, const S: u16>(mut self, body: &T) -> ApiResult<Answer<T, S>> {
+    async fn finish<T: Serialize, const S: u16>(self, body: &T) -> ApiResult<Answer<T, S>> {
+        self.finish_remembering(body, body).await
+    }
+
+    /// Commits answering `body`, remembering `remembered` under the key instead (an answer
+    /// with a secret in it, e.g. a share token, is remembered without it).
+    async fn finish_remembering<T: Serialize, R: Serialize, const S: u16>(
+        mut self,
+        body: &T,
+        remembered: &R,
+    ) -> ApiResult<Answer<T, S>> {
         let body = serde_json::to_value(body).map_err(|e| ApiError::internal(&e))?;
         if let Some((k, fp)) = self.key.take() {
             let r = store::Remembered {
                 fingerprint: fp,
                 status: S,
-                body: body.clone(),
+                body: serde_json::to_value(remembered).map_err(|e| ApiError::internal(&e))?,
             };
             store::remember(&mut self.tx, &self.user, &k, &r, self.now).await?;
         }
         self.tx.commit().await?;
+        // Counted only once they are in the log (a rolled-back command appended nothing).
+        for kind in self.recorded {
+            metrics::counter!("playlists_events_total", "type" => kind).increment(1);
+        }
         Ok(Answer {
             status: StatusCode::from_u16(S).unwrap_or(StatusCode::OK),
             body,
@@ -637,6 +666,18 @@ fn refused(r: Refusal) -> ApiError {
             ApiError::conflict("too-many-playlists", "Too many playlists")
                 .with_detail(format!("a user has at most {max} playlists"))
         }
+    }
+}
+
+/// A cursor is opaque but not signed: its time must pass the same year bounds as any input
+/// (a forged extreme time reached PostgreSQL and answered 500).
+fn check_cursor_time(after: Option<&(DateTime<Utc>, Uuid)>) -> ApiResult<()> {
+    match after {
+        Some((t, _)) if !domain::time_in_years(*t) => Err(ApiError::field(
+            "cursor",
+            format!("its time {}", domain::years_message()),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -765,6 +806,7 @@ async fn list_playlists(
 ) -> ApiResult<Json<Page<store::PlaylistSummary>>> {
     check_user(&caller, &user_id)?;
     let req = q.resolve::<(DateTime<Utc>, Uuid)>()?;
+    check_cursor_time(req.after.as_ref())?;
     let rows =
         store::list_playlists(&st.pool, &user_id, req.after.as_ref(), req.fetch_limit()).await?;
     Ok(Json(Page::from_rows(
@@ -774,15 +816,14 @@ async fn list_playlists(
     )))
 }
 
-/// The user's playlist, read outside a command.
+/// The user's playlist, read outside a command (no lock: a plain read).
 async fn read_playlist(st: &AppState, user: &str, id: Uuid) -> ApiResult<(Playlist, PlaylistView)> {
-    let mut conn = st.pool.begin().await?;
-    let p = store::playlist(&mut conn, id)
+    let mut conn = st.pool.acquire().await?;
+    let p = store::playlist_unlocked(&mut conn, id)
         .await?
         .filter(|p| p.user_id == user)
         .ok_or_else(|| playlist_missing(id))?;
     let v = view(&mut conn, &p).await?;
-    conn.commit().await?;
     Ok((p, v))
 }
 
@@ -1011,6 +1052,9 @@ async fn record_session(
     check_user(&caller, &user_id)?;
     let now = st.clock.now();
     let at = body.at.unwrap_or(now);
+    if !domain::time_in_years(at) {
+        return Err(ApiError::field("at", domain::years_message()));
+    }
     let mut v = Validator::new();
     check_id(&mut v, &body.lesson_id, "lesson_id");
     v.check(
@@ -1060,6 +1104,7 @@ async fn list_sessions(
 ) -> ApiResult<Json<Page<store::Session>>> {
     check_user(&caller, &user_id)?;
     let req = q.resolve::<(DateTime<Utc>, Uuid)>()?;
+    check_cursor_time(req.after.as_ref())?;
     let rows = store::sessions(&st.pool, &user_id, req.after.as_ref(), req.fetch_limit()).await?;
     Ok(Json(Page::from_rows(
         rows,
@@ -1087,6 +1132,9 @@ async fn create_share(
     check_user(&caller, &user_id)?;
     let now = st.clock.now();
     if let Some(e) = body.expires_at {
+        if !domain::time_in_years(e) {
+            return Err(ApiError::field("expires_at", domain::years_message()));
+        }
         let max = now + Duration::days(st.settings.share_max_days);
         if e <= now || e > max {
             return Err(ApiError::field(
@@ -1116,15 +1164,26 @@ async fn create_share(
     .await?;
     let out = ShareCreated {
         id: share_id,
-        path: format!(
+        path: Some(format!(
             "/playlists/v1/shared/{token}?utm_source={}",
             body.channel.as_str()
-        ),
-        token,
+        )),
+        token: Some(token),
         channel: body.channel,
         expires_at: body.expires_at,
+        detail: None,
     };
-    c.finish(&out).await
+    // The token is not remembered for a replay (it would sit in plain text in
+    // playlists.idempotency): a retry gets the share's id without it.
+    let remembered = ShareCreated {
+        id: share_id,
+        token: None,
+        path: None,
+        channel: body.channel,
+        expires_at: body.expires_at,
+        detail: Some(TOKEN_SHOWN_ONCE.to_owned()),
+    };
+    c.finish_remembering(&out, &remembered).await
 }
 
 async fn list_shares(
@@ -1138,6 +1197,7 @@ async fn list_shares(
 ) -> ApiResult<Json<Page<ShareView>>> {
     check_user(&caller, &user_id)?;
     let req = q.resolve::<(DateTime<Utc>, Uuid)>()?;
+    check_cursor_time(req.after.as_ref())?;
     read_playlist(&st, &user_id, playlist_id).await?;
     let rows =
         store::shares_of(&st.pool, playlist_id, req.after.as_ref(), req.fetch_limit()).await?;
@@ -1209,12 +1269,16 @@ async fn open_shared(
         return Err(ApiError::gone("this share link has expired"));
     }
     let channel = Channel::parse(&share.channel).unwrap_or(Channel::CopyLink);
-    let mut tx = store::begin_user(&st.pool, &share.user_id).await?;
-    let p = store::playlist(&mut tx, share.playlist_id)
+    // An anonymous open takes no lock of the owner's (a public link must not queue behind,
+    // nor block, the owner's commands): a plain read of the view, then one short transaction
+    // of single-statement writes (the event, the share's opens, the day's counter).
+    let mut conn = st.pool.acquire().await?;
+    let p = store::playlist_unlocked(&mut conn, share.playlist_id)
         .await?
         .ok_or_else(gone)?;
-    let v = view(&mut tx, &p).await?;
-    metrics::counter!("playlists_events_total", "type" => "share_opened").increment(1);
+    let v = view(&mut conn, &p).await?;
+    drop(conn);
+    let mut tx = store::begin_writer(&st.pool).await?;
     store::record(
         &mut tx,
         &share.user_id,
@@ -1227,6 +1291,7 @@ async fn open_shared(
     )
     .await?;
     tx.commit().await?;
+    metrics::counter!("playlists_events_total", "type" => "share_opened").increment(1);
     Ok(Json(SharedView {
         name: v.name,
         lessons: v
@@ -1251,8 +1316,20 @@ fn range(
     from: Option<NaiveDate>,
     to: Option<NaiveDate>,
 ) -> ApiResult<(NaiveDate, NaiveDate)> {
+    let mut v = Validator::new();
+    for (field, d) in [("from", from), ("to", to)] {
+        if let Some(d) = d {
+            v.check(domain::day_in_years(d), field, domain::years_message());
+        }
+    }
+    v.finish()?;
     let to = to.unwrap_or_else(|| st.clock.now().date_naive());
-    let from = from.unwrap_or(to - Duration::days(90));
+    let from = match from {
+        Some(f) => f,
+        None => to
+            .checked_sub_signed(Duration::days(90))
+            .ok_or_else(|| ApiError::field("to", domain::years_message()))?,
+    };
     if from > to {
         return Err(ApiError::field("from", "is after to"));
     }

@@ -4,8 +4,11 @@
 //! The replay folds the log in memory with the same pure rules the live path uses
 //! ([`domain::apply`] for playlists, [`cohort::step`] for cohorts), then writes each read model
 //! in bulk; practice sessions are written as they stream past (they are most of the log). It
-//! runs in one transaction holding `EXCLUSIVE` on `events`: commands wait (reads go on against
-//! the old read models until the commit swaps them in).
+//! runs in one transaction: first the rebuild advisory lock exclusive ([`store::REBUILD_KEY`];
+//! every command and share open holds it shared), so it waits for the writers in flight and new
+//! ones wait for it; then `EXCLUSIVE` on `events` and `ACCESS EXCLUSIVE` on the read models
+//! (the truncation): reads wait too, until the commit. Each wait is bounded by
+//! [`LOCK_TIMEOUT`]: a rebuild that cannot get its locks fails and changes nothing.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
@@ -16,7 +19,10 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
-use crate::domain::{self, Event, Playlist, Reason, Stored, cohort};
+use crate::{
+    domain::{self, Event, Playlist, Reason, Stored, cohort},
+    store,
+};
 
 /// What a rebuild did.
 #[derive(Debug, Clone, Serialize)]
@@ -196,6 +202,10 @@ impl Fold {
     }
 }
 
+/// How long a rebuild waits for each of its locks (commands and reads in flight) before it
+/// gives up (`lock_timeout`).
+pub const LOCK_TIMEOUT: &str = "10s";
+
 /// Rows per bulk statement.
 const CHUNK: usize = 10_000;
 
@@ -203,9 +213,28 @@ const CHUNK: usize = 10_000;
 pub async fn rebuild(pool: &PgPool) -> Result<Report, sqlx::Error> {
     let started = Instant::now();
     let mut tx = pool.begin().await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"
+    )))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+        .bind(store::REBUILD_KEY.0)
+        .bind(store::REBUILD_KEY.1)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("LOCK TABLE playlists.events IN EXCLUSIVE MODE")
         .execute(&mut *tx)
         .await?;
+    // The read models in the order a read statement locks them (a playlist before its items),
+    // so a read in flight and the rebuild never wait for each other in a cycle.
+    sqlx::query(
+        "LOCK TABLE playlists.playlists, playlists.playlist_items, playlists.practice_sessions,
+                    playlists.shares, playlists.removal_counts, playlists.share_counts,
+                    playlists.user_cohorts, playlists.cohort_counts IN ACCESS EXCLUSIVE MODE",
+    )
+    .execute(&mut *tx)
+    .await?;
     sqlx::query(
         "TRUNCATE playlists.playlist_items, playlists.playlists, playlists.practice_sessions,
                   playlists.shares, playlists.removal_counts, playlists.share_counts,

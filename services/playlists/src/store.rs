@@ -4,7 +4,9 @@
 //! reads the read model, appends its event ([`append`]), projects it ([`apply`]) and records
 //! the answer for its Idempotency-Key ([`remember`]). The lock serialises one user's commands:
 //! the version check, the default flag and the cohort counters are plain reads under it, and
-//! one user's event ids are assigned in commit order.
+//! one user's event ids are assigned in commit order. The one write outside it is an anonymous
+//! open of a share link (`share_opened`: single-statement counter updates, no row read for
+//! update), which commutes with every other event, so its place in the log does not matter.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use schemars::JsonSchema;
@@ -97,12 +99,30 @@ pub async fn lessons_by_id(
 
 // ---- commands -------------------------------------------------------------------------------
 
-/// Opens a command's transaction: the user's advisory lock held until commit.
+/// The rebuild's advisory lock (the two-key form: a lock space of its own, never a user's
+/// one-key lock): every writer of the log holds it shared ([`begin_writer`]), a rebuild holds
+/// it exclusive, so a rebuild waits for the commands in flight and new ones wait for it,
+/// instead of deadlocking on the tables each holds.
+pub const REBUILD_KEY: (i32, i32) = (0x706c_6179, 1);
+
+/// Opens a transaction that writes to the log: the rebuild lock held shared until commit.
+pub async fn begin_writer(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock_shared($1, $2)")
+        .bind(REBUILD_KEY.0)
+        .bind(REBUILD_KEY.1)
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
+/// Opens a command's transaction: the rebuild lock (shared), then the user's advisory lock,
+/// held until commit.
 pub async fn begin_user(
     pool: &PgPool,
     user: &str,
 ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = begin_writer(pool).await?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('playlists:' || $1, 0))")
         .bind(user)
         .execute(&mut *tx)
@@ -230,6 +250,47 @@ pub async fn playlist(conn: &mut PgConnection, id: Uuid) -> Result<Option<Playli
         created_at: r.get("created_at"),
         updated_at: r.get("updated_at"),
         items,
+    }))
+}
+
+/// The playlist read model of `id` (any user's) for a read: one plain statement, no row lock
+/// (a read never waits for a command, nor a command for a read).
+pub async fn playlist_unlocked(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<Playlist>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT p.id, p.user_id, p.name, p.is_default, p.version, p.created_at, p.updated_at,
+                coalesce(array_agg(i.lesson_id ORDER BY i.position)
+                           FILTER (WHERE i.lesson_id IS NOT NULL), '{}') AS lessons,
+                coalesce(array_agg(i.added_at ORDER BY i.position)
+                           FILTER (WHERE i.lesson_id IS NOT NULL), '{}') AS added
+         FROM playlists.playlists p
+         LEFT JOIN playlists.playlist_items i ON i.playlist_id = p.id
+         WHERE p.id = $1 GROUP BY p.id",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    let lessons: Vec<String> = r.get("lessons");
+    let added: Vec<DateTime<Utc>> = r.get("added");
+    Ok(Some(Playlist {
+        id: r.get("id"),
+        user_id: r.get("user_id"),
+        name: r.get("name"),
+        is_default: r.get("is_default"),
+        version: r.get("version"),
+        created_at: r.get("created_at"),
+        updated_at: r.get("updated_at"),
+        items: lessons
+            .into_iter()
+            .zip(added)
+            .map(|(lesson_id, added_at)| Item {
+                lesson_id,
+                added_at,
+            })
+            .collect(),
     }))
 }
 

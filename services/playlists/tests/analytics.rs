@@ -249,3 +249,111 @@ async fn a_generated_log_of_100k_events_yields_the_planted_answers() {
             .contains("correlation")
     );
 }
+
+#[tokio::test]
+async fn a_rebuild_during_a_stream_of_commands_neither_deadlocks_nor_fails_one() {
+    let h = harness().await;
+    let users = ["ada", "bo", "cy", "di"];
+    let mut playlists = Vec::new();
+    for u in users {
+        let p = h.playlist(u, "Stream").await;
+        h.add(u, &p, "keys-jazz-1").await;
+        playlists.push(p);
+    }
+    let (_, token) = h.share(USER, &playlists[0], "copy_link").await;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for (u, p) in users.into_iter().zip(playlists.clone()) {
+        let (http, base, done) = (h.http.clone(), h.base.clone(), done.clone());
+        let token = token.clone();
+        tasks.push(tokio::spawn(async move {
+            let auth = kit::testing::bearer(u, &[]);
+            let url = format!("{base}/playlists/v1/users/{u}/playlists/{p}");
+            let mut failures = Vec::new();
+            for _ in 0..12 {
+                let r = http
+                    .post(format!("{url}/lessons"))
+                    .header("authorization", &auth)
+                    .json(&serde_json::json!({"lesson_id": "drums-funk-1"}))
+                    .send()
+                    .await
+                    .expect("add");
+                let (s, b): (_, Value) = (r.status(), r.json().await.unwrap_or_default());
+                if s != StatusCode::CREATED {
+                    failures.push(format!("add {s} {b}"));
+                    continue;
+                }
+                let version = b["version"].as_i64().unwrap_or_default();
+                let r = http
+                    .put(format!("{url}/lessons/drums-funk-1/position"))
+                    .header("authorization", &auth)
+                    .header("if-match", format!("\"{version}\""))
+                    .json(&serde_json::json!({"position": 0}))
+                    .send()
+                    .await
+                    .expect("move");
+                if r.status() != StatusCode::OK {
+                    failures.push(format!("move {}", r.status()));
+                }
+                let r = http
+                    .delete(format!("{url}/lessons/drums-funk-1?reason=bored"))
+                    .header("authorization", &auth)
+                    .send()
+                    .await
+                    .expect("remove");
+                if r.status() != StatusCode::OK {
+                    failures.push(format!("remove {}", r.status()));
+                }
+                let r = http
+                    .get(format!("{base}/playlists/v1/shared/{token}"))
+                    .send()
+                    .await
+                    .expect("open");
+                if r.status() != StatusCode::OK {
+                    failures.push(format!("open {}", r.status()));
+                }
+                let r = http
+                    .get(&url)
+                    .header("authorization", &auth)
+                    .send()
+                    .await
+                    .expect("read");
+                if r.status() != StatusCode::OK {
+                    failures.push(format!("read {}", r.status()));
+                }
+            }
+            done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            failures
+        }));
+    }
+    let mut rebuilds = 0;
+    while done.load(std::sync::atomic::Ordering::SeqCst) < users.len() || rebuilds < 2 {
+        playlists::rebuild::rebuild(&h.pool)
+            .await
+            .unwrap_or_else(|e| panic!("rebuild {rebuilds}: {e}"));
+        rebuilds += 1;
+    }
+    for t in tasks {
+        let failures = t.await.expect("task");
+        assert!(failures.is_empty(), "{failures:?}");
+    }
+    // 4 × 12 × (add, move, remove, open) after the setup, each once.
+    let per_type = |t: &'static str| {
+        let pool = h.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM playlists.events WHERE type = $1")
+                .bind(t)
+                .fetch_one(&pool)
+                .await
+                .expect("count")
+        }
+    };
+    assert_eq!(per_type("lesson_moved").await, 48);
+    assert_eq!(per_type("lesson_removed").await, 48);
+    assert_eq!(per_type("share_opened").await, 48);
+    // And the read models are still the log's.
+    let live = snapshot(&h).await;
+    playlists::rebuild::rebuild(&h.pool).await.expect("rebuild");
+    assert_eq!(snapshot(&h).await, live);
+    assert!(rebuilds >= 2);
+}

@@ -159,6 +159,15 @@ async fn routes(h: &H) -> Vec<Route> {
             allowed: analysts(),
         },
     ];
+    // A reorder needs If-Match: every call to it sends the playlist's current ETag
+    // (see `if_match`), so a refusal is the caller's and not a 428.
+    v.push(Route {
+        method: Method::PUT,
+        path: format!("{pl}/lessons/drums-funk-1/position"),
+        body: Some(json!({"position": 3})),
+        forbidden: not_owner(),
+        allowed: owner(),
+    });
     // Add/remove alternate so both allowed callers succeed.
     v.push(Route {
         method: Method::POST,
@@ -175,6 +184,28 @@ async fn routes(h: &H) -> Vec<Route> {
         allowed: vec![admin()],
     });
     v
+}
+
+/// The If-Match a route needs: the reorder's playlist's current version (read as admin).
+async fn if_match(h: &H, r: &Route) -> Option<String> {
+    let playlist = r
+        .path
+        .strip_suffix("/position")?
+        .split("/lessons/")
+        .next()?;
+    let (s, b) = h.send(Method::GET, playlist, Some(&admin()), None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    Some(format!("\"{}\"", b["version"]))
+}
+
+/// Sends `r` as `auth`, with If-Match when the route needs it.
+async fn call(h: &H, r: &Route, auth: Option<&str>) -> (StatusCode, Value) {
+    let tag = if_match(h, r).await;
+    let headers: Vec<(&str, &str)> = tag.iter().map(|t| ("if-match", t.as_str())).collect();
+    let res = h
+        .req(r.method.clone(), &r.path, auth, r.body.clone(), &headers)
+        .await;
+    (res.status, res.body)
 }
 
 async fn rows(h: &H) -> Vec<i64> {
@@ -199,29 +230,18 @@ async fn every_route_refuses_missing_and_bad_tokens_and_the_wrong_caller() {
     for r in routes(&h).await {
         let what = format!("{} {}", r.method, r.path);
         let before = rows(&h).await;
-        let (s, p) = h
-            .send(r.method.clone(), &r.path, None, r.body.clone())
-            .await;
+        let (s, p) = call(&h, &r, None).await;
         assert_eq!(
             (s, &p["status"]),
             (StatusCode::UNAUTHORIZED, &json!(401)),
             "{what}: no token"
         );
         for (kind, token) in &bad {
-            let (s, _) = h
-                .send(
-                    r.method.clone(),
-                    &r.path,
-                    Some(&format!("Bearer {token}")),
-                    r.body.clone(),
-                )
-                .await;
+            let (s, _) = call(&h, &r, Some(&format!("Bearer {token}"))).await;
             assert_eq!(s, StatusCode::UNAUTHORIZED, "{what}: {kind}");
         }
         for caller in &r.forbidden {
-            let (s, p) = h
-                .send(r.method.clone(), &r.path, Some(caller), r.body.clone())
-                .await;
+            let (s, p) = call(&h, &r, Some(caller)).await;
             assert_eq!(
                 (s, &p["status"]),
                 (StatusCode::FORBIDDEN, &json!(403)),
@@ -234,9 +254,7 @@ async fn every_route_refuses_missing_and_bad_tokens_and_the_wrong_caller() {
             "{what}: a refused request changed something"
         );
         for caller in &r.allowed {
-            let (s, p) = h
-                .send(r.method.clone(), &r.path, Some(caller), r.body.clone())
-                .await;
+            let (s, p) = call(&h, &r, Some(caller)).await;
             assert!(s.is_success(), "{what}: an allowed caller got {s}: {p}");
         }
     }

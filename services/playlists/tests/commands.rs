@@ -322,7 +322,123 @@ async fn retries_with_an_idempotency_key_answer_the_first_answer_and_append_noth
         (StatusCode::CREATED, StatusCode::CREATED)
     );
     assert_eq!(a1.body, a2.body);
-    // Removal, session, share and delete too.
+    // A retried move is a replay, not a 412 (its If-Match is stale after the first).
+    let version = a1.body["version"].to_string();
+    let mv = || async {
+        h.req(
+            Method::PUT,
+            &format!("{}/lessons/bass-funk-1/position", base(&p)),
+            Some(&learner()),
+            Some(json!({"position": 0})),
+            &[("idempotency-key", "mv-1"), ("if-match", version.as_str())],
+        )
+        .await
+    };
+    let m1 = mv().await;
+    let m2 = mv().await;
+    assert_eq!(
+        (m1.status, m2.status),
+        (StatusCode::OK, StatusCode::OK),
+        "{}",
+        m2.body
+    );
+    assert_eq!(m1.body, m2.body);
+    assert_eq!(m2.headers["idempotent-replayed"], "true");
+    // A retried rename answers the first answer (the same version).
+    let rename = || async {
+        h.req(
+            Method::PATCH,
+            &base(&p),
+            Some(&learner()),
+            Some(json!({"name": "Renamed"})),
+            &[("idempotency-key", "rn-1")],
+        )
+        .await
+    };
+    let r1 = rename().await;
+    let r2 = rename().await;
+    assert_eq!((r1.status, r2.status), (StatusCode::OK, StatusCode::OK));
+    assert_eq!(r1.body, r2.body);
+    assert_eq!(r2.headers["idempotent-replayed"], "true");
+    // A retried share: the same share (its token is shown once: null in the replay).
+    let share = || async {
+        h.req(
+            Method::POST,
+            &format!("{}/shares", base(&p)),
+            Some(&learner()),
+            Some(json!({"channel": "facebook"})),
+            &[("idempotency-key", "sh-1")],
+        )
+        .await
+    };
+    let sh1 = share().await;
+    let sh2 = share().await;
+    assert_eq!(
+        (sh1.status, sh2.status),
+        (StatusCode::CREATED, StatusCode::CREATED)
+    );
+    assert_eq!(sh1.body["id"], sh2.body["id"]);
+    assert_eq!(sh2.body["token"], json!(null));
+    assert_eq!(sh2.headers["idempotent-replayed"], "true");
+    let share_id = sh1.body["id"].as_str().expect("share id").to_owned();
+    let revoke = || async {
+        h.req(
+            Method::DELETE,
+            &format!("{}/shares/{share_id}", base(&p)),
+            Some(&learner()),
+            None,
+            &[("idempotency-key", "rv-1")],
+        )
+        .await
+    };
+    let v1 = revoke().await;
+    let v2 = revoke().await;
+    assert_eq!(
+        (v1.status, v2.status),
+        (StatusCode::NO_CONTENT, StatusCode::NO_CONTENT)
+    );
+    assert_eq!(v2.headers["idempotent-replayed"], "true");
+    // A key reused on another route is 422 (the documented answer), and records nothing.
+    let events = h.events().await;
+    let other_route = h
+        .req(
+            Method::PATCH,
+            &base(&p),
+            Some(&learner()),
+            Some(json!({"name": "Renamed"})),
+            &[("idempotency-key", "k-1")],
+        )
+        .await;
+    assert_eq!(
+        other_route.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        other_route.body
+    );
+    assert_eq!(
+        other_route.body["type"]
+            .as_str()
+            .map(|t| t.contains("idempotency-key-reused")),
+        Some(true),
+        "{}",
+        other_route.body
+    );
+    assert_eq!(h.events().await, events);
+    // Keys are per user: another user's same key is their own new request, never a replay of
+    // (or a refusal because of) the first user's.
+    let theirs = h
+        .req(
+            Method::POST,
+            "/playlists/v1/users/bo/playlists",
+            Some(&common::other_learner()),
+            Some(json!({"name": "Once"})),
+            &[("idempotency-key", "k-1")],
+        )
+        .await;
+    assert_eq!(theirs.status, StatusCode::CREATED, "{}", theirs.body);
+    assert!(theirs.headers.get("idempotent-replayed").is_none());
+    assert_ne!(theirs.body["id"], first.body["id"]);
+    // Removal, session and delete too.
     let rm = || async {
         h.req(
             Method::DELETE,
@@ -370,10 +486,14 @@ async fn retries_with_an_idempotency_key_answer_the_first_answer_and_append_noth
             .expect("kinds");
     let expect: Vec<(String, i64)> = [
         ("lesson_added", 1),
+        ("lesson_moved", 1),
         ("lesson_removed", 1),
-        ("playlist_created", 1),
+        ("playlist_created", 2),
         ("playlist_deleted", 1),
+        ("playlist_renamed", 1),
         ("practice_recorded", 1),
+        ("share_created", 1),
+        ("share_revoked", 1),
     ]
     .iter()
     .map(|(k, n)| ((*k).to_owned(), *n))

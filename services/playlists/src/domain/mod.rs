@@ -444,19 +444,46 @@ pub fn day(at: DateTime<Utc>) -> NaiveDate {
 
 /// The Monday of an instant's ISO week, UTC (the cohort key).
 pub fn week(at: DateTime<Utc>) -> NaiveDate {
-    let d = at.date_naive();
-    d - Duration::days(i64::from(d.weekday().num_days_from_monday()))
+    week_of(at.date_naive())
 }
 
-/// The Monday of a day's week.
+/// The Monday of a day's week (the day itself in the first, partial week of chrono's range:
+/// checked arithmetic, never a panic).
 pub fn week_of(d: NaiveDate) -> NaiveDate {
-    d - Duration::days(i64::from(d.weekday().num_days_from_monday()))
+    d.checked_sub_signed(Duration::days(i64::from(
+        d.weekday().num_days_from_monday(),
+    )))
+    .unwrap_or(d)
 }
 
-/// `[start, end)` of a UTC day.
+/// `[start, end)` of a UTC day (the end saturates at chrono's last instant).
 pub fn day_bounds(d: NaiveDate) -> (DateTime<Utc>, DateTime<Utc>) {
     let start = d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
-    (start, start + Duration::days(1))
+    let end = start
+        .checked_add_signed(Duration::days(1))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
+    (start, end)
+}
+
+/// The years a time or day input may name (analytics `from`/`to`, a cursor's time, a
+/// session's `at`, a share's `expires_at`): PostgreSQL refuses dates before 4713 BC (a 500)
+/// and chrono's arithmetic overflows near its ends (a panic), so anything outside is a 400.
+pub const MIN_YEAR: i32 = 1970;
+pub const MAX_YEAR: i32 = 9999;
+
+/// Whether `d` lies in the years [`MIN_YEAR`]..=[`MAX_YEAR`].
+pub fn day_in_years(d: NaiveDate) -> bool {
+    (MIN_YEAR..=MAX_YEAR).contains(&d.year())
+}
+
+/// Whether `at` lies in the years [`MIN_YEAR`]..=[`MAX_YEAR`] (UTC).
+pub fn time_in_years(at: DateTime<Utc>) -> bool {
+    day_in_years(at.date_naive())
+}
+
+/// The message of a time outside the years.
+pub fn years_message() -> String {
+    format!("must be between the years {MIN_YEAR} and {MAX_YEAR}")
 }
 
 /// Letters, digits and `- _ . :`, 1..=64 (user and lesson ids).
@@ -473,6 +500,20 @@ mod tests {
 
     fn t(h: u32) -> DateTime<Utc> {
         chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 3, 2, h, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn days_at_the_ends_of_chrono_do_not_panic_and_fall_outside_the_years() {
+        for d in [NaiveDate::MIN, NaiveDate::MAX] {
+            let _ = week_of(d);
+            let _ = day_bounds(d);
+            assert!(!day_in_years(d));
+        }
+        assert_eq!(week_of(NaiveDate::MIN), NaiveDate::MIN);
+        let ok = |y| NaiveDate::from_ymd_opt(y, 1, 1).unwrap();
+        assert!(day_in_years(ok(1970)) && day_in_years(ok(9999)));
+        assert!(!day_in_years(ok(1969)) && !day_in_years(ok(10_000)));
+        assert!(time_in_years(t(0)));
     }
 
     fn playlist(lessons: &[&str]) -> Playlist {

@@ -48,8 +48,14 @@ pub async fn harness() -> H {
 }
 
 pub async fn harness_with(settings: playlists::Settings) -> H {
+    harness_pool(settings, kit::db::PoolSettings::default()).await
+}
+
+/// A harness whose service has a pool of its own shape (e.g. few connections).
+pub async fn harness_pool(settings: playlists::Settings, pool: kit::db::PoolSettings) -> H {
     let db = TestDb::new().await;
-    let pool = db.service_pool(&playlists::SERVICE).await;
+    drop(db.service_pool(&playlists::SERVICE).await);
+    let pool = db.pool_with(playlists::SERVICE.schema, &pool);
     playlists::store::upsert_lessons(&pool, &playlists::sample_catalogue())
         .await
         .expect("catalogue");
