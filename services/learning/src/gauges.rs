@@ -38,7 +38,7 @@ pub fn spawn(pool: PgPool, every: Duration) -> tokio::task::JoinHandle<()> {
                     metrics::gauge!(LAST_FAILURE).set(secs(failure));
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "import gauges not sampled; retrying next tick")
+                    tracing::warn!(error = %e, "import gauges not sampled; retrying next tick");
                 }
             }
         }

@@ -65,7 +65,10 @@ Environment (all optional):
   CALLS_TOKEN_KEY, CALLS_TOKEN_KEY_ALSO_ACCEPT, CALLS_TOKEN_MAX_AGE_SECS,
   CALLS_REFRESH_INTERVAL_MS, CALLS_STALE_AFTER_MS, CALLS_SNAPSHOT_PATH, CALLS_DECISION_BUDGET_MS,
   CALLS_EMERGENCY_TARGET, CALLS_LOG_QUEUE, CALLS_STEP_RETENTION_DAYS
-                          calls service settings (see services/calls/src/settings.rs)";
+                          calls service settings (see services/calls/src/settings.rs)
+  PLAYLISTS_MAX_SIZE, PLAYLISTS_MAX_PER_USER, PLAYLISTS_MASTERY_THRESHOLD,
+  PLAYLISTS_MASTERY_SESSIONS, PLAYLISTS_SHARE_MAX_DAYS
+                          playlists service settings (defaults 20, 50, 0.9, 3, 365)";
 
 #[derive(Parser)]
 #[command(name = "meridian", version, about, after_help = ENV_HELP)]
