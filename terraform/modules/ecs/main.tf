@@ -440,7 +440,8 @@ resource "aws_ssm_parameter" "deploy_target" {
 # (buildkite/deploy-prod.sh: `aws ssm get-parameter` of the target, then the command, both with
 # the country's AWS profile), for this module's blue-green services and nothing else:
 #  - ECS DescribeServices / UpdateService / CreateService (the idle colour, created only if it is
-#    gone) on the two colours' services; DescribeTaskDefinition and RegisterTaskDefinition (a
+#    gone) on the two colours' services; ListTasks (held to this cluster) and DescribeTasks (its
+#    tasks), to match the healthy targets to the new revision's running tasks; DescribeTaskDefinition and RegisterTaskDefinition (a
 #    revision of the active one's family with the new image) have no resource-level permissions
 #    in the Service Authorization Reference, so "*"; iam:PassRole of exactly the services' task
 #    and execution roles, to ECS tasks only (RegisterTaskDefinition passes them);
@@ -494,6 +495,26 @@ data "aws_iam_policy_document" "deploy" {
     sid       = "MoveTasksBetweenColours"
     actions   = ["ecs:DescribeServices", "ecs:UpdateService", "ecs:CreateService"]
     resources = [for k in keys(local.deploy_colours) : aws_ecs_service.service[k].id]
+  }
+
+  # Before the analysis the command matches the idle colour's healthy targets to its running
+  # tasks of the new revision: ListTasks authorizes on container instances (none on Fargate), so
+  # "*" held to this cluster by ecs:cluster; DescribeTasks on this cluster's tasks.
+  statement {
+    sid       = "ListTheColoursTasks"
+    actions   = ["ecs:ListTasks"]
+    resources = ["*"]
+    condition {
+      test     = "ArnEquals"
+      variable = "ecs:cluster"
+      values   = [aws_ecs_cluster.this.arn]
+    }
+  }
+
+  statement {
+    sid       = "DescribeTheColoursTasks"
+    actions   = ["ecs:DescribeTasks"]
+    resources = [format("%s/*", replace(aws_ecs_cluster.this.arn, ":cluster/", ":task/"))]
   }
 
   statement {

@@ -340,6 +340,14 @@ run "deploy_role_may_do_what_meridian_deploy_ecs_does" {
         actions   = ["ecs:CreateService", "ecs:DescribeServices", "ecs:UpdateService"]
         resources = sort([aws_ecs_service.service["streams"].id, aws_ecs_service.service["streams-green"].id])
       }
+      ListTheColoursTasks = {
+        actions   = ["ecs:ListTasks"]
+        resources = ["*"]
+      }
+      DescribeTheColoursTasks = {
+        actions   = ["ecs:DescribeTasks"]
+        resources = ["arn:aws:ecs:eu-north-1:111111111111:task/mock/*"]
+      }
       SwitchListenerRules = {
         actions   = ["elasticloadbalancing:ModifyRule"]
         resources = sort([var.services.streams.production_listener_rule_arn, var.services.streams.preview_listener_rule_arn])
@@ -363,6 +371,14 @@ run "deploy_role_may_do_what_meridian_deploy_ecs_does" {
       && !contains(flatten([for st in data.aws_iam_policy_document.deploy[0].statement : st.actions]), "elasticloadbalancing:ModifyListener")
     )
     error_message = "no wildcard action; the task and execution roles are passed to ECS tasks only; listeners are never modified (the command moves rules)."
+  }
+
+  assert {
+    condition = alltrue([
+      for c in one([for st in data.aws_iam_policy_document.deploy[0].statement : st if st.sid == "ListTheColoursTasks"]).condition :
+      c.test == "ArnEquals" && c.variable == "ecs:cluster" && jsonencode(c.values) == jsonencode([aws_ecs_cluster.this.arn])
+    ]) && length(one([for st in data.aws_iam_policy_document.deploy[0].statement : st if st.sid == "ListTheColoursTasks"]).condition) == 1
+    error_message = "ListTasks (resource \"*\") is held to this cluster by ecs:cluster."
   }
 }
 
