@@ -10,8 +10,9 @@
 //!   task definition changes, runs its tasks with moto's RunTask (so DescribeTasks has them,
 //!   with an ENI's private IP), registers exactly those IPs in the colour's target group (moto
 //!   reports them `healthy`), and can play a crashing image that ECS's deployment circuit
-//!   breaker rolls back; an interceptor on the command's ECS client puts its deployments into
-//!   DescribeServices. What real ECS decides (when a deployment fails, how long draining takes)
+//!   breaker rolls back; an interceptor on the ECS clients (the command's and its own) learns
+//!   each service's task definition and desired count from CreateService's and UpdateService's
+//!   answers and puts its deployments into DescribeServices. What real ECS decides (when a deployment fails, how long draining takes)
 //!   is this stand-in's choice, not AWS's.
 //! - moto's load balancers forward no traffic. The test listener's URL (`preview_url`) is a
 //!   local axum server standing in for the green tasks, whose latency the test sets: it is what
@@ -530,7 +531,11 @@ impl FakeEcs {
         }
     }
 
-    /// DescribeServices as ECS answers it: this state's deployments and running count.
+    /// DescribeServices as ECS answers it: this state's deployments and running count. A
+    /// service's task definition and desired count are taken from here only the first time it
+    /// is seen; after that only from CreateService's and UpdateService's answers (in the order
+    /// of the calls), since a DescribeServices sent before an UpdateService may be answered
+    /// after it.
     fn rewrite(&mut self, service: &mut aws_sdk_ecs::types::Service) {
         let (Some(name), Some(td)) = (
             service.service_name.clone(),
@@ -541,7 +546,9 @@ impl FakeEcs {
         if service.status() != Some("ACTIVE") {
             return;
         }
-        self.observe(&name, &td, service.desired_count);
+        if !self.services.contains_key(&name) {
+            self.observe(&name, &td, service.desired_count);
+        }
         let deployments = &self.services[&name];
         service.running_count = deployments.iter().map(|d| task_count(&d.tasks)).sum();
         service.deployments = Some(
@@ -589,14 +596,31 @@ impl aws_sdk_ecs::config::Intercept for Deployments {
         _: &aws_sdk_ecs::config::RuntimeComponents,
         _: &mut aws_sdk_ecs::config::ConfigBag,
     ) -> Result<(), aws_sdk_ecs::error::BoxError> {
-        if let Some(Ok(out)) = context.output_or_error_mut()
-            && let Some(out) = out
-                .downcast_mut::<aws_sdk_ecs::operation::describe_services::DescribeServicesOutput>()
-        {
-            let mut ecs = self.0.lock().expect("fake ECS");
+        use aws_sdk_ecs::operation::{
+            create_service::CreateServiceOutput, describe_services::DescribeServicesOutput,
+            update_service::UpdateServiceOutput,
+        };
+        let Some(Ok(out)) = context.output_or_error_mut() else {
+            return Ok(());
+        };
+        let mut ecs = self.0.lock().expect("fake ECS");
+        if let Some(out) = out.downcast_mut::<DescribeServicesOutput>() {
             for service in out.services.iter_mut().flatten() {
                 ecs.rewrite(service);
             }
+            return Ok(());
+        }
+        let changed = if let Some(out) = out.downcast_ref::<UpdateServiceOutput>() {
+            out.service()
+        } else if let Some(out) = out.downcast_ref::<CreateServiceOutput>() {
+            out.service()
+        } else {
+            None
+        };
+        if let Some(service) = changed
+            && let (Some(name), Some(td)) = (service.service_name(), service.task_definition())
+        {
+            ecs.observe(name, td, service.desired_count());
         }
         Ok(())
     }
@@ -610,23 +634,28 @@ struct Ecs {
 }
 
 impl Ecs {
-    fn start(moto_clients: Clients, target: EcsTarget, behaviour: EcsBehaviour) -> Self {
+    async fn start(moto: &Moto, target: EcsTarget, behaviour: EcsBehaviour) -> Self {
         let state = Arc::new(std::sync::Mutex::new(FakeEcs {
             behaviour,
             ..FakeEcs::default()
         }));
-        let scheduler = tokio::spawn(schedule(moto_clients, target, state.clone()));
+        let clients = Self::clients_for(moto, &state).await;
+        let scheduler = tokio::spawn(schedule(clients, target, state.clone()));
         Self { state, scheduler }
     }
 
     /// Clients for the command: moto's, with ECS's deployments in DescribeServices.
     async fn clients(&self, moto: &Moto) -> Clients {
+        Self::clients_for(moto, &self.state).await
+    }
+
+    async fn clients_for(moto: &Moto, state: &Arc<std::sync::Mutex<FakeEcs>>) -> Clients {
         let plain = moto.clients().await;
         let ecs_config = plain
             .ecs
             .config()
             .to_builder()
-            .interceptor(Deployments(self.state.clone()))
+            .interceptor(Deployments(state.clone()))
             .build();
         Clients {
             ecs: aws_sdk_ecs::Client::from_conf(ecs_config),
@@ -710,7 +739,9 @@ async fn schedule_colour(
     let mut failed = None;
     {
         let mut ecs = state.lock().expect("fake ECS");
-        if let Some(service) = &service {
+        if let Some(service) = &service
+            && !ecs.services.contains_key(name)
+        {
             ecs.observe(
                 name,
                 service.task_definition().expect("a task definition"),
@@ -971,7 +1002,9 @@ async fn service_image(clients: &Clients, target: &EcsTarget, colour: Colour) ->
 }
 
 /// The Release `buildkite/lib.sh render_release` writes, with this test's timings: a 3 s
-/// scale-down delay, measurements every second, p99 at most 100 ms.
+/// scale-down delay, measurements every second, p99 at most 200 ms (the stand-in answers in
+/// 5 ms, or 300 ms to breach; 2 cores running 8 moto servers at once have pushed a 5 ms p99
+/// past 100 ms).
 fn spec() -> operator::crd::ReleaseSpec {
     deploy_ecs::release_spec_from_manifest(&format!(
         r"
@@ -996,7 +1029,7 @@ spec:
       requests: 20
       concurrency: 2
       timeoutMs: 2000
-      p99Ms: 100
+      p99Ms: 200
       maxErrorRate: 0.0
 "
     ))
@@ -1051,11 +1084,7 @@ async fn a_healthy_green_takes_production_and_blue_scales_to_zero_after_the_dela
     let mut target = terraform_stack(&moto, &clients, green_server(delay).await, true).await;
     // Terraform's sizing changed since blue was promoted: the promoted colour gets the new range.
     target.capacity = Some(deploy_ecs::Capacity { min: 3, max: 8 });
-    let ecs = Ecs::start(
-        moto.clients().await,
-        target.clone(),
-        EcsBehaviour::default(),
-    );
+    let ecs = Ecs::start(&moto, target.clone(), EcsBehaviour::default()).await;
     let clients = ecs.clients(&moto).await;
     let seen = watch(moto.clients().await, target.clone());
 
@@ -1152,14 +1181,10 @@ async fn a_breach_after_the_switch_puts_production_back_on_blue_and_green_to_zer
     let clients = moto.clients().await;
     let delay = Arc::new(AtomicU64::new(5));
     let target = terraform_stack(&moto, &clients, green_server(delay.clone()).await, true).await;
-    let ecs = Ecs::start(
-        moto.clients().await,
-        target.clone(),
-        EcsBehaviour::default(),
-    );
+    let ecs = Ecs::start(&moto, target.clone(), EcsBehaviour::default()).await;
     let clients = ecs.clients(&moto).await;
     let seen = watch(moto.clients().await, target.clone());
-    // Green passes its analysis; once production is on it, it slows to 300 ms (p99 > 100 ms).
+    // Green passes its analysis; once production is on it, it slows to 300 ms (p99 > 200 ms).
     let slow = {
         let seen = seen.clone();
         tokio::spawn(async move {
@@ -1238,11 +1263,7 @@ async fn a_breach_in_the_analysis_never_moves_production_and_scales_green_to_zer
     let clients = moto.clients().await;
     let delay = Arc::new(AtomicU64::new(300));
     let target = terraform_stack(&moto, &clients, green_server(delay).await, false).await;
-    let ecs = Ecs::start(
-        moto.clients().await,
-        target.clone(),
-        EcsBehaviour::default(),
-    );
+    let ecs = Ecs::start(&moto, target.clone(), EcsBehaviour::default()).await;
     let clients = ecs.clients(&moto).await;
     let seen = watch(moto.clients().await, target.clone());
 
@@ -1561,13 +1582,14 @@ async fn a_new_image_that_ecs_rolls_back_is_never_analysed_or_promoted() {
     )
     .await;
     let ecs = Ecs::start(
-        moto.clients().await,
+        &moto,
         target.clone(),
         EcsBehaviour {
             crashing_image: Some(NEW_IMAGE.to_owned()),
             ..EcsBehaviour::default()
         },
-    );
+    )
+    .await;
     let clients = ecs.clients(&moto).await;
     let seen = watch(moto.clients().await, target.clone());
 
@@ -1623,10 +1645,10 @@ async fn old_tasks_left_running_in_green_are_not_analysed_for_the_new_image() {
     let clients = moto.clients().await;
     let delay = Arc::new(AtomicU64::new(5));
     let target = terraform_stack(&moto, &clients, green_server(delay.clone()).await, true).await;
-    // A Freeze left green running 2 old tasks; they answer slowly (p99 > 100 ms) and stay
+    // A Freeze left green running 2 old tasks; they answer slowly (p99 > 200 ms) and stay
     // healthy in green's target group until the new revision's tasks have run for 1.5 s.
     let ecs = Ecs::start(
-        moto.clients().await,
+        &moto,
         target.clone(),
         EcsBehaviour {
             start_delay: Duration::from_millis(1500),
@@ -1634,7 +1656,8 @@ async fn old_tasks_left_running_in_green_are_not_analysed_for_the_new_image() {
             slow_unless: Some((NEW_IMAGE.to_owned(), delay.clone())),
             ..EcsBehaviour::default()
         },
-    );
+    )
+    .await;
     let clients = ecs.clients(&moto).await;
     update_service(&clients, Colour::Green, None, 2).await;
     let until = Instant::now() + Duration::from_secs(20);
