@@ -82,6 +82,10 @@ CREATE TABLE playlists.practice_sessions (
     at            timestamptz NOT NULL
 );
 CREATE INDEX practice_sessions_user ON playlists.practice_sessions (user_id, at DESC, id DESC);
+-- "What next" reads, per lesson of one playlist, the user's newest few sessions and a count of
+-- today's (store::rotation_history): one short range scan per lesson, whatever the history.
+CREATE INDEX practice_sessions_user_lesson
+    ON playlists.practice_sessions (user_id, lesson_id, at DESC, id DESC);
 
 -- Share links: only the SHA-256 of the token is stored.
 CREATE TABLE playlists.shares (

@@ -1014,7 +1014,7 @@ async fn next(
     let lessons: Vec<String> = view.lessons.iter().map(|l| l.lesson_id.clone()).collect();
     let rule = st.settings.rule();
     let mut conn = st.pool.acquire().await?;
-    let history = store::rotation_history(
+    let (history, today) = store::rotation_history(
         &mut conn,
         &user_id,
         &lessons,
@@ -1024,7 +1024,7 @@ async fn next(
     )
     .await?;
     drop(p);
-    let choice = rotation::next(&lessons, &history, now, rule);
+    let choice = rotation::next(&lessons, &history, Some(&today), now, rule);
     Ok(Json(NextView {
         lesson: choice.index.map(|i| view.lessons[i].clone()),
         reason: choice.why,

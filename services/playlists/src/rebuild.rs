@@ -83,9 +83,10 @@ impl Fold {
                 let id = s.event.aggregate();
                 if let Event::PlaylistCreated { default: true, .. } = s.event
                     && let Some(old) = self.defaults.get(&s.user_id)
-                    && let Some(p) = self.playlists.get_mut(old)
+                    && let Some(p) = self.playlists.remove(old)
                 {
-                    p.is_default = false;
+                    self.playlists
+                        .insert(*old, domain::set_default(p, false, at));
                 }
                 let before = self.playlists.remove(&id);
                 match domain::apply(before, &s.user_id, at, &s.event) {
@@ -105,9 +106,10 @@ impl Fold {
                     next_default: Some(next),
                     ..
                 } = s.event
-                    && let Some(p) = self.playlists.get_mut(&next)
+                    && let Some(p) = self.playlists.remove(&next)
                 {
-                    p.is_default = true;
+                    self.playlists
+                        .insert(next, domain::set_default(p, true, at));
                     self.defaults.insert(s.user_id.clone(), next);
                 }
                 if let Event::LessonRemoved {

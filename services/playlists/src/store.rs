@@ -8,6 +8,8 @@
 //! open of a share link (`share_opened`: single-statement counter updates, no row read for
 //! update), which commutes with every other event, so its place in the log does not matter.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -357,11 +359,15 @@ pub async fn apply(conn: &mut PgConnection, s: &Stored) -> Result<(), sqlx::Erro
             let id = s.event.aggregate();
             let before = playlist(conn, id).await?;
             if let Event::PlaylistCreated { default: true, .. } = s.event {
+                // The old default's representation changes: its version (ETag) moves too, as
+                // in domain::set_default (the rebuild's path).
                 sqlx::query(
-                    "UPDATE playlists.playlists SET is_default = false
+                    "UPDATE playlists.playlists
+                     SET is_default = false, version = version + 1, updated_at = $2
                      WHERE user_id = $1 AND is_default",
                 )
                 .bind(&s.user_id)
+                .bind(at)
                 .execute(&mut *conn)
                 .await?;
             }
@@ -379,10 +385,15 @@ pub async fn apply(conn: &mut PgConnection, s: &Stored) -> Result<(), sqlx::Erro
                 ..
             } = s.event
             {
-                sqlx::query("UPDATE playlists.playlists SET is_default = true WHERE id = $1")
-                    .bind(next)
-                    .execute(&mut *conn)
-                    .await?;
+                sqlx::query(
+                    "UPDATE playlists.playlists
+                     SET is_default = true, version = version + 1, updated_at = $2
+                     WHERE id = $1 AND NOT is_default",
+                )
+                .bind(next)
+                .bind(at)
+                .execute(&mut *conn)
+                .await?;
             }
             if let Event::LessonRemoved {
                 lesson_id, reason, ..
@@ -602,8 +613,10 @@ pub async fn sessions(
     .await
 }
 
-/// What the rotation rule reads: per lesson the newest `per_lesson` sessions and every session
-/// since `day_start`, plus the user's newest session on any lesson; nothing after `now`.
+/// What the rotation rule reads, bounded by the playlist's size, not the user's history: per
+/// lesson the newest `per_lesson` sessions and a count of those since `day_start` (counted
+/// here, not loaded), plus the user's newest session on any lesson (the one just played);
+/// nothing after `now`. Newest first by (at, id), the order the rule ranks in.
 pub async fn rotation_history(
     conn: &mut PgConnection,
     user: &str,
@@ -611,18 +624,26 @@ pub async fn rotation_history(
     per_lesson: i64,
     day_start: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Result<Vec<domain::rotation::Session>, sqlx::Error> {
+) -> Result<(Vec<domain::rotation::Session>, HashMap<String, usize>), sqlx::Error> {
+    // One probe of practice_sessions_user_lesson per lesson (LATERAL ... LIMIT), not a window
+    // over every session of the user, and one of practice_sessions_user for the newest session
+    // (NOT lesson_id = ANY(...) there would walk the whole history of a user who only plays
+    // this playlist's lessons): it is dropped below when a lesson's probe loaded it already.
     let rows = sqlx::query(
-        "(SELECT lesson_id, accuracy, at FROM (
-            SELECT lesson_id, accuracy, at,
-                   row_number() OVER (PARTITION BY lesson_id ORDER BY at DESC, id DESC) AS rn
-            FROM playlists.practice_sessions
-            WHERE user_id = $1 AND lesson_id = ANY($2) AND at <= $5) x
-          WHERE rn <= $3 OR at >= $4)
+        "SELECT l.lesson_id, s.id, s.accuracy, s.at, t.today
+         FROM unnest($2::text[]) AS l(lesson_id)
+         CROSS JOIN LATERAL (
+            SELECT count(*) AS today FROM playlists.practice_sessions
+            WHERE user_id = $1 AND lesson_id = l.lesson_id AND at >= $4 AND at <= $5) t
+         LEFT JOIN LATERAL (
+            SELECT id, accuracy, at FROM playlists.practice_sessions
+            WHERE user_id = $1 AND lesson_id = l.lesson_id AND at <= $5
+            ORDER BY at DESC, id DESC LIMIT $3) s ON true
          UNION ALL
-         (SELECT lesson_id, accuracy, at FROM playlists.practice_sessions
-          WHERE user_id = $1 AND at <= $5 AND NOT (lesson_id = ANY($2))
-          ORDER BY at DESC, id DESC LIMIT 1)",
+         (SELECT lesson_id, id, accuracy, at, NULL FROM playlists.practice_sessions
+          WHERE user_id = $1 AND at <= $5
+          ORDER BY at DESC, id DESC LIMIT 1)
+         ORDER BY at DESC NULLS LAST, id DESC NULLS LAST",
     )
     .bind(user)
     .bind(lessons)
@@ -631,14 +652,31 @@ pub async fn rotation_history(
     .bind(now)
     .fetch_all(conn)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| domain::rotation::Session {
-            lesson_id: r.get("lesson_id"),
-            accuracy: r.get("accuracy"),
-            at: r.get("at"),
-        })
-        .collect())
+    let mut today = HashMap::new();
+    let mut sessions: Vec<domain::rotation::Session> = Vec::with_capacity(rows.len());
+    for r in rows {
+        let lesson_id: String = r.get("lesson_id");
+        // NULL on the newest-session row: its lesson's count, if it is a playlist lesson,
+        // comes from that lesson's own row.
+        let n: Option<i64> = r.get("today");
+        if let Some(n) = n.filter(|n| *n > 0) {
+            today.insert(lesson_id.clone(), usize::try_from(n).unwrap_or(usize::MAX));
+        }
+        let id: Option<Uuid> = r.get("id");
+        // Sorted by (at, id): the newest session, when a lesson's probe loaded it too, comes
+        // right next to its twin.
+        if let Some(id) = id
+            && sessions.last().is_none_or(|s| s.id != id)
+        {
+            sessions.push(domain::rotation::Session {
+                id,
+                lesson_id,
+                accuracy: r.get("accuracy"),
+                at: r.get("at"),
+            });
+        }
+    }
+    Ok((sessions, today))
 }
 
 /// A share link's row.

@@ -27,6 +27,16 @@ async fn rebuild_replays_the_log_into_identical_read_models() {
     h.remove(USER, &p, "drums-rock-1", "too_hard").await;
     h.remove("bo", &q, "drums-rock-1", "bored").await;
     h.remove("bo", &q, "keys-jazz-1", "other").await;
+    // bo's default moves to a new playlist: q's version moves with it, live and replayed.
+    let (s, b2) = h
+        .send(
+            Method::POST,
+            "/playlists/v1/users/bo/playlists",
+            Some(&common::other_learner()),
+            Some(serde_json::json!({"name": "B2", "default": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b2}");
     h.session(USER, "drums-funk-1", 0.5, common::t0() - Duration::hours(1))
         .await;
     let (_, token) = h.share(USER, &p, "twitter").await;

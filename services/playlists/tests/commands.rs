@@ -564,6 +564,75 @@ async fn one_default_per_user_and_deleting_it_hands_it_on() {
     assert!(page.get("next_cursor").is_none());
 }
 
+/// The playlist's ETag and whether it is the default.
+async fn etag(h: &H, p: &str) -> (String, bool) {
+    let r = h
+        .req(Method::GET, &base(p), Some(&learner()), None, &[])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let tag = r.headers["etag"].to_str().expect("etag").to_owned();
+    (tag, r.body["is_default"].as_bool().expect("is_default"))
+}
+
+#[tokio::test]
+async fn a_playlist_the_default_leaves_or_reaches_gets_a_new_etag_live_and_rebuilt() {
+    let h = harness().await;
+    let a = h.playlist(USER, "A").await;
+    let (a1, default) = etag(&h, &a).await;
+    assert!(default, "the first playlist is the default");
+    let (s, b) = h
+        .send(
+            Method::POST,
+            &format!("/playlists/v1/users/{USER}/playlists"),
+            Some(&learner()),
+            Some(json!({"name": "B", "default": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let b = b["id"].as_str().expect("id").to_owned();
+    let (a2, default) = etag(&h, &a).await;
+    assert!(!default);
+    assert_ne!(a2, a1, "A's representation changed, so its ETag did");
+    // An edit based on the view that still said "default" is refused.
+    let r = h
+        .req(
+            Method::PATCH,
+            &base(&a),
+            Some(&learner()),
+            Some(json!({"name": "stale"})),
+            &[("if-match", &a1)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PRECONDITION_FAILED, "{}", r.body);
+    let r = h
+        .req(
+            Method::PATCH,
+            &base(&a),
+            Some(&learner()),
+            Some(json!({"name": "A, renamed"})),
+            &[("if-match", &a2)],
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "the current ETag is accepted: {}",
+        r.body
+    );
+    let (a2, _) = etag(&h, &a).await;
+    // Deleting B hands the default back to A: a new ETag again.
+    let (s, _) = h
+        .send(Method::DELETE, &base(&b), Some(&learner()), None)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (a3, default) = etag(&h, &a).await;
+    assert!(default);
+    assert!(a3 != a2 && a3 != a1, "{a1} {a2} {a3}");
+    // The rebuild folds the same versions.
+    playlists::rebuild::rebuild(&h.pool).await.expect("rebuild");
+    assert_eq!(etag(&h, &a).await, (a3, true));
+}
+
 #[tokio::test]
 async fn bad_input_is_rejected_naming_the_field_and_writes_nothing() {
     let h = harness().await;

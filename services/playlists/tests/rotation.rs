@@ -132,3 +132,114 @@ async fn the_threshold_is_a_setting() {
         "{n}"
     );
 }
+
+#[tokio::test]
+async fn a_long_history_today_is_counted_in_sql_and_loads_a_bounded_slice() {
+    let h = harness().await;
+    let p = h.playlist(USER, "Long day").await;
+    let lessons = ["drums-funk-1", "drums-rock-1", "keys-jazz-1"];
+    for l in lessons {
+        h.add(USER, &p, l).await;
+    }
+    let ago = |m: i64| t0() - Duration::minutes(m);
+    // drums-funk-1: 30 flat sessions this morning (most repeated today by far).
+    for m in 0..30 {
+        h.session(USER, "drums-funk-1", 0.5, ago(600 - m)).await;
+    }
+    // drums-rock-1: twice today, flat, after the funk sessions; keys-jazz-1: played just now.
+    h.session(USER, "drums-rock-1", 0.5, ago(300)).await;
+    h.session(USER, "drums-rock-1", 0.5, ago(200)).await;
+    h.session(USER, "keys-jazz-1", 0.5, ago(1)).await;
+
+    let n = next(&h, &p).await;
+    assert_eq!(
+        (n["lesson"]["lesson_id"].clone(), n["reason"].clone()),
+        (json!("drums-rock-1"), json!("least_recently_played")),
+        "{n}"
+    );
+    let skipped = n["skipped"].to_string();
+    assert!(
+        skipped.contains(r#"{"lesson_id":"drums-funk-1","why":"most_repeated_today"}"#),
+        "{skipped}"
+    );
+
+    // The store loads at most window + 1 sessions per lesson (+ the newest on any lesson), and
+    // counts today's in SQL. A lesson never played (bass-pop-1) loads nothing, a session after
+    // the clock is not read, and the newest session may be on a lesson outside the playlist.
+    h.session(USER, "drums-funk-1", 0.5, t0() + Duration::minutes(1))
+        .await;
+    h.session(USER, "guitar-pop-1", 0.5, t0()).await;
+    let mut conn = h.pool.acquire().await.expect("conn");
+    let mut lessons: Vec<String> = lessons.iter().map(|l| (*l).to_owned()).collect();
+    lessons.push("bass-pop-1".into());
+    let (sessions, today) = playlists::store::rotation_history(
+        &mut conn,
+        USER,
+        &lessons,
+        4,
+        playlists::domain::day_bounds(t0().date_naive()).0,
+        t0(),
+    )
+    .await
+    .expect("history");
+    assert_eq!(
+        sessions
+            .iter()
+            .filter(|s| s.lesson_id == "drums-funk-1")
+            .count(),
+        4
+    );
+    assert_eq!(sessions.len(), 4 + 2 + 1 + 1, "{sessions:?}");
+    assert_eq!(sessions[0].lesson_id, "guitar-pop-1");
+    assert!(sessions.iter().all(|s| s.at <= t0()));
+    assert_eq!(today.get("drums-funk-1"), Some(&30));
+    assert_eq!(today.get("drums-rock-1"), Some(&2));
+    assert_eq!(today.get("keys-jazz-1"), Some(&1));
+    assert_eq!(today.len(), 3, "{today:?}");
+    // When the newest session is on a playlist lesson it is loaded once, not twice.
+    h.session(USER, "keys-jazz-1", 0.5, t0()).await;
+    let (again, _) = playlists::store::rotation_history(
+        &mut conn,
+        USER,
+        &lessons,
+        4,
+        playlists::domain::day_bounds(t0().date_naive()).0,
+        t0(),
+    )
+    .await
+    .expect("history");
+    assert_eq!(again.len(), 4 + 2 + 2, "{again:?}");
+    assert_eq!(again[0].lesson_id, "keys-jazz-1");
+    // Newest first by (at, id).
+    assert!(
+        sessions
+            .windows(2)
+            .all(|w| (w[0].at, w[0].id) >= (w[1].at, w[1].id)),
+        "{sessions:?}"
+    );
+}
+
+#[tokio::test]
+async fn sessions_recorded_at_the_same_instant_rank_the_later_recorded_first() {
+    let h = harness().await;
+    let p = h.playlist(USER, "Ties").await;
+    for l in ["drums-funk-1", "drums-rock-1"] {
+        h.add(USER, &p, l).await;
+    }
+    let at = t0() - Duration::minutes(5);
+    // Same instant: the one recorded second (the larger UUIDv7) is the one just played, not
+    // the one whose lesson id sorts first.
+    h.session(USER, "drums-funk-1", 0.5, at).await;
+    h.session(USER, "drums-rock-1", 0.5, at).await;
+    let n = next(&h, &p).await;
+    assert_eq!(n["lesson"]["lesson_id"], "drums-funk-1", "{n}");
+    assert!(
+        n["skipped"]
+            .to_string()
+            .contains(r#"{"lesson_id":"drums-rock-1","why":"just_played"}"#),
+        "{n}"
+    );
+    for _ in 0..3 {
+        assert_eq!(next(&h, &p).await, n, "stable across calls");
+    }
+}

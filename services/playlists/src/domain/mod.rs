@@ -243,6 +243,20 @@ impl Playlist {
     }
 }
 
+/// The default flag of `p` moved by another playlist's event (a new default created, the
+/// default deleted and `p` named next): its representation changed, so its version (the ETag)
+/// and `updated_at` move too, and an edit sent with the ETag read before gets 412. The live
+/// projection (`store::apply`) does the same in SQL.
+#[must_use]
+pub fn set_default(mut p: Playlist, is_default: bool, at: DateTime<Utc>) -> Playlist {
+    if p.is_default != is_default {
+        p.is_default = is_default;
+        p.version += 1;
+        p.updated_at = at;
+    }
+    p
+}
+
 /// Folds one event into its playlist. `None` is "no such playlist" (before its creation, after
 /// its deletion). Events of other aggregates, and share/practice events, leave it as it is
 /// (sharing does not change the playlist's version). The default flag of *other* playlists is

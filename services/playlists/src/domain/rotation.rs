@@ -14,7 +14,10 @@
 //! 6. If every candidate was avoided, the avoided ones are allowed again (most-repeated before
 //!    just-played), so a playlist that is not all mastered always answers.
 //!
-//! Ties break by playlist position.
+//! Ties break by playlist position. Sessions are ordered newest first by (`at`, `id`), the
+//! order the store reads them in, so two sessions at the same instant always rank the same way.
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -23,6 +26,9 @@ use serde::Serialize;
 /// One practice session of the user (any lesson), as the rule reads it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Session {
+    /// Breaks ties between sessions at the same instant: the larger ranks newer, as the store
+    /// sorts (ids are UUIDv7, so that is the one recorded later).
+    pub id: uuid::Uuid,
     pub lesson_id: String,
     pub accuracy: f32,
     pub at: DateTime<Utc>,
@@ -85,8 +91,18 @@ fn mean(xs: &[f32]) -> f32 {
 }
 
 /// Picks the next lesson of `lessons` (playlist order) from `sessions` (any order; only the
-/// user's) at `now`.
-pub fn next(lessons: &[String], sessions: &[Session], now: DateTime<Utc>, rule: Rule) -> Choice {
+/// user's) at `now`. `today`, when given, is each lesson's count of sessions on the clock's UTC
+/// day up to `now` (the store counts them in SQL and loads only the newest `window + 1` per
+/// lesson); without it they are counted in `sessions`.
+// One caller (the store's std HashMap): a hasher parameter would only make `None` need a type.
+#[allow(clippy::implicit_hasher)]
+pub fn next(
+    lessons: &[String],
+    sessions: &[Session],
+    today: Option<&HashMap<String, usize>>,
+    now: DateTime<Utc>,
+    rule: Rule,
+) -> Choice {
     if lessons.is_empty() {
         return Choice {
             index: None,
@@ -96,10 +112,10 @@ pub fn next(lessons: &[String], sessions: &[Session], now: DateTime<Utc>, rule: 
         };
     }
     let mut sorted: Vec<&Session> = sessions.iter().filter(|s| s.at <= now).collect();
-    // Newest first; equal instants by lesson id so the order never depends on the input's.
-    sorted.sort_by(|a, b| b.at.cmp(&a.at).then_with(|| a.lesson_id.cmp(&b.lesson_id)));
+    // Newest first by (at, id), as the store sorts, so the order never depends on the input's.
+    sorted.sort_by(|a, b| b.at.cmp(&a.at).then_with(|| b.id.cmp(&a.id)));
     let just_played = sorted.first().map(|s| s.lesson_id.as_str());
-    let today = now.date_naive();
+    let day = now.date_naive();
     let stats: Vec<Stats> = lessons
         .iter()
         .map(|l| {
@@ -107,7 +123,10 @@ pub fn next(lessons: &[String], sessions: &[Session], now: DateTime<Utc>, rule: 
             Stats {
                 recent: mine.iter().map(|s| s.accuracy).collect(),
                 last_at: mine.first().map(|s| s.at),
-                today: mine.iter().filter(|s| s.at.date_naive() == today).count(),
+                today: today.map_or_else(
+                    || mine.iter().filter(|s| s.at.date_naive() == day).count(),
+                    |t| t.get(l).copied().unwrap_or(0),
+                ),
             }
         })
         .collect();
@@ -219,6 +238,8 @@ mod tests {
 
     fn s(lesson: &str, acc: f32, mins_ago: i64) -> Session {
         Session {
+            // Newer sessions get larger ids, as the store's (at, id) order expects of a tie.
+            id: uuid::Uuid::from_u128((1_000_000 - i128::from(mins_ago)).unsigned_abs()),
             lesson_id: lesson.into(),
             accuracy: acc,
             at: now() - Duration::minutes(mins_ago),
@@ -240,7 +261,7 @@ mod tests {
             s("c", 0.50, 500),
             s("c", 0.40, 400), // falling
         ];
-        let c = next(&ls(&["a", "b", "c", "d"]), &history, now(), RULE);
+        let c = next(&ls(&["a", "b", "c", "d"]), &history, None, now(), RULE);
         assert_eq!((c.index, c.why), (Some(1), Why::StrugglingButImproving));
         assert!(c.skipped.contains(&(0, Skip::Mastered)));
         assert!(c.skipped.contains(&(2, Skip::JustPlayed)));
@@ -249,7 +270,7 @@ mod tests {
     #[test]
     fn never_an_immediate_repeat_even_when_improving() {
         let history = [s("b", 0.40, 30), s("b", 0.60, 1)];
-        let c = next(&ls(&["b", "c"]), &history, now(), RULE);
+        let c = next(&ls(&["b", "c"]), &history, None, now(), RULE);
         assert_eq!((c.index, c.why), (Some(1), Why::NotPlayedYet));
     }
 
@@ -264,30 +285,108 @@ mod tests {
             s("d", 0.5, 10),
         ];
         // a: 3 today (most repeated), d: just played, b and c flat; c played longest ago.
-        let c = next(&ls(&["a", "b", "c", "d"]), &history, now(), RULE);
+        let c = next(&ls(&["a", "b", "c", "d"]), &history, None, now(), RULE);
         assert_eq!((c.index, c.why), (Some(2), Why::LeastRecentlyPlayed));
         assert!(c.skipped.contains(&(0, Skip::MostRepeatedToday)));
     }
 
     #[test]
     fn only_avoided_left_and_all_mastered_and_empty() {
-        let c = next(&ls(&["a"]), &[s("a", 0.5, 1)], now(), RULE);
+        let c = next(&ls(&["a"]), &[s("a", 0.5, 1)], None, now(), RULE);
         assert_eq!((c.index, c.why), (Some(0), Why::OnlyAvoidedLeft));
         let m = [s("a", 0.9, 3), s("a", 0.9, 2), s("a", 0.9, 1)];
-        let c = next(&ls(&["a"]), &m, now(), RULE);
+        let c = next(&ls(&["a"]), &m, None, now(), RULE);
         assert_eq!((c.index, c.why), (None, Why::AllMastered));
-        let c = next(&[], &m, now(), RULE);
+        let c = next(&[], &m, None, now(), RULE);
         assert_eq!(c.why, Why::Empty);
     }
 
     #[test]
     fn sessions_after_the_clock_are_ignored_and_input_order_does_not_matter() {
         let mut h = vec![s("a", 0.3, 20), s("a", 0.6, 10), s("b", 0.9, -60)];
-        let c1 = next(&ls(&["a", "b"]), &h, now(), RULE);
+        let c1 = next(&ls(&["a", "b"]), &h, None, now(), RULE);
         h.reverse();
-        let c2 = next(&ls(&["a", "b"]), &h, now(), RULE);
+        let c2 = next(&ls(&["a", "b"]), &h, None, now(), RULE);
         assert_eq!(c1, c2);
         // b's future session does not count, so a was just played and b is new.
         assert_eq!((c1.index, c1.why), (Some(1), Why::NotPlayedYet));
+    }
+
+    fn at_once(lesson: &str, acc: f32, id: u128) -> Session {
+        Session {
+            id: uuid::Uuid::from_u128(id),
+            lesson_id: lesson.into(),
+            accuracy: acc,
+            // Yesterday: not counted as repeated today.
+            at: now() - Duration::days(1),
+        }
+    }
+
+    #[test]
+    fn sessions_at_the_same_instant_rank_by_id_whatever_the_input_order() {
+        // a and b at the same instant: b's larger id makes it the one just played.
+        let mut h = vec![at_once("a", 0.5, 1), at_once("b", 0.5, 2)];
+        for _ in 0..2 {
+            let c = next(&ls(&["a", "b"]), &h, None, now(), RULE);
+            assert_eq!((c.index, c.why), (Some(0), Why::LeastRecentlyPlayed));
+            assert!(c.skipped.contains(&(1, Skip::JustPlayed)));
+            h.reverse();
+        }
+        // Two sessions of c at one instant: the larger id is the latest (0.6, rising from 0.3).
+        let mut h = vec![at_once("c", 0.3, 10), at_once("c", 0.6, 11), s("d", 0.5, 1)];
+        for _ in 0..2 {
+            let c = next(&ls(&["c", "d", "e"]), &h, None, now(), RULE);
+            assert_eq!((c.index, c.why), (Some(0), Why::StrugglingButImproving));
+            h.reverse();
+        }
+    }
+
+    #[test]
+    fn todays_counts_from_the_store_replace_counting_the_loaded_sessions() {
+        // Only a's newest session is loaded, but the store counted 5 today: a is most repeated.
+        let h = [s("a", 0.5, 50), s("b", 0.5, 40), s("c", 0.5, 1)];
+        let today: HashMap<String, usize> = [("a".to_owned(), 5), ("b".to_owned(), 1)].into();
+        let c = next(&ls(&["a", "b", "c"]), &h, Some(&today), now(), RULE);
+        assert_eq!((c.index, c.why), (Some(1), Why::LeastRecentlyPlayed));
+        assert!(c.skipped.contains(&(0, Skip::MostRepeatedToday)));
+        // Counted from the loaded sessions instead, a was played once today and least recently.
+        let c = next(&ls(&["a", "b", "c"]), &h, None, now(), RULE);
+        assert_eq!((c.index, c.why), (Some(0), Why::LeastRecentlyPlayed));
+        assert!(!c.skipped.contains(&(0, Skip::MostRepeatedToday)));
+    }
+    #[test]
+    fn counts_given_from_the_full_history_choose_as_counting_it_does() {
+        let histories = [
+            vec![
+                s("a", 0.5, 300),
+                s("a", 0.5, 200),
+                s("a", 0.5, 100),
+                s("b", 0.5, 50),
+            ],
+            vec![
+                s("a", 0.3, 60 * 30),
+                s("b", 0.4, 20),
+                s("b", 0.6, 10),
+                s("c", 0.5, 5),
+            ],
+            vec![
+                s("c", 0.5, 30),
+                s("c", 0.5, 20),
+                s("b", 0.5, 10),
+                s("b", 0.5, 9),
+            ],
+        ];
+        for h in &histories {
+            let mut today: HashMap<String, usize> = HashMap::new();
+            for x in h.iter().filter(|x| x.at.date_naive() == now().date_naive()) {
+                *today.entry(x.lesson_id.clone()).or_default() += 1;
+            }
+            let lessons = ls(&["a", "b", "c", "d"]);
+            assert_eq!(
+                next(&lessons, h, Some(&today), now(), RULE),
+                next(&lessons, h, None, now(), RULE),
+                "{h:?}"
+            );
+        }
     }
 }
