@@ -9,7 +9,8 @@
 //!    `playlists.events`, then `playlists::rebuild::rebuild` projects them (both timed).
 //! 3. Commands over HTTP on that database, closed loop, one user per worker: add a lesson /
 //!    remove it with a reason (alternating; each one transaction with its event and
-//!    projections), and record a practice session.
+//!    projections), record a practice session, and ask what to practise next (after the
+//!    sessions: a history of thousands of sessions per user).
 //! 4. The three analytics endpoints over HTTP, a year's range: they read the counters.
 //! 5. For contrast, once each: the removal counts computed by scanning the log instead.
 //!
@@ -128,6 +129,7 @@ async fn main() -> anyhow::Result<()> {
         "practice_sessions",
         "shares",
         "removal_counts",
+        "removal_counts_month",
         "share_counts",
         "cohort_counts",
     ] {
@@ -177,10 +179,34 @@ async fn main() -> anyhow::Result<()> {
             bail!("create {s}: {}", String::from_utf8_lossy(&body));
         }
         let v: serde_json::Value = serde_json::from_slice(&body)?;
-        playlists_of.push(v["id"].as_str().context("id")?.to_owned());
+        let id = v["id"].as_str().context("id")?.to_owned();
+        for lesson in ["drums-rock-1", "keys-jazz-1"] {
+            let (s, body) = http
+                .send(
+                    hyper::Method::POST,
+                    &format!("{base}/playlists/v1/users/bench-{w}/playlists/{id}/lessons"),
+                    Some(bytes::Bytes::from(format!(r#"{{"lesson_id":"{lesson}"}}"#))),
+                )
+                .await?;
+            if s != 201 {
+                bail!("add {s}: {}", String::from_utf8_lossy(&body));
+            }
+        }
+        playlists_of.push(id);
     }
     let playlists_of: Arc<Vec<String>> = Arc::new(playlists_of);
     for &c in &args.concurrency {
+        // Each run starts with the lesson out of every playlist (a run may end after an add).
+        for (w, p) in playlists_of.iter().enumerate() {
+            http.send(
+                hyper::Method::DELETE,
+                &format!(
+                    "{base}/playlists/v1/users/bench-{w}/playlists/{p}/lessons/drums-funk-1?reason=too_hard"
+                ),
+                None,
+            )
+            .await?;
+        }
         let (b, p) = (Arc::<str>::from(base.as_str()), Arc::clone(&playlists_of));
         let s = common::closed_loop(c, args.secs, move |http, w, i| {
             let (b, p) = (Arc::clone(&b), Arc::clone(&p));
@@ -235,6 +261,25 @@ async fn main() -> anyhow::Result<()> {
         })
         .await;
         println!("{}", s.line(&format!("record session c={c}")));
+        let (b, p) = (Arc::<str>::from(base.as_str()), Arc::clone(&playlists_of));
+        let s = common::closed_loop(c, args.secs, move |http, w, _| {
+            let (b, p) = (Arc::clone(&b), Arc::clone(&p));
+            async move {
+                let (s, body) = http
+                    .send(
+                        hyper::Method::GET,
+                        &format!("{b}/playlists/v1/users/bench-{w}/playlists/{}/next", p[w]),
+                        None,
+                    )
+                    .await?;
+                if s != 200 {
+                    bail!("next {s}: {}", String::from_utf8_lossy(&body));
+                }
+                Ok(())
+            }
+        })
+        .await;
+        println!("{}", s.line(&format!("what next c={c}")));
     }
 
     // 4. Analytics over a year of counters.

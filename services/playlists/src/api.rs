@@ -1354,7 +1354,8 @@ async fn removals(
         cursor: q.cursor,
     }
     .resolve::<String>()?;
-    let overall_rows = store::removals_overall(&st.pool, from, to).await?;
+    let found = store::removals(&st.pool, from, to, req.after.as_ref(), req.fetch_limit()).await?;
+    let overall_rows = found.overall;
     let overall: Vec<ReasonCount> = Reason::ALL
         .iter()
         .map(|r| ReasonCount {
@@ -1365,10 +1366,8 @@ async fn removals(
                 .map_or(0, |(_, n)| *n),
         })
         .collect();
-    let rows = store::removals_by_lesson(&st.pool, from, to, req.after.as_ref(), req.fetch_limit())
-        .await?;
     let mut lessons: Vec<LessonRemovals> = Vec::new();
-    for (lesson, title, reason, n) in rows {
+    for (lesson, title, reason, n) in found.lessons {
         let Some(reason) = Reason::parse(&reason) else {
             continue;
         };

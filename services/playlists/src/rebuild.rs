@@ -232,15 +232,16 @@ pub async fn rebuild(pool: &PgPool) -> Result<Report, sqlx::Error> {
     // so a read in flight and the rebuild never wait for each other in a cycle.
     sqlx::query(
         "LOCK TABLE playlists.playlists, playlists.playlist_items, playlists.practice_sessions,
-                    playlists.shares, playlists.removal_counts, playlists.share_counts,
-                    playlists.user_cohorts, playlists.cohort_counts IN ACCESS EXCLUSIVE MODE",
+                    playlists.shares, playlists.removal_counts, playlists.removal_counts_month,
+                    playlists.share_counts, playlists.user_cohorts, playlists.cohort_counts
+         IN ACCESS EXCLUSIVE MODE",
     )
     .execute(&mut *tx)
     .await?;
     sqlx::query(
         "TRUNCATE playlists.playlist_items, playlists.playlists, playlists.practice_sessions,
-                  playlists.shares, playlists.removal_counts, playlists.share_counts,
-                  playlists.user_cohorts, playlists.cohort_counts",
+                  playlists.shares, playlists.removal_counts, playlists.removal_counts_month,
+                  playlists.share_counts, playlists.user_cohorts, playlists.cohort_counts",
     )
     .execute(&mut *tx)
     .await?;
@@ -401,6 +402,14 @@ async fn write_counters(conn: &mut PgConnection, f: &Fold) -> Result<(), sqlx::E
         .execute(&mut *conn)
         .await?;
     }
+    // The monthly rollup is the daily counts summed (store::apply adds to both as it goes).
+    sqlx::query(
+        "INSERT INTO playlists.removal_counts_month (month, lesson_id, reason, n)
+         SELECT date_trunc('month', day::timestamp)::date, lesson_id, reason, sum(n)
+         FROM playlists.removal_counts GROUP BY 1, 2, 3",
+    )
+    .execute(&mut *conn)
+    .await?;
     let shares: Vec<_> = f.share_counts.iter().collect();
     for chunk in shares.chunks(CHUNK) {
         sqlx::query(

@@ -102,6 +102,7 @@ async fn snapshot(h: &common::H) -> Vec<String> {
         ("practice_sessions", "id"),
         ("shares", "id"),
         ("removal_counts", "day, lesson_id, reason"),
+        ("removal_counts_month", "month, lesson_id, reason"),
         ("share_counts", "day, channel"),
         ("user_cohorts", "user_id"),
         ("cohort_counts", "cohort_week, engaged"),
@@ -366,4 +367,97 @@ async fn a_rebuild_during_a_stream_of_commands_neither_deadlocks_nor_fails_one()
     playlists::rebuild::rebuild(&h.pool).await.expect("rebuild");
     assert_eq!(snapshot(&h).await, live);
     assert!(rebuilds >= 2);
+}
+
+/// Removals per reason and per lesson over `[from, to]`, counted in the log itself.
+async fn removals_in_the_log(
+    h: &common::H,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> std::collections::BTreeMap<(String, String), i64> {
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT payload->>'lesson_id', payload->>'reason', count(*) FROM playlists.events
+         WHERE type = 'lesson_removed'
+           AND (occurred_at AT TIME ZONE 'UTC')::date BETWEEN $1 AND $2
+         GROUP BY 1, 2",
+    )
+    .bind(from)
+    .bind(to)
+    .fetch_all(&h.pool)
+    .await
+    .expect("log");
+    rows.into_iter().map(|(l, r, n)| ((l, r), n)).collect()
+}
+
+#[tokio::test]
+async fn removals_over_whole_partial_and_no_months_equal_the_log_live_and_rebuilt() {
+    let h = harness().await;
+    let start = NaiveDate::from_ymd_opt(2025, 9, 1).expect("a Monday");
+    let spec = Spec {
+        users: 600,
+        weeks: 14,
+        start,
+        seed: 7,
+        lessons: playlists::sample_catalogue()
+            .into_iter()
+            .map(|l| l.id)
+            .collect(),
+        planted: Planted::default(),
+        prefix: "gen-".into(),
+    };
+    generate::insert(&h.pool, &spec).await.expect("generate");
+    playlists::rebuild::rebuild(&h.pool).await.expect("rebuild");
+    // Live removals on top, through the API (store::apply adds them to both tables): one on
+    // the last day of a month, one on the first of the next.
+    let p = h.playlist(USER, "Live").await;
+    for (day, lesson) in [((10, 31), "drums-funk-1"), ((11, 1), "drums-rock-1")] {
+        let at = NaiveDate::from_ymd_opt(2025, day.0, day.1)
+            .expect("day")
+            .and_hms_opt(12, 0, 0)
+            .expect("noon")
+            .and_utc();
+        h.clock.set(at);
+        h.add(USER, &p, lesson).await;
+        h.remove(USER, &p, lesson, "too_easy").await;
+    }
+    let d = |m, day| NaiveDate::from_ymd_opt(2025, m, day).expect("date");
+    let ranges = [
+        (d(9, 1), d(12, 31)),  // whole months only
+        (d(9, 3), d(11, 20)),  // partial, whole, partial
+        (d(10, 31), d(11, 1)), // two days across a boundary, no whole month
+        (d(10, 5), d(10, 25)), // inside one month
+        (d(10, 1), d(10, 31)), // exactly one month
+    ];
+    for (from, to) in ranges {
+        let want = removals_in_the_log(&h, from, to).await;
+        assert!(!want.is_empty(), "{from}..{to} has removals");
+        let got = playlists::store::removals(&h.pool, from, to, None, 1000)
+            .await
+            .expect("removals");
+        let got_lessons: std::collections::BTreeMap<(String, String), i64> = got
+            .lessons
+            .iter()
+            .map(|(l, _, r, n)| ((l.clone(), r.clone()), *n))
+            .collect();
+        assert_eq!(got_lessons, want, "{from}..{to} per lesson");
+        let mut want_overall = std::collections::BTreeMap::<String, i64>::new();
+        for ((_, r), n) in &want {
+            *want_overall.entry(r.clone()).or_default() += n;
+        }
+        let got_overall: std::collections::BTreeMap<String, i64> =
+            got.overall.iter().cloned().collect();
+        assert_eq!(got_overall, want_overall, "{from}..{to} overall");
+    }
+    // The rebuild (monthly rows summed from the daily ones) answers the same.
+    let before = playlists::store::removals(&h.pool, d(9, 3), d(11, 20), None, 1000)
+        .await
+        .expect("removals");
+    playlists::rebuild::rebuild(&h.pool).await.expect("rebuild");
+    let after = playlists::store::removals(&h.pool, d(9, 3), d(11, 20), None, 1000)
+        .await
+        .expect("removals");
+    assert_eq!(
+        (before.overall, before.lessons),
+        (after.overall, after.lessons)
+    );
 }

@@ -456,6 +456,25 @@ pub fn day(at: DateTime<Utc>) -> NaiveDate {
     at.date_naive()
 }
 
+/// The first day of `d`'s month (the key of the monthly removal counts).
+pub fn month_start(d: NaiveDate) -> NaiveDate {
+    d.with_day(1).unwrap_or(d)
+}
+
+/// The whole calendar months inside the inclusive day range `[from, to]`, as the half-open
+/// `[first, end)` of their first days; `None` when no month fits whole. The analytics read
+/// these months' rollups and only the days outside them day by day.
+pub fn whole_months(from: NaiveDate, to: NaiveDate) -> Option<(NaiveDate, NaiveDate)> {
+    let first = if from.day() == 1 {
+        from
+    } else {
+        month_start(from).checked_add_months(chrono::Months::new(1))?
+    };
+    // The first day of the month after the last whole one: `to + 1` if it starts a month.
+    let end = month_start(to.succ_opt()?);
+    (first < end).then_some((first, end))
+}
+
 /// The Monday of an instant's ISO week, UTC (the cohort key).
 pub fn week(at: DateTime<Utc>) -> NaiveDate {
     week_of(at.date_naive())
@@ -640,5 +659,33 @@ mod tests {
         assert_eq!(v["type"], e.kind());
         assert_eq!(v["reason"], "not_my_style");
         assert_eq!(serde_json::from_value::<Event>(v).unwrap(), e);
+    }
+    #[test]
+    fn whole_months_of_a_day_range() {
+        let d = |y, m, day| NaiveDate::from_ymd_opt(y, m, day).expect("date");
+        // Jan 6 .. Feb 2 of the next year: Feb .. Jan whole (Feb 1 2026 would need Feb whole).
+        assert_eq!(
+            whole_months(d(2025, 1, 6), d(2026, 2, 2)),
+            Some((d(2025, 2, 1), d(2026, 2, 1)))
+        );
+        // A range that is exactly one month, and one that ends on a month's last day.
+        assert_eq!(
+            whole_months(d(2025, 3, 1), d(2025, 3, 31)),
+            Some((d(2025, 3, 1), d(2025, 4, 1)))
+        );
+        assert_eq!(
+            whole_months(d(2024, 1, 15), d(2024, 2, 29)),
+            Some((d(2024, 2, 1), d(2024, 3, 1)))
+        );
+        // No whole month: inside one month, or across a boundary without a full month.
+        assert_eq!(whole_months(d(2025, 3, 2), d(2025, 3, 31)), None);
+        assert_eq!(whole_months(d(2025, 3, 15), d(2025, 4, 14)), None);
+        assert_eq!(whole_months(d(2025, 3, 1), d(2025, 3, 30)), None);
+        // The ends of the accepted years.
+        assert_eq!(
+            whole_months(d(9999, 12, 1), d(9999, 12, 31)),
+            Some((d(9999, 12, 1), d(10000, 1, 1)))
+        );
+        assert_eq!(month_start(d(2025, 2, 28)), d(2025, 2, 1));
     }
 }
