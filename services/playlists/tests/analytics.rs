@@ -279,6 +279,7 @@ async fn a_rebuild_during_a_stream_of_commands_neither_deadlocks_nor_fails_one()
         let token = token.clone();
         tasks.push(tokio::spawn(async move {
             let auth = kit::testing::bearer(u, &[]);
+            let analytics = analyst();
             let url = format!("{base}/playlists/v1/users/{u}/playlists/{p}");
             let mut failures = Vec::new();
             for _ in 0..12 {
@@ -331,6 +332,20 @@ async fn a_rebuild_during_a_stream_of_commands_neither_deadlocks_nor_fails_one()
                     .expect("read");
                 if r.status() != StatusCode::OK {
                     failures.push(format!("read {}", r.status()));
+                }
+                // The analytics read the counters the rebuild truncates and refills.
+                for what in ["removals", "shares", "retention"] {
+                    let r = http
+                        .get(format!(
+                            "{base}/playlists/v1/analytics/{what}?from=2025-01-06&to=2026-03-31"
+                        ))
+                        .header("authorization", &analytics)
+                        .send()
+                        .await
+                        .expect("analytics");
+                    if r.status() != StatusCode::OK {
+                        failures.push(format!("analytics/{what} {}", r.status()));
+                    }
                 }
             }
             done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -407,14 +422,17 @@ async fn removals_over_whole_partial_and_no_months_equal_the_log_live_and_rebuil
     };
     generate::insert(&h.pool, &spec).await.expect("generate");
     playlists::rebuild::rebuild(&h.pool).await.expect("rebuild");
-    // Live removals on top, through the API (store::apply adds them to both tables): one on
-    // the last day of a month, one on the first of the next.
+    // Live removals on top, through the API (store::apply adds them to both tables): the last
+    // second of a month and the first of the next (UTC), so a bucket off by any offset shows.
     let p = h.playlist(USER, "Live").await;
-    for (day, lesson) in [((10, 31), "drums-funk-1"), ((11, 1), "drums-rock-1")] {
+    for (day, hms, lesson) in [
+        ((10, 31), (23, 59, 59), "drums-funk-1"),
+        ((11, 1), (0, 0, 0), "drums-rock-1"),
+    ] {
         let at = NaiveDate::from_ymd_opt(2025, day.0, day.1)
             .expect("day")
-            .and_hms_opt(12, 0, 0)
-            .expect("noon")
+            .and_hms_opt(hms.0, hms.1, hms.2)
+            .expect("time")
             .and_utc();
         h.clock.set(at);
         h.add(USER, &p, lesson).await;
@@ -447,6 +465,27 @@ async fn removals_over_whole_partial_and_no_months_equal_the_log_live_and_rebuil
         let got_overall: std::collections::BTreeMap<String, i64> =
             got.overall.iter().cloned().collect();
         assert_eq!(got_overall, want_overall, "{from}..{to} overall");
+        // Paged two lessons at a time by cursor, the pages add up to the same.
+        let (mut paged, mut after) = (std::collections::BTreeMap::new(), None::<String>);
+        loop {
+            let page = playlists::store::removals(&h.pool, from, to, after.as_ref(), 2)
+                .await
+                .expect("page");
+            let ids: std::collections::BTreeSet<&String> =
+                page.lessons.iter().map(|(l, ..)| l).collect();
+            assert!(ids.len() <= 2, "{ids:?}");
+            for (l, _, r, n) in &page.lessons {
+                assert!(
+                    paged.insert((l.clone(), r.clone()), *n).is_none(),
+                    "{l} twice"
+                );
+            }
+            match ids.last() {
+                Some(last) if ids.len() == 2 => after = Some((*last).clone()),
+                _ => break,
+            }
+        }
+        assert_eq!(paged, want, "{from}..{to} paged");
     }
     // The rebuild (monthly rows summed from the daily ones) answers the same.
     let before = playlists::store::removals(&h.pool, d(9, 3), d(11, 20), None, 1000)

@@ -27,7 +27,8 @@ use serde::Serialize;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Session {
     /// Breaks ties between sessions at the same instant: the larger ranks newer, as the store
-    /// sorts (ids are UUIDv7, so that is the one recorded later).
+    /// sorts, so the order is fixed for a given history (ids the API assigns are UUIDv7, so
+    /// there the one recorded later on a replica; generated ids are random).
     pub id: uuid::Uuid,
     pub lesson_id: String,
     pub accuracy: f32,
