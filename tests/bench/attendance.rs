@@ -168,26 +168,11 @@ async fn visits(
         ),
     );
     let base = kit::testing::spawn_app(app).await;
-    let hello = common::hello_through_kit(&kit::testing::http_settings()).await;
     println!(
         "bench-attendance visits: {visits} visits, pages of 100, {secs} s per run, {} cores\n",
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
     );
-    for &c in &concurrency {
-        let url: Arc<str> = format!("{hello}/hello").into();
-        let h = common::closed_loop(c, secs, move |http, _, _| {
-            let url = Arc::clone(&url);
-            async move {
-                let (s, _) = http.send(hyper::Method::GET, &url, None).await?;
-                if s != 200 {
-                    bail!("hello {s}");
-                }
-                Ok(())
-            }
-        })
-        .await;
-        println!("{}", h.line(&format!("hello (kit stack) c={c}")));
-    }
+    common::hello_baseline(&concurrency, secs).await;
     for &depth in depths.iter().filter(|d| **d < visits) {
         let cursor: Option<(DateTime<Utc>, Uuid)> = if depth == 0 {
             None

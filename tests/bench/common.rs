@@ -258,6 +258,25 @@ where
     }
 }
 
+/// The baseline rows: the hello-world route through the kit stack, closed loop, at each
+/// concurrency, printed as `hello (kit stack) c=N`.
+pub async fn hello_baseline(concurrency: &[usize], secs: u64) {
+    let hello = hello_through_kit(&kit::testing::http_settings()).await;
+    for &c in concurrency {
+        let url: std::sync::Arc<str> = format!("{hello}/hello").into();
+        let s = closed_loop(c, secs, move |http, _, _| {
+            let url = std::sync::Arc::clone(&url);
+            async move {
+                let (s, _) = http.send(hyper::Method::GET, &url, None).await?;
+                anyhow::ensure!(s == 200, "hello {s}");
+                Ok(())
+            }
+        })
+        .await;
+        println!("{}", s.line(&format!("hello (kit stack) c={c}")));
+    }
+}
+
 /// The hello-world route behind the whole kit stack (request id, metrics, access-log span,
 /// timeout, panic guard, problem+json fallbacks): what a route costs before it does anything.
 /// Returns the base URL.

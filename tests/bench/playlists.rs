@@ -71,22 +71,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     // 1. The baseline.
-    let hello = common::hello_through_kit(&kit::testing::http_settings()).await;
-    for &c in &args.concurrency {
-        let url: Arc<str> = format!("{hello}/hello").into();
-        let s = common::closed_loop(c, args.secs, move |http, _, _| {
-            let url = Arc::clone(&url);
-            async move {
-                let (s, _) = http.send(hyper::Method::GET, &url, None).await?;
-                if s != 200 {
-                    bail!("hello {s}");
-                }
-                Ok(())
-            }
-        })
-        .await;
-        println!("{}", s.line(&format!("hello (kit stack) c={c}")));
-    }
+    common::hello_baseline(&args.concurrency, args.secs).await;
 
     // 2. The log, then the projections.
     let start = NaiveDate::from_ymd_opt(2025, 1, 6).context("a Monday")?;

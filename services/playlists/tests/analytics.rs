@@ -132,22 +132,27 @@ fn count_of(list: &Value, key: &str, name: &str, field: &str) -> i64 {
         .unwrap_or(0)
 }
 
-#[tokio::test]
-async fn a_generated_log_of_100k_events_yields_the_planted_answers() {
-    let h = harness().await;
-    let start = NaiveDate::from_ymd_opt(2025, 9, 1).expect("a Monday");
-    let spec = Spec {
-        users: 7_000,
-        weeks: 12,
+/// A generated log over the sample catalogue with the default planted answers.
+fn spec(start: NaiveDate, users: u32, weeks: u32, seed: u64) -> Spec {
+    Spec {
+        users,
+        weeks,
         start,
-        seed: 2026,
+        seed,
         lessons: playlists::sample_catalogue()
             .into_iter()
             .map(|l| l.id)
             .collect(),
         planted: Planted::default(),
         prefix: "gen-".into(),
-    };
+    }
+}
+
+#[tokio::test]
+async fn a_generated_log_of_100k_events_yields_the_planted_answers() {
+    let h = harness().await;
+    let start = NaiveDate::from_ymd_opt(2025, 9, 1).expect("a Monday");
+    let spec = spec(start, 7_000, 12, 2026);
     let tally = generate::insert(&h.pool, &spec).await.expect("generate");
     assert!(tally.events >= 100_000, "{} events", tally.events);
     assert_eq!(h.events().await as u64, tally.events);
@@ -408,18 +413,7 @@ async fn removals_in_the_log(
 async fn removals_over_whole_partial_and_no_months_equal_the_log_live_and_rebuilt() {
     let h = harness().await;
     let start = NaiveDate::from_ymd_opt(2025, 9, 1).expect("a Monday");
-    let spec = Spec {
-        users: 600,
-        weeks: 14,
-        start,
-        seed: 7,
-        lessons: playlists::sample_catalogue()
-            .into_iter()
-            .map(|l| l.id)
-            .collect(),
-        planted: Planted::default(),
-        prefix: "gen-".into(),
-    };
+    let spec = spec(start, 600, 14, 7);
     generate::insert(&h.pool, &spec).await.expect("generate");
     playlists::rebuild::rebuild(&h.pool).await.expect("rebuild");
     // Live removals on top, through the API (store::apply adds them to both tables): the last

@@ -169,19 +169,9 @@ async fn a_long_history_today_is_counted_in_sql_and_loads_a_bounded_slice() {
     h.session(USER, "drums-funk-1", 0.5, t0() + Duration::minutes(1))
         .await;
     h.session(USER, "guitar-pop-1", 0.5, t0()).await;
-    let mut conn = h.pool.acquire().await.expect("conn");
     let mut lessons: Vec<String> = lessons.iter().map(|l| (*l).to_owned()).collect();
     lessons.push("bass-pop-1".into());
-    let (sessions, today) = playlists::store::rotation_history(
-        &mut conn,
-        USER,
-        &lessons,
-        4,
-        playlists::domain::day_bounds(t0().date_naive()).0,
-        t0(),
-    )
-    .await
-    .expect("history");
+    let (sessions, today) = history(&h, &lessons).await;
     assert_eq!(
         sessions
             .iter()
@@ -198,16 +188,7 @@ async fn a_long_history_today_is_counted_in_sql_and_loads_a_bounded_slice() {
     assert_eq!(today.len(), 3, "{today:?}");
     // When the newest session is on a playlist lesson it is loaded once, not twice.
     h.session(USER, "keys-jazz-1", 0.5, t0()).await;
-    let (again, _) = playlists::store::rotation_history(
-        &mut conn,
-        USER,
-        &lessons,
-        4,
-        playlists::domain::day_bounds(t0().date_naive()).0,
-        t0(),
-    )
-    .await
-    .expect("history");
+    let (again, _) = history(&h, &lessons).await;
     assert_eq!(again.len(), 4 + 2 + 2, "{again:?}");
     assert_eq!(again[0].lesson_id, "keys-jazz-1");
     // Newest first by (at, id).
@@ -242,4 +223,25 @@ async fn sessions_recorded_at_the_same_instant_rank_the_later_recorded_first() {
     for _ in 0..3 {
         assert_eq!(next(&h, &p).await, n, "stable across calls");
     }
+}
+
+/// What the store reads for "next" at t0 (window + 1 = 4 sessions per lesson).
+async fn history(
+    h: &common::H,
+    lessons: &[String],
+) -> (
+    Vec<playlists::domain::rotation::Session>,
+    std::collections::HashMap<String, usize>,
+) {
+    let mut conn = h.pool.acquire().await.expect("conn");
+    playlists::store::rotation_history(
+        &mut conn,
+        USER,
+        lessons,
+        4,
+        playlists::domain::day_bounds(t0().date_naive()).0,
+        t0(),
+    )
+    .await
+    .expect("history")
 }
