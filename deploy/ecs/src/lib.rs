@@ -309,7 +309,30 @@ pub async fn deploy(
         return Ok(Outcome::AlreadyActive { active, finished });
     }
 
-    let task_definition = register_with_image(clients, &base, &spec.service, &spec.image).await?;
+    // Terraform registers a new revision of the family when a service's definition changes
+    // (environment, secrets, CPU, ...) but leaves the running services on theirs
+    // (ignore_changes): the new image goes onto the family's latest revision, so such a change
+    // ships with the next release, through its analysis, instead of never.
+    let family = base
+        .family()
+        .ok_or_else(|| Error::State(format!("{base_arn} has no family")))?;
+    let latest = clients
+        .ecs
+        .describe_task_definition()
+        .task_definition(family)
+        .send()
+        .await
+        .map_err(aws("DescribeTaskDefinition"))?
+        .task_definition
+        .ok_or_else(|| Error::State(format!("the family {family} has no revision")))?;
+    if latest.task_definition_arn() != Some(base_arn.as_str()) {
+        tracing::info!(
+            running = %base_arn,
+            latest = latest.task_definition_arn().unwrap_or("?"),
+            "the new image goes onto the family's latest revision"
+        );
+    }
+    let task_definition = register_with_image(clients, &latest, &spec.service, &spec.image).await?;
     tracing::info!(%task_definition, "registered the new task definition");
 
     let preview_count = spec.preview_replicas.unwrap_or(spec.replicas);

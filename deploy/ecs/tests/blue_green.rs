@@ -969,6 +969,73 @@ async fn desired_count(clients: &Clients, target: &EcsTarget, colour: Colour) ->
         .map(aws_sdk_ecs::types::Service::desired_count)
 }
 
+/// What `terraform apply` does to the family when modules/ecs changes a setting: a new
+/// revision (2) like the first with one more environment variable, services left as they are.
+async fn terraform_changes_the_task_definition(clients: &Clients) {
+    let family = format!("{CLUSTER}-streams");
+    let first = ok("DescribeTaskDefinition")(
+        clients
+            .ecs
+            .describe_task_definition()
+            .task_definition(&family)
+            .send()
+            .await,
+    )
+    .task_definition
+    .expect("definition");
+    let mut containers = first.container_definitions().to_vec();
+    containers[0].environment.get_or_insert_with(Vec::new).push(
+        aws_sdk_ecs::types::KeyValuePair::builder()
+            .name("LOG_LEVEL")
+            .value("debug")
+            .build(),
+    );
+    let out = ok("RegisterTaskDefinition")(
+        clients
+            .ecs
+            .register_task_definition()
+            .family(&family)
+            .set_requires_compatibilities(Some(first.requires_compatibilities().to_vec()))
+            .set_network_mode(first.network_mode().cloned())
+            .set_cpu(first.cpu().map(str::to_owned))
+            .set_memory(first.memory().map(str::to_owned))
+            .set_execution_role_arn(first.execution_role_arn().map(str::to_owned))
+            .set_task_role_arn(first.task_role_arn().map(str::to_owned))
+            .set_container_definitions(Some(containers))
+            .send()
+            .await,
+    );
+    let arn = out
+        .task_definition
+        .and_then(|t| t.task_definition_arn)
+        .expect("ARN");
+    assert!(arn.ends_with(":2"), "{arn}");
+}
+
+/// A task definition's first container's environment.
+async fn environment(clients: &Clients, task_definition: &str) -> Vec<(String, String)> {
+    let def = ok("DescribeTaskDefinition")(
+        clients
+            .ecs
+            .describe_task_definition()
+            .task_definition(task_definition)
+            .send()
+            .await,
+    )
+    .task_definition
+    .expect("definition");
+    def.container_definitions()[0]
+        .environment()
+        .iter()
+        .map(|kv| {
+            (
+                kv.name().unwrap_or_default().to_owned(),
+                kv.value().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
 async fn service_image(clients: &Clients, target: &EcsTarget, colour: Colour) -> String {
     let out = ok("DescribeServices")(
         clients
@@ -1084,6 +1151,9 @@ async fn a_healthy_green_takes_production_and_blue_scales_to_zero_after_the_dela
     let mut target = terraform_stack(&moto, &clients, green_server(delay).await, true).await;
     // Terraform's sizing changed since blue was promoted: the promoted colour gets the new range.
     target.capacity = Some(deploy_ecs::Capacity { min: 3, max: 8 });
+    // And its task definition: Terraform registered revision 2 with a new setting, which the
+    // running services ignore (ignore_changes); the release carries it.
+    terraform_changes_the_task_definition(&clients).await;
     let ecs = Ecs::start(&moto, target.clone(), EcsBehaviour::default()).await;
     let clients = ecs.clients(&moto).await;
     let seen = watch(moto.clients().await, target.clone());
@@ -1102,8 +1172,13 @@ async fn a_healthy_green_takes_production_and_blue_scales_to_zero_after_the_dela
     };
     assert_eq!(active, Colour::Green);
     assert!(
-        task_definition.contains(&format!("{CLUSTER}-streams:2")),
+        task_definition.contains(&format!("{CLUSTER}-streams:3")),
         "{task_definition}"
+    );
+    let green_env = environment(&clients, &task_definition).await;
+    assert!(
+        green_env.contains(&("LOG_LEVEL".to_owned(), "debug".to_owned())),
+        "Terraform's revision 2 is the base of the release: {green_env:?}"
     );
     // Through the SDK: production forwards to green, the preview rule too, green runs the new
     // image with 2 tasks wanted, blue 0, and blue still runs the old image (rollback target).

@@ -363,8 +363,9 @@ resource "aws_ecs_service" "service" {
   depends_on = [terraform_data.listener_rules]
 
   lifecycle {
-    # meridian-deploy ecs registers new task definitions (new image SHA) and moves tasks between
-    # the colours; autoscaling owns desired_count in between.
+    # meridian-deploy ecs registers new task definitions (new image SHA, on the family's latest
+    # revision, so a definition changed here ships with the next release) and moves tasks
+    # between the colours; autoscaling owns desired_count in between.
     ignore_changes = [task_definition, desired_count]
   }
 }
