@@ -44,6 +44,8 @@ CREATE TABLE attendance.outbox (
     occurred_at timestamptz NOT NULL
 );
 CREATE INDEX outbox_site_id ON attendance.outbox (site_id, id);
+-- Retention of the feed's events (attendance::sweeper, ATTENDANCE_OUTBOX_RETENTION_DAYS).
+CREATE INDEX outbox_occurred_at ON attendance.outbox (occurred_at);
 
 -- Short-lived stream tickets (a browser's EventSource cannot send Authorization). Only the
 -- SHA-256 of the ticket is stored; any replica can check it.

@@ -9,6 +9,7 @@ use kit::config::ConfigError;
 /// | variable | default | meaning |
 /// |---|---|---|
 /// | `ATTENDANCE_VISITS_RETENTION_DAYS` | 90 | visits older than this are deleted (and refused) |
+/// | `ATTENDANCE_OUTBOX_RETENTION_DAYS` | 7 | feed events older than this are deleted (a resume with `Last-Event-ID` reaches back at most a stream's life plus a ticket's) |
 /// | `ATTENDANCE_SWEEP_INTERVAL_SECS` | 60 | how often the retention sweep runs |
 /// | `ATTENDANCE_SWEEP_BATCH` | 5000 | visits deleted per sweep statement |
 /// | `ATTENDANCE_TICKET_TTL_SECS` | 60 | how long a stream ticket may open a stream |
@@ -19,6 +20,7 @@ use kit::config::ConfigError;
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
     pub visits_retention: Duration,
+    pub outbox_retention: Duration,
     pub sweep_interval: Duration,
     pub sweep_batch: i64,
     pub ticket_ttl: Duration,
@@ -33,6 +35,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             visits_retention: Duration::from_hours(90 * 24),
+            outbox_retention: Duration::from_hours(7 * 24),
             sweep_interval: Duration::from_mins(1),
             sweep_batch: 5000,
             ticket_ttl: Duration::from_mins(1),
@@ -53,8 +56,13 @@ impl Settings {
             "ATTENDANCE_VISITS_RETENTION_DAYS",
             d.visits_retention.as_secs() / 86_400,
         )?;
+        let outbox_days: u64 = kit::config::var_or(
+            "ATTENDANCE_OUTBOX_RETENTION_DAYS",
+            d.outbox_retention.as_secs() / 86_400,
+        )?;
         let s = Self {
             visits_retention: Duration::from_secs(days.saturating_mul(86_400)),
+            outbox_retention: Duration::from_secs(outbox_days.saturating_mul(86_400)),
             sweep_interval: kit::config::secs_or(
                 "ATTENDANCE_SWEEP_INTERVAL_SECS",
                 d.sweep_interval,
@@ -93,6 +101,22 @@ impl Settings {
                 "ATTENDANCE_VISITS_RETENTION_DAYS",
                 days.to_string(),
                 "must be between 1 and 3650",
+            );
+        }
+        let outbox_days = self.outbox_retention.as_secs() / 86_400;
+        if !(1..=3650).contains(&outbox_days) {
+            return bad(
+                "ATTENDANCE_OUTBOX_RETENTION_DAYS",
+                outbox_days.to_string(),
+                "must be between 1 and 3650",
+            );
+        }
+        if self.outbox_retention <= self.stream_max + self.ticket_ttl {
+            return bad(
+                "ATTENDANCE_OUTBOX_RETENTION_DAYS",
+                outbox_days.to_string(),
+                "must outlast ATTENDANCE_STREAM_MAX_SECS plus ATTENDANCE_TICKET_TTL_SECS \
+                 (a resume reads the events since its last one)",
             );
         }
         if self.sweep_interval.is_zero() {
@@ -159,6 +183,13 @@ impl Settings {
     }
 
     /// The retention window as a chrono duration (for the cut-off instant).
+    /// [`Self::outbox_retention`] as a chrono duration.
+    pub fn outbox_retention(&self) -> chrono::Duration {
+        chrono::Duration::seconds(
+            i64::try_from(self.outbox_retention.as_secs()).unwrap_or(i64::MAX / 2),
+        )
+    }
+
     pub fn retention(&self) -> chrono::Duration {
         chrono::Duration::seconds(
             i64::try_from(self.visits_retention.as_secs()).unwrap_or(i64::MAX / 2),
@@ -217,6 +248,23 @@ mod tests {
             s.validate(CAP).expect_err("interval 0").name,
             "ATTENDANCE_SWEEP_INTERVAL_SECS"
         );
+    }
+
+    #[test]
+    fn the_outbox_retention_must_outlast_a_stream_and_its_ticket() {
+        let with = |days: u64, stream_hours: u64| Settings {
+            outbox_retention: Duration::from_hours(days * 24),
+            stream_max: Duration::from_hours(stream_hours),
+            ..Settings::default()
+        };
+        assert!(with(1, 1).validate(CAP).is_ok());
+        for (days, hours) in [(0, 1), (3651, 1), (1, 24)] {
+            assert_eq!(
+                with(days, hours).validate(CAP).expect_err("refused").name,
+                "ATTENDANCE_OUTBOX_RETENTION_DAYS",
+                "{days} days, streams of {hours} h"
+            );
+        }
     }
 
     #[test]

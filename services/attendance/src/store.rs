@@ -579,6 +579,25 @@ pub async fn sweep_visits(
 
 /// Visitors not seen since `cutoff` (none of their visits is retained any more), and expired
 /// stream tickets, in one bounded batch each.
+/// Deletes up to `batch` feed events that occurred before `cutoff`, oldest first (index
+/// `outbox_occurred_at`); how many went.
+pub async fn sweep_outbox(
+    pool: &PgPool,
+    cutoff: DateTime<Utc>,
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "DELETE FROM attendance.outbox WHERE id IN (
+             SELECT id FROM attendance.outbox WHERE occurred_at < $1
+             ORDER BY occurred_at LIMIT $2)",
+    )
+    .bind(cutoff)
+    .bind(batch)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 pub async fn sweep_rest(
     pool: &PgPool,
     cutoff: DateTime<Utc>,
