@@ -325,14 +325,28 @@ pub async fn deploy(
         .map_err(aws("DescribeTaskDefinition"))?
         .task_definition
         .ok_or_else(|| Error::State(format!("the family {family} has no revision")))?;
-    if latest.task_definition_arn() != Some(base_arn.as_str()) {
-        tracing::info!(
+    // The newest ACTIVE revision can be older than the running one (a revision deregistered by
+    // hand): then the running one, never an older set of settings.
+    let base = if latest.revision() < base.revision() {
+        tracing::warn!(
             running = %base_arn,
             latest = latest.task_definition_arn().unwrap_or("?"),
-            "the new image goes onto the family's latest revision"
+            "the family's newest active revision is older than the running one: building on the running one"
         );
-    }
-    let task_definition = register_with_image(clients, &latest, &spec.service, &spec.image).await?;
+        base
+    } else {
+        if latest.task_definition_arn() != Some(base_arn.as_str()) {
+            // Settings change with this release: a rollback by release keeps them (revert
+            // them in Terraform first; runbooks/procedures/rollback.md).
+            tracing::warn!(
+                running = %base_arn,
+                latest = latest.task_definition_arn().unwrap_or("?"),
+                "the new image goes onto the family's latest revision, whose settings differ from the running one's"
+            );
+        }
+        latest
+    };
+    let task_definition = register_with_image(clients, &base, &spec.service, &spec.image).await?;
     tracing::info!(%task_definition, "registered the new task definition");
 
     let preview_count = spec.preview_replicas.unwrap_or(spec.replicas);
