@@ -46,6 +46,13 @@ CREATE TABLE attendance.outbox (
 CREATE INDEX outbox_site_id ON attendance.outbox (site_id, id);
 -- Retention of the feed's events (attendance::sweeper, ATTENDANCE_OUTBOX_RETENTION_DAYS).
 CREATE INDEX outbox_occurred_at ON attendance.outbox (occurred_at);
+-- The highest outbox id the sweeper has deleted: a resume from an older Last-Event-ID may have
+-- lost events, so it gets a snapshot instead of a backlog with a silent gap (one row).
+CREATE TABLE attendance.outbox_horizon (
+    one           boolean PRIMARY KEY DEFAULT true CHECK (one),
+    swept_through bigint  NOT NULL
+);
+INSERT INTO attendance.outbox_horizon (swept_through) VALUES (0);
 
 -- Short-lived stream tickets (a browser's EventSource cannot send Authorization). Only the
 -- SHA-256 of the ticket is stored; any replica can check it.

@@ -383,7 +383,8 @@ impl OperationOutput for EventStream {
     fn operation_response(_ctx: &mut GenContext, _op: &mut Operation) -> Option<DocResponse> {
         Some(DocResponse {
             description: "Server-Sent Events: `snapshot` (the day so far, first on a fresh \
-                          connection), then `created`, `updated`, `destroyed`, each with `id:` \
+                          connection, and on a resume from an event older than the feed's \
+                          retention), then `created`, `updated`, `destroyed`, each with `id:` \
                           (its outbox id) and the attendance as JSON; `: heartbeat` comments."
                 .into(),
             content: [("text/event-stream".to_owned(), MediaType::default())]
@@ -794,6 +795,15 @@ async fn stream(
         ));
     };
     let resume = header_id.or(q.last_event_id);
+    // A resume from before what the sweeper deleted could skip events without a trace: such a
+    // stream starts over with a snapshot, as a new one does.
+    let resume = match resume {
+        Some(after) if after < store::swept_through(&st.pool).await? => {
+            metrics::counter!("attendance_stream_resume_too_old_total").increment(1);
+            None
+        }
+        r => r,
+    };
     let (first, last, phase) = match resume {
         // A resume: everything after the client's last event, from the outbox; the hub
         // subscription taken after the backlog is read (below) covers what commits later.

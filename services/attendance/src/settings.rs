@@ -182,14 +182,14 @@ impl Settings {
         Ok(())
     }
 
-    /// The retention window as a chrono duration (for the cut-off instant).
-    /// [`Self::outbox_retention`] as a chrono duration.
+    /// The outbox's retention window as a chrono duration (for its cut-off instant).
     pub fn outbox_retention(&self) -> chrono::Duration {
         chrono::Duration::seconds(
             i64::try_from(self.outbox_retention.as_secs()).unwrap_or(i64::MAX / 2),
         )
     }
 
+    /// The visits' retention window as a chrono duration (for the cut-off instant).
     pub fn retention(&self) -> chrono::Duration {
         chrono::Duration::seconds(
             i64::try_from(self.visits_retention.as_secs()).unwrap_or(i64::MAX / 2),

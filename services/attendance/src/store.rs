@@ -577,27 +577,43 @@ pub async fn sweep_visits(
     Ok(done.rows_affected())
 }
 
-/// Visitors not seen since `cutoff` (none of their visits is retained any more), and expired
-/// stream tickets, in one bounded batch each.
 /// Deletes up to `batch` feed events that occurred before `cutoff`, oldest first (index
-/// `outbox_occurred_at`); how many went.
+/// `outbox_occurred_at`), and moves the horizon past them; how many went.
 pub async fn sweep_outbox(
     pool: &PgPool,
     cutoff: DateTime<Utc>,
     batch: i64,
 ) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
-        "DELETE FROM attendance.outbox WHERE id IN (
-             SELECT id FROM attendance.outbox WHERE occurred_at < $1
-             ORDER BY occurred_at LIMIT $2)",
+    // The horizon moves in the same statement as the delete, so a resume never sees the rows
+    // gone without the mark.
+    let n: i64 = sqlx::query_scalar(
+        "WITH d AS (
+             DELETE FROM attendance.outbox WHERE id IN (
+                 SELECT id FROM attendance.outbox WHERE occurred_at < $1
+                 ORDER BY occurred_at LIMIT $2)
+             RETURNING id),
+         u AS (
+             UPDATE attendance.outbox_horizon
+             SET swept_through = greatest(swept_through, coalesce((SELECT max(id) FROM d), 0)))
+         SELECT count(*) FROM d",
     )
     .bind(cutoff)
     .bind(batch)
-    .execute(pool)
+    .fetch_one(pool)
     .await?;
-    Ok(done.rows_affected())
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
+/// The highest outbox id the sweeper has deleted (0 before any): a resume after an older id
+/// may have lost events.
+pub async fn swept_through(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT swept_through FROM attendance.outbox_horizon")
+        .fetch_one(pool)
+        .await
+}
+
+/// Visitors not seen since `cutoff` (none of their visits is retained any more), and expired
+/// stream tickets, in one bounded batch each.
 pub async fn sweep_rest(
     pool: &PgPool,
     cutoff: DateTime<Utc>,

@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
-use common::{SITE, harness, ingest, sign_in};
+use common::{SITE, SseReader, harness, ingest, sign_in};
 use kit::clock::PinnedClock;
 use reqwest::{Method, StatusCode};
 
@@ -60,11 +60,33 @@ async fn the_sweep_deletes_only_what_is_older_than_its_window() {
     assert_eq!(h.count("outbox").await, 0);
     assert_eq!(h.count("visits").await, 1);
     assert_eq!(h.count("visitors").await, 1);
+    let horizon = attendance::store::swept_through(&h.pool)
+        .await
+        .expect("horizon");
+    assert!(horizon >= outbox_before, "{horizon}");
+
+    // A resume from before the horizon may have lost events: it gets a snapshot, not a backlog
+    // with a silent gap. A resume from the horizon on gets exactly what came after.
+    let created = sign_in(&h.http, &h.base, SITE, "child-2").await;
+    let ticket = h.ticket(SITE).await;
+    let mut r = SseReader::open(&h.base, SITE, &ticket, Some("0")).await;
+    let first = r.next().await.expect("an event");
+    assert_eq!(first.event, "snapshot", "{first:?}");
+    assert_eq!(
+        first.data["attendances"].as_array().map(Vec::len),
+        Some(2),
+        "{first:?}"
+    );
+    let horizon_id = horizon.to_string();
+    let mut r = SseReader::open(&h.base, SITE, &ticket, Some(&horizon_id)).await;
+    let first = r.next().await.expect("an event");
+    assert_eq!(first.event, "created", "{first:?}");
+    assert_eq!(first.data["id"], created["id"], "{first:?}");
 
     // Ninety-one days later: the visit and its visitor go too.
     sweep(91).await;
     assert_eq!(h.count("visits").await, 0);
     assert_eq!(h.count("visitors").await, 0);
     // Attendance itself is the record: never swept.
-    assert_eq!(h.count("attendances").await, 1);
+    assert_eq!(h.count("attendances").await, 2);
 }
