@@ -303,12 +303,6 @@ pub async fn deploy(
         }
         None => None,
     };
-    if container(&base, &spec.service)?.image() == Some(spec.image.as_str()) {
-        tracing::info!(%active, image = %spec.image, "the active colour already runs the image");
-        let finished = finish_cycle(clients, target, active, terraform_range).await?;
-        return Ok(Outcome::AlreadyActive { active, finished });
-    }
-
     // Terraform registers a new revision of the family when a service's definition changes
     // (environment, secrets, CPU, ...) but leaves the running services on theirs
     // (ignore_changes): the new image goes onto the family's latest revision, so such a change
@@ -325,6 +319,19 @@ pub async fn deploy(
         .map_err(aws("DescribeTaskDefinition"))?
         .task_definition
         .ok_or_else(|| Error::State(format!("the family {family} has no revision")))?;
+    if container(&base, &spec.service)?.image() == Some(spec.image.as_str()) {
+        tracing::info!(%active, image = %spec.image, "the active colour already runs the image");
+        if latest.revision() > base.revision() {
+            // Nothing is deployed for a settings-only change: say so, or it looks shipped.
+            tracing::warn!(
+                running = %base_arn,
+                latest = latest.task_definition_arn().unwrap_or("?"),
+                "the family has a newer revision (a Terraform change) that ships with the next image, not now"
+            );
+        }
+        let finished = finish_cycle(clients, target, active, terraform_range).await?;
+        return Ok(Outcome::AlreadyActive { active, finished });
+    }
     // The newest ACTIVE revision can be older than the running one (a revision deregistered by
     // hand): then the running one, never an older set of settings.
     let base = if latest.revision() < base.revision() {
