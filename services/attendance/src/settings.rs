@@ -95,22 +95,16 @@ impl Settings {
                 reason: reason.into(),
             })
         };
-        let days = self.visits_retention.as_secs() / 86_400;
-        if !(1..=3650).contains(&days) {
-            return bad(
-                "ATTENDANCE_VISITS_RETENTION_DAYS",
-                days.to_string(),
-                "must be between 1 and 3650",
-            );
+        for (name, window) in [
+            ("ATTENDANCE_VISITS_RETENTION_DAYS", self.visits_retention),
+            ("ATTENDANCE_OUTBOX_RETENTION_DAYS", self.outbox_retention),
+        ] {
+            let days = window.as_secs() / 86_400;
+            if !(1..=3650).contains(&days) {
+                return bad(name, days.to_string(), "must be between 1 and 3650");
+            }
         }
         let outbox_days = self.outbox_retention.as_secs() / 86_400;
-        if !(1..=3650).contains(&outbox_days) {
-            return bad(
-                "ATTENDANCE_OUTBOX_RETENTION_DAYS",
-                outbox_days.to_string(),
-                "must be between 1 and 3650",
-            );
-        }
         if self.outbox_retention <= self.stream_max + self.ticket_ttl {
             return bad(
                 "ATTENDANCE_OUTBOX_RETENTION_DAYS",
@@ -184,17 +178,18 @@ impl Settings {
 
     /// The outbox's retention window as a chrono duration (for its cut-off instant).
     pub fn outbox_retention(&self) -> chrono::Duration {
-        chrono::Duration::seconds(
-            i64::try_from(self.outbox_retention.as_secs()).unwrap_or(i64::MAX / 2),
-        )
+        chrono_of(self.outbox_retention)
     }
 
     /// The visits' retention window as a chrono duration (for the cut-off instant).
     pub fn retention(&self) -> chrono::Duration {
-        chrono::Duration::seconds(
-            i64::try_from(self.visits_retention.as_secs()).unwrap_or(i64::MAX / 2),
-        )
+        chrono_of(self.visits_retention)
     }
+}
+
+/// A validated window (at most 3650 days) as a chrono duration.
+fn chrono_of(d: Duration) -> chrono::Duration {
+    chrono::Duration::seconds(i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2))
 }
 
 #[cfg(test)]
